@@ -1,0 +1,31 @@
+# maskcls: the two commands are `make demo` and `make test` (see README.md).
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint install clean
+
+# The stamp depends on pyproject.toml, so a second run skips installing (seconds, not minutes).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# facenet-pytorch pins an ancient torch; its code works with ours, so skip its pins.
+	$(BIN)/python -m pip install --quiet --no-deps facenet-pytorch==2.6.0
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) demo-data .pytest_cache

@@ -1,0 +1,172 @@
+"""The ``maskcls`` command line: one small function per command, each a thin wrapper that
+parses options, calls one library function and prints the result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from maskcls import __version__
+from maskcls.errors import UserError
+
+app = typer.Typer(
+    name="maskcls",
+    help="Face-attribute image classification: mask state, gender and age group from photos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+DataArg = Annotated[Path, typer.Argument(help="Dataset folder in the competition layout.")]
+CorrectionsOpt = Annotated[Path | None, typer.Option("--corrections", "-c", help="YAML file of label fixes to apply.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Any problem in the data is an error (exit 2).")]
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"maskcls {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """maskcls: from the raw competition folder to a validated submission."""
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
+    people: Annotated[int, typer.Option(help="Training people (7 images each).")] = 300,
+    eval_people: Annotated[int | None, typer.Option(help="Test people; default 2/3 of --people.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same dataset.")] = 0,
+    difficulty: Annotated[float, typer.Option(help="0 easy .. 1 hard: cue overlap, noise, label errors.")] = 0.5,
+    quirks: Annotated[bool, typer.Option(help="Plant the real data's oddities and problems.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Processes; default: all cores.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT_DIR if it exists.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Generate a synthetic dataset in the competition layout (answers in OUT_DIR/truth/)."""
+    from maskcls.progress import progress_bar
+    from maskcls.synth.generate import SynthSpec, generate_dataset
+
+    spec = SynthSpec(people=people, eval_people=eval_people, seed=seed, difficulty=difficulty, quirks=quirks)
+    with progress_bar("synth", quiet) as progress:
+        summary = generate_dataset(out_dir, spec, workers=workers, overwrite=overwrite, progress=progress)
+    out.print(
+        f"wrote {summary.root}: {summary.train_images} train + {summary.eval_images} eval images "
+        f"in {summary.seconds:.1f}s ({summary.images_per_second:.0f} images/s); "
+        f"{len(summary.corruptions)} training labels planted wrong (see truth/corruptions.csv)"
+    )
+
+
+@app.command()
+def stats(
+    data: DataArg,
+    corrections: CorrectionsOpt = None,
+    strict: StrictOpt = False,
+    verify: Annotated[bool, typer.Option(help="Decode every image to find unreadable ones.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Class distribution, people and image counts, and every problem found in DATA."""
+    from maskcls.data.layout import read_dataset
+    from maskcls.data.stats import dataset_stats
+    from maskcls.progress import progress_bar
+
+    with progress_bar("checking images", quiet or as_json) as progress:
+        dataset = read_dataset(data, corrections=corrections, strict=strict, verify_images=verify, progress=progress)
+    summary = dataset_stats(dataset)
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    print_stats(summary)
+
+
+def print_stats(summary: dict) -> None:
+    out.print(
+        f"[bold]{summary['root']}[/]: {summary['train_people']} people, {summary['train_images']} train "
+        f"images, {summary['eval_images']} eval images"
+    )
+    classes = Table("class", "mask / gender / age", "images", "share", title="18 classes (train images)")
+    for row in summary["classes"]:
+        classes.add_row(str(row["class"]), row["name"], str(row["images"]), f"{row['share']:.1%}")
+    out.print(classes)
+    attributes = Table("attribute", "value", "images", "people", title="per attribute")
+    for attribute, counts in summary["images_by"].items():
+        people = summary["people_by"].get(attribute, {})
+        for value, images in counts.items():
+            attributes.add_row(attribute, value, str(images), str(people.get(value, "")))
+    out.print(attributes)
+    if summary["duplicate_ids"]:
+        out.print(
+            f"ids used by more than one profile: {', '.join(summary['duplicate_ids'])} (people are keyed by folder)"
+        )
+    for what, count in summary["ignored"].items():
+        out.print(f"ignored {count} {what}")
+    for line in summary["corrections"]:
+        out.print(f"corrected {line}")
+    if summary["problems"]:
+        err.print(f"[yellow]{len(summary['problems'])} problem(s) found (skipped; --strict makes them errors):[/]")
+        for problem in summary["problems"]:
+            where = problem["path"] + (f" line {problem['line']}" if problem["line"] is not None else "")
+            err.print(f"  warning: {where}: {problem['message']}", highlight=False, markup=False)
+    else:
+        out.print("no problems found")
+
+
+@app.command()
+def sheet(
+    data: DataArg,
+    output: Annotated[Path, typer.Argument(help="PNG file to write.")],
+    people: Annotated[int, typer.Option(help="How many people (one row each).")] = 6,
+    seed: Annotated[int, typer.Option(help="Which people: random with this seed.")] = 0,
+    corrections: CorrectionsOpt = None,
+) -> None:
+    """Save a contact sheet: the 7 images of some people, labelled."""
+    from maskcls.data.layout import read_dataset
+    from maskcls.data.sheet import contact_sheet
+
+    dataset = read_dataset(data, corrections=corrections)
+    path = contact_sheet(dataset, output, people=people, seed=seed)
+    out.print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes print ``maskcls: error: ...`` lines and exit 2, no traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as error:
+        for line in error.lines:
+            err.print(f"maskcls: error: {line}", highlight=False, markup=False)
+        sys.exit(2)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        err.print("maskcls: aborted")
+        sys.exit(130)
+    except click_exceptions() as error:
+        error.show()
+        sys.exit(error.exit_code)
+
+
+def click_exceptions() -> tuple[type[BaseException], ...]:
+    import click
+
+    return (click.ClickException,)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Experiment configuration: pydantic models loaded from YAML, overridden by ``key=value``.
+
+Every section forbids unknown keys; a misspelt key fails naming the key and the closest valid
+one, e.g. ``config.yaml: unknown key 'data.corection' (did you mean 'data.corrections'?)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from maskcls.errors import ConfigError
+from maskcls.labels import AGE_BORDERS, validate_age_borders
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    root: str = "demo-data"
+    """Dataset folder in the competition layout (``train/``, ``eval/``)."""
+    corrections: str | None = None
+    """YAML file of per-profile label fixes, applied when the image table is built."""
+    strict: bool = False
+    """Stop on the first problem found in the data (otherwise warn and skip)."""
+    age_borders: tuple[int, int] = AGE_BORDERS
+    """Age cuts used for training labels; evaluation always uses the real (30, 60)."""
+
+    @field_validator("age_borders")
+    @classmethod
+    def _increasing(cls, value: tuple[int, int]) -> tuple[int, int]:
+        validate_age_borders(value)
+        return value
+
+
+class Config(Section):
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    schema: type[BaseModel] = Config,
+) -> BaseModel:
+    """Read a YAML file (or start from defaults), apply ``a.b=value`` overrides, validate."""
+    source = str(path) if path else "defaults"
+    raw: dict[str, Any] = read_yaml_mapping(Path(path)) if path else {}
+    for override in overrides or []:
+        key, value = parse_override(override)
+        check_known_keys(set_dotted({}, key, value), schema, f"override {override!r}")
+        set_dotted(raw, key, value)
+    check_known_keys(raw, schema, source)
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(*format_validation_error(error, source)) from None
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``optim.lr=3e-4`` -> ("optim.lr", 0.0003); the value is parsed as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. data.strict=true")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def set_dotted(tree: dict[str, Any], dotted_key: str, value: Any) -> dict[str, Any]:
+    """Set ``tree[a][b] = value`` for ``a.b``, creating sections on the way; returns ``tree``."""
+    *parents, leaf = dotted_key.split(".")
+    node = tree
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+    return tree
+
+
+def check_known_keys(raw: dict[str, Any], schema: type[BaseModel], source: str, prefix: str = "") -> None:
+    """Fail on the first key the schema does not know, naming the closest valid key."""
+    fields = schema.model_fields
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key {dotted!r}{suggestion(key, fields, prefix)}")
+        section = section_type(fields[key].annotation)
+        if section is not None and isinstance(value, dict):
+            check_known_keys(value, section, source, prefix=f"{dotted}.")
+
+
+def section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):  # Optional[Section]
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def suggestion(key: str, known: Any, prefix: str = "") -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    if close:
+        return f" (did you mean {prefix + close[0]!r}?)"
+    return f" (valid keys: {', '.join(prefix + name for name in known)})"
+
+
+def format_validation_error(error: ValidationError, source: str) -> list[str]:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top)"
+        lines.append(f"{source}: {where}: {item['msg']}")
+    return lines
+
+
+def to_plain_dict(config: BaseModel) -> dict[str, Any]:
+    """JSON-ready dict of a config (tuples become lists); the form stored in runs and checkpoints."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,22 @@
+"""Errors a user can act on. The CLI prints them as ``maskcls: error: ...`` and exits 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in the user's input (data, config, arguments), not a bug in maskcls.
+
+    ``lines`` holds one message per problem; ``str()`` joins them.
+    """
+
+    def __init__(self, *lines: str):
+        self.lines = [line for line in lines if line] or ["unknown error"]
+        super().__init__("\n".join(self.lines))
+
+
+class ConfigError(UserError):
+    """A config file or override that does not fit the schema."""
+
+
+class DataError(UserError):
+    """A dataset folder that does not fit the competition layout."""

@@ -1,0 +1,69 @@
+import json
+import subprocess
+import sys
+
+from maskcls.cli import app, main
+
+COMMANDS = [command.name or command.callback.__name__ for command in app.registered_commands]
+
+
+def run_cli(*args, capsys):
+    """Run ``maskcls ARGS`` in this process; returns (exit code, stdout, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_every_command_has_help(capsys):
+    code, out, _ = run_cli("--help", capsys=capsys)
+    assert code == 0
+    for command in COMMANDS:
+        assert command in out
+        code, out_command, _ = run_cli(command, "--help", capsys=capsys)
+        assert code == 0 and "Usage" in out_command
+
+
+def test_stats_strict_exits_2_with_one_line_per_problem(synth_quirks, capsys):
+    code, _, err = run_cli("stats", str(synth_quirks), "--strict", "--quiet", capsys=capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 9 and all(line.startswith("maskcls: error: ") for line in lines)
+    assert any("eval/info.csv line" in line and "../secret.jpg" in line for line in lines)
+
+
+def test_stats_lenient_json(synth_quirks, capsys):
+    code, out, _ = run_cli("stats", str(synth_quirks), "--json", capsys=capsys)
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["train_people"] == 12
+    assert sum(row["images"] for row in summary["classes"]) == summary["train_images"] == 82
+    assert summary["problem_counts"]["unreadable_image"] == 1
+    assert summary["ignored"]["macOS ._ files"] == 3
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
+    code, _, err = run_cli("stats", str(tmp_path / "nowhere"), capsys=capsys)
+    assert code == 2
+    assert err.strip() == f"maskcls: error: {tmp_path / 'nowhere'}: dataset folder not found"
+
+
+def test_synth_stats_and_sheet_through_the_installed_entry_point(tmp_path):
+    data = tmp_path / "data"
+    run = [sys.executable, "-m", "maskcls"]
+    made = subprocess.run(
+        [*run, "synth", str(data), "--people", "4", "--eval-people", "2", "-q"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "28 train + 14 eval images" in made.stdout
+    stats = subprocess.run([*run, "stats", str(data)], capture_output=True, text=True, check=True)
+    assert "4 people, 28 train images, 14 eval images" in stats.stdout
+    sheet = subprocess.run(
+        [*run, "sheet", str(data), str(tmp_path / "s.png"), "--people", "2"], capture_output=True, text=True, check=True
+    )
+    assert (tmp_path / "s.png").stat().st_size > 1000, sheet.stdout

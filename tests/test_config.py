@@ -1,0 +1,49 @@
+import pytest
+
+from maskcls.config import Config, load_config, to_plain_dict
+from maskcls.errors import ConfigError
+
+
+def test_defaults_without_a_file():
+    config = load_config()
+    assert isinstance(config, Config)
+    assert config.data.age_borders == (30, 60)
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: trial\ndata:\n  root: /data\n  strict: false\n")
+    config = load_config(path, ["data.strict=true", "data.age_borders=[30, 58]", "seed=7"])
+    assert config.name == "trial" and config.data.root == "/data"
+    assert config.data.strict is True and config.data.age_borders == (30, 58) and config.seed == 7
+    assert to_plain_dict(config)["data"]["age_borders"] == [30, 58]
+
+
+def test_unknown_key_names_the_closest_valid_one(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("data:\n  corection: fixes.yaml\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'data.corection' \(did you mean 'data.corrections'\?\)"):
+        load_config(path)
+
+
+def test_unknown_override_key():
+    with pytest.raises(ConfigError, match=r"override 'data.strickt=true': unknown key 'data.strickt'.*data.strict"):
+        load_config(None, ["data.strickt=true"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(None, ["data.strict"])
+
+
+def test_bad_values_name_the_field(tmp_path):
+    with pytest.raises(ConfigError, match="data.age_borders"):
+        load_config(None, ["data.age_borders=[60, 30]"])
+    with pytest.raises(ConfigError, match="seed"):
+        load_config(None, ["seed=abc"])
+
+
+def test_bad_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ndata: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml line"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")

@@ -1,0 +1,103 @@
+import csv
+import hashlib
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from maskcls.data.layout import read_dataset
+from maskcls.errors import UserError
+from maskcls.labels import age_groups, encode_classes
+from maskcls.synth.generate import SynthSpec, generate_dataset
+
+
+def file_digest(path):
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def test_layout_is_the_competitions_and_reads_cleanly(synth_small):
+    dataset = read_dataset(synth_small, strict=True, verify_images=True, require_eval=True)
+    assert len(dataset.people) == 24 and len(dataset.train) == 24 * 7
+    assert len(dataset.eval) == 8 * 7
+    assert all(re.fullmatch(r"[0-9a-f]{40}\.jpg", name) for name in dataset.eval["ImageID"])
+    assert all(re.fullmatch(r"\d{6}_(male|female)_Asian_\d+", p) for p in dataset.people["profile"])
+    with Image.open(dataset.absolute(dataset.train["path"][0])) as image:
+        assert image.size == (384, 512)
+
+
+def test_truth_matches_info_csv_and_splits_people(synth_small):
+    info = pd.read_csv(synth_small / "eval/info.csv")
+    truth = pd.read_csv(synth_small / "truth/eval.csv")
+    assert list(info.columns) == ["ImageID", "ans"] and (info["ans"] == 0).all()
+    assert list(truth["ImageID"]) == list(info["ImageID"])
+    expected = encode_classes(truth["mask"], truth["gender"], age_groups(truth["age"].to_numpy()))
+    assert (truth["ans"] == expected).all()
+    halves = truth.groupby("person")["half"].nunique()
+    assert (halves == 1).all() and set(truth["half"]) == {"public", "private"}
+    assert truth.groupby("person").size().eq(7).all()
+    boxes = pd.read_csv(synth_small / "truth/boxes.csv")
+    assert len(boxes) == (24 + 8) * 7
+    assert ((boxes["x1"] > boxes["x0"]) & (boxes["y1"] > boxes["y0"])).all()
+
+
+def test_planted_corruptions_are_recorded(synth_small):
+    corruptions = pd.read_csv(synth_small / "truth/corruptions.csv")
+    assert set(corruptions["kind"]) <= {"gender", "swap_incorrect_normal"}
+    assert len(corruptions) >= 2
+    train = pd.read_csv(synth_small / "train/train.csv")
+    for row in corruptions[corruptions["kind"] == "gender"].itertuples():
+        assert train.set_index("path").loc[row.profile, "gender"] == row.given != row.true
+
+
+def test_same_seed_same_dataset_whatever_the_workers(tmp_path):
+    spec = SynthSpec(people=3, eval_people=2, seed=11)
+    one = generate_dataset(tmp_path / "one", spec, workers=1).root
+    two = generate_dataset(tmp_path / "two", spec, workers=2).root
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    assert all(file_digest(one / f) == file_digest(two / f) for f in files)
+    other = generate_dataset(tmp_path / "other", SynthSpec(people=3, eval_people=2, seed=12), workers=1).root
+    assert (one / "train/train.csv").read_text() != (other / "train/train.csv").read_text()
+
+
+def test_refuses_to_overwrite_and_leaves_nothing_half_written(tmp_path):
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        generate_dataset(out, SynthSpec(people=2, eval_people=1))
+    assert (out / "keep.txt").read_text() == "mine"
+    with pytest.raises(UserError, match="difficulty"):
+        generate_dataset(tmp_path / "x", SynthSpec(people=2, difficulty=2))
+    assert not (tmp_path / "x").exists()
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_quirks_are_reported_exactly(synth_quirks):
+    planted = json.loads((synth_quirks / "truth/meta.json").read_text())["quirks"]
+    dataset = read_dataset(synth_quirks, verify_images=True)
+    counts = {}
+    for problem in dataset.problems:
+        counts[problem.kind] = counts.get(problem.kind, 0) + 1
+    assert counts == planted["problems"]
+    assert dict(dataset.ignored) == planted["ignored"]
+    assert len(dataset.people) == planted["train_people_readable"]
+    assert len(dataset.train) == planted["train_images_readable"]
+    assert len(dataset.eval) == planted["eval_images_readable"]
+    assert (dataset.people["person_id"] == planted["duplicate_id"]).sum() == 2
+    assert planted["non_numeric_id"] in set(dataset.people["person_id"])
+    extensions = {p.rsplit(".", 1)[1] for p in dataset.train["path"]}
+    assert {"jpg", "png", "jpeg", "JPG"} <= extensions
+
+
+def test_distribution_is_like_the_competitions(tmp_path):
+    root = generate_dataset(tmp_path / "d", SynthSpec(people=120, eval_people=1, seed=0)).root
+    with (root / "train/train.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    female = np.mean([row["gender"] == "female" for row in rows])
+    old = np.mean([int(row["age"]) >= 60 for row in rows])
+    assert 0.45 < female < 0.75
+    assert 0.0 < old < 0.2
