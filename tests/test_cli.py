@@ -67,3 +67,18 @@ def test_synth_stats_and_sheet_through_the_installed_entry_point(tmp_path):
         [*run, "sheet", str(data), str(tmp_path / "s.png"), "--people", "2"], capture_output=True, text=True, check=True
     )
     assert (tmp_path / "s.png").stat().st_size > 1000, sheet.stdout
+
+
+def test_crop_command_reports_and_exit_code_says_unreadable(tmp_path, capsys):
+    from tests.conftest import make_layout
+
+    root = make_layout(tmp_path / "data", ["000001_female_Asian_45"])
+    code, out, _ = run_cli(
+        "crop", str(root), str(tmp_path / "a"), "--detector", "fixed", "--size", "30x40", capsys=capsys
+    )
+    assert code == 0 and "8 images cropped" in out
+    (root / "train/images/000001_female_Asian_45/normal.jpg").write_bytes(b"garbage")
+    code, _, err = run_cli("crop", str(root), str(tmp_path / "b"), "--detector", "fixed", capsys=capsys)
+    assert code == 1 and "1 image(s) could not be read" in err
+    code, _, err = run_cli("crop", str(root), str(tmp_path / "c"), "--size", "30by40", capsys=capsys)
+    assert code == 2 and "expected WIDTHxHEIGHT" in err

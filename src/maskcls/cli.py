@@ -144,10 +144,68 @@ def sheet(
     out.print(f"wrote {path}")
 
 
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``'192x256'`` -> (192, 256)."""
+    if not text:
+        return None
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
+        raise UserError(f"--size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 192x256")
+    return int(width), int(height)
+
+
+@app.command()
+def crop(
+    data: DataArg,
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the cropped copy (same layout).")],
+    detector: Annotated[str, typer.Option(help="Face detector: mtcnn or fixed (the fallback box).")] = "mtcnn",
+    margin: Annotated[float, typer.Option(help="Widen the face box by this fraction on each side.")] = 0.3,
+    size: Annotated[str | None, typer.Option(help="Resize crops to WxH (e.g. 192x256); keeps aspect.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per detector call.")] = 32,
+    detect_scale: Annotated[float, typer.Option(help="MTCNN runs on the image scaled by this.")] = 0.5,
+    min_face_size: Annotated[int, typer.Option(help="Smallest face MTCNN looks for, in pixels.")] = 60,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start OUT_DIR afresh instead of resuming.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Crop every train and eval image to its face; write OUT_DIR in the same layout + boxes.csv."""
+    from maskcls.faces.crop import CropOptions, crop_dataset
+    from maskcls.progress import progress_bar
+
+    detector_options = {}
+    if detector == "mtcnn":
+        detector_options = {"detect_scale": detect_scale, "min_face_size": min_face_size, "device": device}
+    options = CropOptions(
+        detector=detector, margin=margin, size=parse_size(size), batch_size=batch_size,
+        detector_options=detector_options,
+    )  # fmt: skip
+    with progress_bar("crop", quiet) as progress:
+        summary = crop_dataset(data, out_dir, options, progress=progress, overwrite=overwrite)
+    table = Table("split", "images", "detected", "fallback", "unreadable", title=f"faces in {summary.out}")
+    for split, counts in summary.by_split.items():
+        total = sum(counts.values())
+        table.add_row(
+            split, str(total), percent(counts["detected"], total), percent(counts["fallback"], total),
+            str(counts["unreadable"]),
+        )  # fmt: skip
+    out.print(table)
+    out.print(
+        f"{summary.processed} images cropped in {summary.seconds:.1f}s ({summary.images_per_second:.1f} images/s), "
+        f"{summary.skipped} already done; record: {summary.out / 'boxes.csv'}"
+    )
+    if summary.unreadable:
+        err.print(f"maskcls: {summary.unreadable} image(s) could not be read (status 'unreadable' in boxes.csv)")
+        raise typer.Exit(1)
+
+
+def percent(part: int, total: int) -> str:
+    return f"{part / total:.1%}" if total else "-"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes print ``maskcls: error: ...`` lines and exit 2, no traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # typer.Exit(n) comes back as n here
     except UserError as error:
         for line in error.lines:
             err.print(f"maskcls: error: {line}", highlight=False, markup=False)
@@ -160,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     except click_exceptions() as error:
         error.show()
         sys.exit(error.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def click_exceptions() -> tuple[type[BaseException], ...]:
