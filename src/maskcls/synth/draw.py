@@ -117,7 +117,7 @@ def draw_face(canvas, person: Person, cx, cy, face_w, face_h) -> None:
 
 def draw_hair_top(canvas, person: Person, cx, cy, face_w, face_h) -> None:
     top = cy - face_h * 0.58
-    line = cy - face_h * (0.38 - 0.12 * person.fringe)
+    line = cy - face_h * (0.38 - 0.10 * person.fringe)
     width = face_w * 1.1
     canvas.chord((cx - width / 2, top, cx + width / 2, line + (line - top)), 180, 360, fill=person.hair)
 
@@ -127,7 +127,7 @@ def draw_features(canvas, person: Person, cx, cy, face_w, face_h) -> None:
     eye_dx = face_w * person.eye_spacing
     eye_w, eye_h = face_w * 0.2, face_w * 0.085
     dark = (35, 28, 25)
-    wrinkle = shade(person.skin, 1 - 0.35 * person.wrinkles)
+    wrinkle = shade(person.skin, 1 - 0.45 * person.wrinkles)
     for side in (-1, 1):
         ex = cx + side * eye_dx
         canvas.ellipse((ex - eye_w / 2, eye_y - eye_h / 2, ex + eye_w / 2, eye_y + eye_h / 2), fill=EYE_WHITE)
@@ -151,6 +151,9 @@ def draw_features(canvas, person: Person, cx, cy, face_w, face_h) -> None:
             corner = ex + side * eye_w * 0.62
             for k in (-1, 0, 1):
                 canvas.line((corner, eye_y + k * 3, corner + side * face_w * 0.06, eye_y + k * 6), fill=wrinkle)
+        if person.wrinkles > 0.35:  # bags under the eyes
+            bag = (ex - eye_w / 2, eye_y, ex + eye_w / 2, eye_y + eye_h * 1.6)
+            canvas.arc(bag, 20, 160, fill=wrinkle, width=max(1, round(face_w / 60)))
     nose_tip = cy + face_h * 0.14
     canvas.line(
         (cx - face_w * 0.03, eye_y + eye_h, cx - face_w * 0.05, nose_tip),
@@ -180,9 +183,9 @@ def draw_features(canvas, person: Person, cx, cy, face_w, face_h) -> None:
 
 def draw_age_lines(canvas, person: Person, cx, cy, face_w, face_h, colour, nose_tip, mouth_y) -> None:
     lines = int(person.wrinkles * 4.5)
-    width = max(1, round(face_w / 90 * (0.6 + person.wrinkles)))
-    for k in range(lines):
-        y = cy - face_h * (0.24 + 0.045 * k)
+    width = max(1, round(face_w / 70 * (0.6 + person.wrinkles)))
+    for k in range(lines):  # forehead lines, between the brows and the hairline
+        y = cy - face_h * (0.18 + 0.03 * k)
         canvas.arc((cx - face_w * 0.28, y - 6, cx + face_w * 0.28, y + 6), 200, 340, fill=colour, width=width)
     if person.wrinkles > 0.15:  # smile lines from nose to mouth corners
         for side in (-1, 1):
@@ -205,7 +208,7 @@ def draw_mask(canvas, style: MaskStyle, mask: Mask, cx, cy, face_w, face_h, rng:
     if mask == Mask.WEAR:
         top = cy + face_h * rng.uniform(MASK_TOP, MASK_TOP + 0.05)
     else:  # below the nose, or pulled down onto the chin
-        top = cy + face_h * (rng.uniform(0.18, 0.24) if rng.random() < 0.6 else rng.uniform(0.33, 0.38))
+        top = cy + face_h * (rng.uniform(0.18, 0.24) if rng.random() < 0.75 else rng.uniform(0.3, 0.34))
     bottom = min(cy + face_h * 0.54, top + face_h * style.height)
     half = face_w * 0.5 * MASK_WIDTH
     outline = [

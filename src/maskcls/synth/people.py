@@ -70,11 +70,11 @@ def sample_age(rng: np.random.Generator) -> int:
 def sample_person(index: int, rng: np.random.Generator, difficulty: float = 0.5) -> Person:
     gender = Gender.FEMALE if rng.random() < 0.6 else Gender.MALE
     age = sample_age(rng)
-    noise = 0.35 + difficulty
-    apparent_age = max(14.0, age + rng.normal(0, 2.5 + 6 * difficulty))
+    noise = 0.1 + 0.5 * difficulty
+    apparent_age = max(14.0, age + rng.normal(0, 1.0 + 4 * difficulty))
     masculinity = float(np.clip((1.0 if gender == Gender.MALE else -1.0) + rng.normal(0, noise), -2, 2))
     youth = np.clip((apparent_age - 18) / 50, 0, 1.2)
-    grey_share = float(np.clip((apparent_age - 38) / 28 + rng.normal(0, 0.12), 0, 1))
+    grey_share = float(np.clip((apparent_age - 35) / 25 + rng.normal(0, 0.1), 0, 1))
     hair_base = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))]
     hair = (1 - grey_share) * hair_base + grey_share * GREY_HAIR
     skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] + rng.normal(0, 6, 3) - youth * np.array([4, 8, 10])
@@ -95,7 +95,7 @@ def sample_person(index: int, rng: np.random.Generator, difficulty: float = 0.5)
         face_width=float(face_width),
         face_aspect=float(rng.uniform(1.22, 1.38) + 0.03 * youth),
         brow_thickness=float(np.clip(3.0 + 1.2 * masculinity + rng.normal(0, 0.6), 1.5, 6.5)),
-        wrinkles=float(np.clip((apparent_age - 30) / 35 + rng.normal(0, 0.08), 0, 1)),
+        wrinkles=float(np.clip((apparent_age - 27) / 30 + rng.normal(0, 0.06), 0, 1)),
         stubble=float(np.clip(masculinity - 0.4 + rng.normal(0, 0.3), 0, 1) * (rng.random() < 0.6)),
         lip_colour=lip_colour(rng, masculinity),
         eye_spacing=float(rng.uniform(0.20, 0.25)),
