@@ -73,12 +73,13 @@ def predict(model, images) -> np.ndarray:
 
 
 def report(name: str, truth: np.ndarray, predicted: np.ndarray) -> None:
-    parts = dict(zip(("mask", "gender", "age"), zip(decode_classes(truth), decode_classes(predicted), strict=True)))
+    pairs = zip(decode_classes(truth), decode_classes(predicted), strict=True)
+    parts = dict(zip(("mask", "gender", "age"), pairs, strict=True))
     attribute = "  ".join(f"{k} F1 {f1_score(t, p, average='macro'):.3f}" for k, (t, p) in parts.items())
     f1 = f1_score(truth, predicted, average="macro", labels=range(18), zero_division=0)
     print(f"{name:10s} macro F1 {f1:.3f}  acc {accuracy_score(truth, predicted):.3f}  {attribute}")
     for attribute_name, (t, p) in parts.items():
-        rows = "  ".join(str(list(row)) for row in confusion_matrix(t, p))
+        rows = "  ".join(str(row.tolist()) for row in confusion_matrix(t, p))
         print(f"{'':10s} {attribute_name} confusion (rows truth, columns predicted): {rows}")
 
 
@@ -100,9 +101,8 @@ def main() -> None:
     images = load(args.data, table["path"], size)
     model = tiny_cnn()
     train(model, images[fit_rows], torch.as_tensor(labels[fit_rows]), args.epochs, args.seed)
-    print(
-        f"{len(fit_rows)} train / {len(valid_rows)} valid images, {args.epochs} epochs, {time.perf_counter() - started:.0f}s"
-    )
+    seconds = time.perf_counter() - started
+    print(f"{len(fit_rows)} train / {len(valid_rows)} valid images, {args.epochs} epochs, {seconds:.0f}s")
     report("valid", labels[valid_rows], predict(model, images[valid_rows]))
     truth = pd.read_csv(args.data / "truth/eval.csv").set_index("ImageID").loc[dataset.eval["ImageID"]]
     report("eval", truth["ans"].to_numpy(), predict(model, load(args.data, dataset.eval["path"], size)))
