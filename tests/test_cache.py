@@ -1,0 +1,51 @@
+import os
+
+import numpy as np
+import pytest
+
+from maskcls.data.cache import cached_images, load_resized
+from maskcls.data.layout import read_dataset
+from maskcls.errors import DataError
+from tests.conftest import make_layout, write_image
+
+
+@pytest.fixture
+def colourful(tmp_path):
+    root = make_layout(tmp_path / "data", ["000001_female_Asian_45", "000002_male_Asian_22"])
+    rng = np.random.default_rng(0)
+    for path in sorted((root / "train/images").rglob("*.jpg")):
+        write_image(path, colour=tuple(int(v) for v in rng.integers(0, 255, 3)), size=(96, 128))
+    return root
+
+
+def test_cache_holds_each_image_resized_in_table_order(colourful, tmp_path):
+    paths = list(read_dataset(colourful).train["path"])
+    array = cached_images(colourful, paths, (24, 32), tmp_path / "cache", workers=1)
+    assert array.shape == (14, 32, 24, 3) and array.dtype == np.uint8
+    for k in (0, 5, 13):
+        assert np.array_equal(array[k], load_resized(colourful / paths[k], (24, 32)))
+
+
+def test_cache_is_reused_and_rebuilt_when_images_change(colourful, tmp_path):
+    paths = list(read_dataset(colourful).train["path"])
+    cache = tmp_path / "cache"
+    cached_images(colourful, paths, (24, 32), cache, workers=2)
+    (first,) = list(cache.iterdir())
+    stamp = first.stat().st_mtime_ns
+    again = cached_images(colourful, paths, (24, 32), cache, workers=2)
+    assert first.stat().st_mtime_ns == stamp and isinstance(again, np.memmap)
+    write_image(colourful / paths[0], colour=(0, 0, 0), size=(96, 128))
+    os.utime(colourful / paths[0], ns=(1, 1))
+    rebuilt = cached_images(colourful, paths, (24, 32), cache, workers=1)
+    assert len(list(cache.glob("*.npy"))) == 2 and rebuilt[0].max() < 10
+    cached_images(colourful, paths, (12, 16), cache, workers=1)
+    assert len(list(cache.glob("*.npy"))) == 3
+    assert not list(cache.glob("*.tmp"))
+
+
+def test_unreadable_image_is_a_clear_error_and_leaves_no_cache(colourful, tmp_path):
+    paths = list(read_dataset(colourful).train["path"])
+    (colourful / paths[3]).write_bytes(b"broken")
+    with pytest.raises(DataError, match=r"mask4.jpg: cannot decode image"):
+        cached_images(colourful, paths, (24, 32), tmp_path / "cache", workers=1)
+    assert not list((tmp_path / "cache").iterdir())
