@@ -182,8 +182,8 @@ def draw_features(canvas, person: Person, cx, cy, face_w, face_h) -> None:
 
 
 def draw_age_lines(canvas, person: Person, cx, cy, face_w, face_h, colour, nose_tip, mouth_y) -> None:
-    lines = int(person.wrinkles * 4.5)
-    width = max(1, round(face_w / 70 * (0.6 + person.wrinkles)))
+    lines = int(person.wrinkles * 3.5)
+    width = max(1, round(face_w / 100 * (0.6 + person.wrinkles)))
     for k in range(lines):  # forehead lines, between the brows and the hairline
         y = cy - face_h * (0.18 + 0.03 * k)
         canvas.arc((cx - face_w * 0.28, y - 6, cx + face_w * 0.28, y + 6), 200, 340, fill=colour, width=width)
