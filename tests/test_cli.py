@@ -82,3 +82,8 @@ def test_crop_command_reports_and_exit_code_says_unreadable(tmp_path, capsys):
     assert code == 1 and "1 image(s) could not be read" in err
     code, _, err = run_cli("crop", str(root), str(tmp_path / "c"), "--size", "30by40", capsys=capsys)
     assert code == 2 and "expected WIDTHxHEIGHT" in err
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    code, _, err = run_cli("stats", "--bogus", capsys=capsys)
+    assert code == 2 and "No such option" in err and "Traceback" not in err

@@ -15,6 +15,11 @@ from rich.table import Table
 from maskcls import __version__
 from maskcls.errors import UserError
 
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import ClickException
+
 app = typer.Typer(
     name="maskcls",
     help="Face-attribute image classification: mask state, gender and age group from photos.",
@@ -215,17 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err.print("maskcls: aborted")
         sys.exit(130)
-    except click_exceptions() as error:
+    except ClickException as error:
         error.show()
         sys.exit(error.exit_code)
     if isinstance(code, int) and code:
         sys.exit(code)
-
-
-def click_exceptions() -> tuple[type[BaseException], ...]:
-    import click
-
-    return (click.ClickException,)
 
 
 if __name__ == "__main__":

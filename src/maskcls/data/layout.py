@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from maskcls.data.corrections import apply_corrections, load_corrections
 from maskcls.data.images import Progress, image_errors
 from maskcls.data.problems import Problem
 from maskcls.errors import DataError
@@ -71,8 +72,6 @@ def read_dataset(
     progress: Progress | None = None,
 ) -> Dataset:
     """Read train and eval parts of ``root``; in ``strict`` mode any problem raises DataError."""
-    from maskcls.data.corrections import apply_corrections, load_corrections
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
@@ -190,9 +189,7 @@ def profile_matches_row(folder_name: str, row: dict, problems: list[Problem]) ->
     where = f"{TRAIN_IMAGES}/{folder_name}"
     match = PROFILE_PATTERN.match(folder_name)
     if not match:
-        problems.append(
-            Problem("bad_folder_name", where, "folder name does not parse as ID_GENDER_RACE_AGE")
-        )
+        problems.append(Problem("bad_folder_name", where, "folder name does not parse as ID_GENDER_RACE_AGE"))
         return False
     try:
         folder_gender = parse_gender(match["gender"])
@@ -213,8 +210,7 @@ def profile_matches_row(folder_name: str, row: dict, problems: list[Problem]) ->
             Problem(
                 "label_mismatch",
                 TRAIN_CSV,
-                f"{', '.join(disagreements)} disagree(s) with folder name {folder_name!r}; "
-                "using train.csv",
+                f"{', '.join(disagreements)} disagree(s) with folder name {folder_name!r}; using train.csv",
                 row["line"],
             )
         )
@@ -232,15 +228,11 @@ def list_profile_folders(root: Path, problems: list[Problem], ignored: Counter) 
         if entry.is_dir():
             folders.add(entry.name)
         else:
-            problems.append(
-                Problem("unexpected_file", f"{TRAIN_IMAGES}/{entry.name}", "file outside a profile folder")
-            )
+            problems.append(Problem("unexpected_file", f"{TRAIN_IMAGES}/{entry.name}", "file outside a profile folder"))
     return folders
 
 
-def profile_images(
-    root: Path, folder_name: str, problems: list[Problem], ignored: Counter
-) -> dict[str, str]:
+def profile_images(root: Path, folder_name: str, problems: list[Problem], ignored: Counter) -> dict[str, str]:
     """The profile's images as ``{stem: relative path}`` in the order of MASK_STEMS."""
     folder_rel = f"{TRAIN_IMAGES}/{folder_name}"
     found: dict[str, list[str]] = {}
@@ -298,9 +290,7 @@ def is_ignored_entry(name: str, ignored: Counter) -> bool:
 # --- eval --------------------------------------------------------------------------------------
 
 
-def read_eval_table(
-    root: Path, problems: list[Problem], ignored: Counter, *, required: bool = False
-) -> pd.DataFrame:
+def read_eval_table(root: Path, problems: list[Problem], ignored: Counter, *, required: bool = False) -> pd.DataFrame:
     csv_path = root / EVAL_CSV
     if not csv_path.exists() and not required:
         return pd.DataFrame(columns=EVAL_TABLE_COLUMNS)
@@ -338,11 +328,7 @@ def list_eval_images(root: Path, ignored: Counter) -> set[str]:
     folder = root / EVAL_IMAGES
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found (expected the competition layout)")
-    return {
-        entry.name
-        for entry in folder.iterdir()
-        if not is_ignored_entry(entry.name, ignored) and entry.is_file()
-    }
+    return {entry.name for entry in folder.iterdir() if not is_ignored_entry(entry.name, ignored) and entry.is_file()}
 
 
 # --- shared ------------------------------------------------------------------------------------
@@ -357,8 +343,7 @@ def read_csv_records(path: Path, name: str, columns: tuple[str, ...]) -> list[tu
             missing = [column for column in columns if column not in header]
             if missing:
                 raise DataError(
-                    f"{name} line 1: missing column(s) {', '.join(missing)} "
-                    f"(expected header {','.join(columns)})"
+                    f"{name} line 1: missing column(s) {', '.join(missing)} (expected header {','.join(columns)})"
                 )
             reader.fieldnames = header
             return [(reader.line_num, row) for row in reader]

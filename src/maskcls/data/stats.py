@@ -47,9 +47,7 @@ def dataset_stats(dataset: Dataset, age_borders: tuple[int, int] = AGE_BORDERS) 
             "gender": named_counts(people["gender"], {int(g): g.name.lower() for g in Gender}),
             "age": named_counts(people_ages, {int(a): AGE_GROUP_NAMES[a] for a in AgeGroup}),
         },
-        "duplicate_ids": sorted(
-            person_id for person_id, n in Counter(people["person_id"]).items() if n > 1
-        ),
+        "duplicate_ids": sorted(person_id for person_id, n in Counter(people["person_id"]).items() if n > 1),
         "problems": [problem.as_dict() for problem in dataset.problems],
         "problem_counts": dict(Counter(problem.kind for problem in dataset.problems)),
         "ignored": dict(dataset.ignored),
