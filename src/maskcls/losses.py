@@ -1,0 +1,115 @@
+"""Losses by name (a registry, like timm's factories), with kwargs from the config.
+
+``create_loss("focal", gamma=2.0)``; a weighted sum is ``create_loss([("cross_entropy", 1.0, {}),
+("f1", 0.5, {})])``. Every loss takes logits (N, C) and integer targets (N,) and returns a scalar.
+Mixing (cutmix, mixup) combines two targets as ``r * loss(a) + (1 - r) * loss(b)`` outside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from maskcls.registry import Registry
+
+LOSSES: Registry[nn.Module] = Registry("loss")
+
+
+@LOSSES.register("cross_entropy")
+class CrossEntropyLoss(nn.CrossEntropyLoss):
+    """Plain cross entropy; ``weight`` (per-class) as a list."""
+
+    def __init__(self, weight: Sequence[float] | None = None):
+        super().__init__(weight=torch.tensor(weight, dtype=torch.float32) if weight is not None else None)
+
+
+@LOSSES.register("label_smoothing")
+class LabelSmoothingLoss(nn.Module):
+    """Cross entropy against ``(1 - smoothing)`` on the target and ``smoothing / (C - 1)`` elsewhere."""
+
+    def __init__(self, smoothing: float = 0.1):
+        super().__init__()
+        if not 0 <= smoothing < 1:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.smoothing = smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_probs = logits.log_softmax(dim=-1)
+        classes = logits.shape[-1]
+        soft = torch.full_like(log_probs, self.smoothing / (classes - 1))
+        soft.scatter_(1, target.unsqueeze(1), 1 - self.smoothing)
+        return -(soft * log_probs).sum(dim=-1).mean()
+
+
+@LOSSES.register("focal")
+class FocalLoss(nn.Module):
+    """``-(1 - p_t)^gamma * log p_t`` (Lin et al.); gamma 0 is cross entropy."""
+
+    def __init__(self, gamma: float = 2.0, weight: Sequence[float] | None = None):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("weight", torch.tensor(weight, dtype=torch.float32) if weight is not None else None)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_pt = logits.log_softmax(dim=-1).gather(1, target.unsqueeze(1)).squeeze(1)
+        loss = -((1 - log_pt.exp()) ** self.gamma) * log_pt
+        if self.weight is not None:
+            loss = loss * self.weight[target]
+        return loss.mean()
+
+
+@LOSSES.register("f1")
+class F1Loss(nn.Module):
+    """``1 - soft macro F1``: F1 per class from probabilities instead of hard counts."""
+
+    def __init__(self, epsilon: float = 1e-7):
+        super().__init__()
+        self.epsilon = epsilon
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        probs = logits.softmax(dim=-1)
+        truth = F.one_hot(target, logits.shape[-1]).to(probs.dtype)
+        true_positive = (probs * truth).sum(dim=0)
+        precision = true_positive / (probs.sum(dim=0) + self.epsilon)
+        recall = true_positive / (truth.sum(dim=0) + self.epsilon)
+        f1 = 2 * precision * recall / (precision + recall + self.epsilon)
+        return 1 - f1.mean()
+
+
+@LOSSES.register("symmetric_ce")
+class SymmetricCrossEntropyLoss(nn.Module):
+    """``alpha * CE + beta * reverse CE`` (Wang et al. 2019), robust to noisy labels.
+
+    The reverse term is ``-sum p * log q`` with the one-hot target q clamped to ``log(1e-4)``.
+    """
+
+    def __init__(self, alpha: float = 0.1, beta: float = 1.0):
+        super().__init__()
+        self.alpha, self.beta = alpha, beta
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        cross_entropy = F.cross_entropy(logits, target)
+        probs = logits.softmax(dim=-1).clamp(min=1e-7, max=1.0)
+        truth = F.one_hot(target, logits.shape[-1]).to(probs.dtype).clamp(min=1e-4, max=1.0)
+        reverse = -(probs * truth.log()).sum(dim=-1).mean()
+        return self.alpha * cross_entropy + self.beta * reverse
+
+
+class WeightedSum(nn.Module):
+    def __init__(self, parts: list[tuple[nn.Module, float]]):
+        super().__init__()
+        self.losses = nn.ModuleList(loss for loss, _ in parts)
+        self.weights = [weight for _, weight in parts]
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(weight * loss(logits, target) for loss, weight in zip(self.losses, self.weights, strict=True))
+
+
+def create_loss(spec: str | Sequence[tuple[str, float, dict]], **kwargs) -> nn.Module:
+    """A loss by name, or a weighted sum of ``(name, weight, kwargs)`` parts."""
+    if isinstance(spec, str):
+        return LOSSES.create(spec, **kwargs)
+    return WeightedSum([(LOSSES.create(name, **(options or {})), weight) for name, weight, options in spec])

@@ -1,0 +1,62 @@
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from maskcls.errors import UserError
+from maskcls.losses import create_loss
+
+LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0]])
+TARGET = torch.tensor([0, 2, 1])
+
+
+def test_cross_entropy_matches_torch():
+    assert create_loss("cross_entropy")(LOGITS, TARGET).item() == pytest.approx(F.cross_entropy(LOGITS, TARGET).item())
+
+
+def test_focal_with_gamma_zero_is_cross_entropy_and_down_weights_easy_examples():
+    ce = F.cross_entropy(LOGITS, TARGET).item()
+    assert create_loss("focal", gamma=0.0)(LOGITS, TARGET).item() == pytest.approx(ce)
+    # one example by hand: p_t = 0.9 -> -(0.1 ** 2) * log 0.9
+    logits = torch.log(torch.tensor([[0.9, 0.05, 0.05]]))
+    expected = -(0.1**2) * math.log(0.9)
+    assert create_loss("focal", gamma=2.0)(logits, torch.tensor([0])).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_label_smoothing_by_hand_and_against_torch():
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+    expected = -(0.9 * math.log(0.7) + 0.05 * math.log(0.2) + 0.05 * math.log(0.1))
+    assert create_loss("label_smoothing", smoothing=0.1)(logits, torch.tensor([0])).item() == pytest.approx(expected)
+    assert create_loss("label_smoothing", smoothing=0.0)(LOGITS, TARGET).item() == pytest.approx(
+        F.cross_entropy(LOGITS, TARGET).item()
+    )
+
+
+def test_soft_f1_is_zero_for_confident_right_answers_and_one_for_wrong():
+    perfect = F.one_hot(TARGET, 3).float() * 50
+    assert create_loss("f1")(perfect, TARGET).item() == pytest.approx(0.0, abs=1e-4)
+    wrong = F.one_hot((TARGET + 1) % 3, 3).float() * 50
+    assert create_loss("f1")(wrong, TARGET).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_symmetric_ce_by_hand():
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+    reverse = -(0.2 * math.log(1e-4) + 0.1 * math.log(1e-4))  # log 1 = 0 on the target
+    expected = 0.1 * -math.log(0.7) + 1.0 * reverse
+    assert create_loss("symmetric_ce")(logits, torch.tensor([0])).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_weighted_sum_and_gradients():
+    combined = create_loss([("cross_entropy", 1.0, {}), ("f1", 0.5, {})])
+    logits = LOGITS.clone().requires_grad_(True)
+    value = combined(logits, TARGET)
+    expected = F.cross_entropy(LOGITS, TARGET) + 0.5 * create_loss("f1")(LOGITS, TARGET)
+    assert value.item() == pytest.approx(expected.item())
+    value.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def test_unknown_loss_suggests():
+    with pytest.raises(UserError, match=r"unknown loss 'focall' \(did you mean 'focal'\?\)"):
+        create_loss("focall")
