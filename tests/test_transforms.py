@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from maskcls.data.transforms import apply_jitter, augment, channel_stats, normalize, to_float
+
+
+def batch(count=6, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, 16, 12, 3), generator=generator, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize(
+    ("name", "torchvision_op"),
+    [("brightness", TF.adjust_brightness), ("contrast", TF.adjust_contrast),
+     ("saturation", TF.adjust_saturation), ("hue", TF.adjust_hue)],
+)  # fmt: skip
+def test_batched_jitters_equal_torchvision_per_image(name, torchvision_op):
+    images = to_float(batch())
+    factors = torch.tensor([0.2, 0.7, 1.0, 1.9, 3.0, 2.5]) if name != "hue" else torch.linspace(-0.3, 0.3, 6)
+    ours = apply_jitter(images, name, factors)
+    for image, factor, result in zip(images, factors, ours, strict=True):
+        assert torch.allclose(result, torchvision_op(image, float(factor)), atol=1e-5)
+
+
+def test_seed_preset_is_per_image_random_and_reproducible():
+    images = to_float(batch(32))
+    first = augment(images, "seed", torch.Generator().manual_seed(1))
+    again = augment(images, "seed", torch.Generator().manual_seed(1))
+    assert torch.equal(first, again)
+    changed = [(first[k] - images[k]).abs().max() > 1e-6 for k in range(32)]
+    assert sum(changed) >= 24  # nearly every image gets a jitter (factor 1 is rare)
+    assert first.min() >= 0 and first.max() <= 1 and first.shape == images.shape
+
+
+def test_none_leaves_images_alone_and_strong_moves_pixels():
+    images = to_float(batch())
+    assert torch.equal(augment(images, "none", torch.Generator()), images)
+    strong = augment(images, "strong", torch.Generator().manual_seed(0))
+    assert strong.shape == images.shape and not torch.allclose(strong, images)
+    with pytest.raises(ValueError, match="known: none, seed, strong"):
+        augment(images, "heavy", torch.Generator())
+
+
+def test_flip_is_a_mirror():
+    images = to_float(batch(64))
+    generator = torch.Generator().manual_seed(0)
+    from maskcls.data.transforms import random_flip
+
+    flipped = random_flip(images, generator)
+    mirrored = [torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images, strict=True)]
+    same = [torch.equal(f, i) for f, i in zip(flipped, images, strict=True)]
+    assert all(m or s for m, s in zip(mirrored, same, strict=True)) and 16 < sum(mirrored) < 48
+
+
+def test_channel_stats_and_normalize():
+    images = np.random.default_rng(0).integers(0, 256, (50, 8, 6, 3), dtype=np.uint8)
+    mean, std = channel_stats(images, chunk=7)
+    reference = images.reshape(-1, 3) / 255
+    assert np.allclose(mean, reference.mean(0), atol=1e-6) and np.allclose(std, reference.std(0), atol=1e-6)
+    normalized = normalize(to_float(torch.from_numpy(images)), mean, std)
+    assert normalized.mean(dim=(0, 2, 3)).abs().max() < 1e-4
