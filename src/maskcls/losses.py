@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maskcls.models import head_targets, split_head_logits
 from maskcls.registry import Registry
 
 LOSSES: Registry[nn.Module] = Registry("loss")
@@ -113,3 +114,23 @@ def create_loss(spec: str | Sequence[tuple[str, float, dict]], **kwargs) -> nn.M
     if isinstance(spec, str):
         return LOSSES.create(spec, **kwargs)
     return WeightedSum([(LOSSES.create(name, **(options or {})), weight) for name, weight, options in spec])
+
+
+class HeadLoss(nn.Module):
+    """The loss of a single- or multi-head model on 18-class targets.
+
+    For three heads, the targets are split into mask / gender / age and the head losses are
+    summed with ``head_weights``; each head has its own copy of the loss (class weights differ).
+    """
+
+    def __init__(self, make_loss, head: str = "single", head_weights: dict[str, float] | None = None):
+        super().__init__()
+        self.head = head
+        names = ["class"] if head == "single" else ["mask", "gender", "age"]
+        self.weights = {name: (head_weights or {}).get(name, 1.0) for name in names}
+        self.losses = nn.ModuleDict({name: make_loss() for name in names})
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        targets = head_targets(target, self.head)
+        parts = split_head_logits(logits, self.head)
+        return sum(self.weights[name] * self.losses[name](parts[name], targets[name]) for name in self.losses)

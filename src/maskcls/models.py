@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from maskcls.errors import UserError
-from maskcls.labels import HEAD_SIZES, NUM_CLASSES, decode_classes
+from maskcls.labels import HEAD_SIZES, NUM_CLASSES
 
 HEADS = ("single", "multi")
 
@@ -32,9 +32,7 @@ class FaceAttributeModel(nn.Module):
         return self.classifier(self.backbone(images))
 
     def head_logits(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.head == "single":
-            return {"class": logits}
-        return dict(zip(HEAD_SIZES, logits.split(list(HEAD_SIZES.values()), dim=1), strict=True))
+        return split_head_logits(logits, self.head)
 
     def class_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         if self.head == "single":
@@ -44,12 +42,18 @@ class FaceAttributeModel(nn.Module):
         return joint.reshape(len(logits), NUM_CLASSES)  # index mask*6 + gender*3 + age
 
 
+def split_head_logits(logits: torch.Tensor, head: str) -> dict[str, torch.Tensor]:
+    """``{"class": (N, 18)}`` for one head; ``{"mask": (N, 3), "gender": (N, 2), "age": (N, 3)}`` for three."""
+    if head == "single":
+        return {"class": logits}
+    return dict(zip(HEAD_SIZES, logits.split(list(HEAD_SIZES.values()), dim=1), strict=True))
+
+
 def head_targets(classes: torch.Tensor, head: str) -> dict[str, torch.Tensor]:
     """18-class targets split the way :meth:`FaceAttributeModel.head_logits` splits logits."""
     if head == "single":
         return {"class": classes}
-    mask, gender, age = decode_classes(classes)
-    return {"mask": mask, "gender": gender, "age": age}
+    return {"mask": classes // 6, "gender": classes // 3 % 2, "age": classes % 3}  # see labels.decode_class
 
 
 def create_backbone(name: str, pretrained: bool = False, weights: str | Path | None = None) -> tuple[nn.Module, int]:

@@ -1,0 +1,165 @@
+"""One epoch of training and one pass of evaluation over cached uint8 batches.
+
+The step order with AMP follows DESIGN.md: scale -> backward -> unscale_ -> clip -> step ->
+update. On a CPU, ``amp`` means bf16 autocast (no scaler needed); on CUDA fp16 uses a GradScaler.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskcls.data.transforms import augment, normalize, to_float
+from maskcls.errors import UserError
+from maskcls.mixing import maybe_mix, mixed_loss
+
+
+@dataclass
+class StepSettings:
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp_dtype: torch.dtype | None = None  # torch.bfloat16 / torch.float16, or None for fp32
+    channels_last: bool = False
+    grad_clip: float | None = None
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    predictions: np.ndarray  # argmax class per image (mixed batches: against targets_a)
+    targets: np.ndarray
+    learning_rate: float
+    images: int
+
+
+def batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    sample_weights: np.ndarray | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """uint8 (B, H, W, 3) and int64 (B,) batches over ``indices``: shuffled when a generator is
+    given, drawn by ``sample_weights`` (with replacement) for class-balanced sampling."""
+    indices = np.asarray(indices)
+    if sample_weights is not None and generator is not None:
+        weights = torch.as_tensor(sample_weights[indices], dtype=torch.float64)
+        order = indices[torch.multinomial(weights, len(indices), replacement=True, generator=generator).numpy()]
+    elif generator is not None:
+        order = indices[torch.randperm(len(indices), generator=generator).numpy()]
+    else:
+        order = indices
+    for start in range(0, len(order), batch_size):
+        chosen = np.sort(order[start : start + batch_size]) if generator is None else order[start : start + batch_size]
+        yield torch.from_numpy(np.asarray(images[chosen])), torch.as_tensor(labels[chosen], dtype=torch.int64)
+
+
+def prepare(images_uint8: torch.Tensor, settings: StepSettings) -> torch.Tensor:
+    """uint8 batch on the device as float in [0, 1], channels first."""
+    return to_float(images_uint8.to(settings.device, non_blocking=True))
+
+
+def finish(batch: torch.Tensor, settings: StepSettings) -> torch.Tensor:
+    """Normalize with the dataset's mean/std; channels_last when asked."""
+    batch = normalize(batch, settings.mean, settings.std)
+    return batch.contiguous(memory_format=torch.channels_last) if settings.channels_last else batch
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    criterion: Callable,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    settings: StepSettings,
+    *,
+    augmentation: str = "none",
+    mixing: str = "none",
+    mixing_probability: float = 0.0,
+    generator: torch.Generator,
+    rng: np.random.Generator,
+    scaler: torch.amp.GradScaler | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> EpochResult:
+    model.train()
+    total_loss, seen = 0.0, 0
+    predictions, targets = [], []
+    for images, labels in loader:
+        batch = augment(prepare(images, settings), augmentation, generator)
+        labels = labels.to(settings.device)
+        mixed = maybe_mix(mixing, mixing_probability, batch, labels, rng)
+        batch = finish(mixed.images if mixed else batch, settings)
+        with settings.autocast():
+            logits = model(batch)
+            loss = mixed_loss(criterion, logits.float(), mixed) if mixed else criterion(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise UserError(f"loss became {loss.item()} at batch {seen // len(labels) + 1}: lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        step(loss, model, optimizer, settings, scaler)
+        scheduler.step()
+        total_loss += loss.item() * len(labels)
+        seen += len(labels)
+        predictions.append(model.class_probabilities(logits.detach()).argmax(1).cpu().numpy())
+        targets.append(labels.cpu().numpy())
+        if on_batch:
+            on_batch(len(labels))
+    return EpochResult(
+        loss=total_loss / max(seen, 1),
+        predictions=np.concatenate(predictions) if predictions else np.array([], int),
+        targets=np.concatenate(targets) if targets else np.array([], int),
+        learning_rate=optimizer.param_groups[0]["lr"],
+        images=seen,
+    )
+
+
+def step(loss, model, optimizer, settings: StepSettings, scaler) -> None:
+    """scale -> backward -> unscale_ -> clip -> step -> update."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if settings.grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader, criterion: Callable, settings: StepSettings, tta_flip: bool = False
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean loss, 18-class probabilities (N, 18) and targets, in loader order."""
+    model.eval()
+    total_loss, seen = 0.0, 0
+    probabilities, targets = [], []
+    for images, labels in loader:
+        batch = finish(prepare(images, settings), settings)
+        labels = labels.to(settings.device)
+        with settings.autocast():
+            logits = model(batch).float()
+            probs = model.class_probabilities(logits)
+            if tta_flip:
+                probs = (probs + model.class_probabilities(model(batch.flip(-1)).float())) / 2
+        total_loss += criterion(logits, labels).item() * len(labels)
+        seen += len(labels)
+        probabilities.append(probs.cpu().numpy())
+        targets.append(labels.cpu().numpy())
+    loss = total_loss / seen if seen else math.nan
+    return loss, np.concatenate(probabilities), np.concatenate(targets)
