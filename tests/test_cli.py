@@ -87,3 +87,14 @@ def test_crop_command_reports_and_exit_code_says_unreadable(tmp_path, capsys):
 def test_unknown_option_is_a_usage_error(capsys):
     code, _, err = run_cli("stats", "--bogus", capsys=capsys)
     assert code == 2 and "No such option" in err and "Traceback" not in err
+
+
+def test_train_command_prints_the_best_epoch(synth_small, tmp_path, capsys):
+    code, out, _ = run_cli(
+        "train", "--data", str(synth_small), "--folds", "3", "--runs-dir", str(tmp_path / "runs"), "-q",
+        "-o", "model.name=test_resnet", "-o", "train.epochs=1", "-o", "train.image_size=[24,32]",
+        "-o", f"train.cache_dir={tmp_path / 'cache'}", capsys=capsys,
+    )  # fmt: skip
+    assert code == 0 and "best valid macro F1" in out
+    code, _, err = run_cli("train", "-o", "train.epoch=1", capsys=capsys)
+    assert code == 2 and "did you mean 'train.epochs'" in err

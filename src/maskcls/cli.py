@@ -203,6 +203,41 @@ def crop(
         raise typer.Exit(1)
 
 
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="YAML recipe (see configs/); defaults if omitted.")] = None,
+    override: Annotated[
+        list[str] | None, typer.Option("--override", "-o", help="KEY=VALUE, e.g. -o optim.lr=3e-4 (repeatable).")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (same as -o data.root=...).")] = None,
+    fold: Annotated[int | None, typer.Option(help="Validation fold (same as -o train.fold=...).")] = None,
+    folds: Annotated[int | None, typer.Option(help="Number of folds (same as -o train.folds=...).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same as -o seed=...).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    resume: Annotated[Path | None, typer.Option(help="Continue a stopped run from its last.pt.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train one model on one split; leaves runs/NAME with config, summary, TensorBoard, checkpoints."""
+    from maskcls.config import load_config
+    from maskcls.progress import progress_bar
+    from maskcls.runs import read_rows
+    from maskcls.train import fit
+
+    shortcuts = {"data.root": data, "train.fold": fold, "train.folds": folds, "seed": seed}
+    overrides = [*(override or []), *(f"{key}={value}" for key, value in shortcuts.items() if value is not None)]
+    settings = load_config(config, overrides)
+    with progress_bar("train", quiet) as progress:
+        run = fit(settings, runs_dir=runs_dir, resume=resume, progress=progress)
+    rows = read_rows(run / "summary.csv")
+    if rows:
+        best = max(rows, key=lambda row: float(row["valid_f1"]))
+        speed = sum(float(row["train_images_per_second"]) for row in rows) / len(rows)
+        out.print(
+            f"{run}: best valid macro F1 {float(best['valid_f1']):.4f} (accuracy {float(best['valid_accuracy']):.4f}) "
+            f"at epoch {best['epoch']} of {len(rows)}; {speed:.0f} train images/s"
+        )
+
+
 def percent(part: int, total: int) -> str:
     return f"{part / total:.1%}" if total else "-"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -40,10 +40,67 @@ class DataConfig(Section):
         return value
 
 
+class ModelConfig(Section):
+    name: str = "resnet18"
+    """Any timm model name."""
+    head: Literal["single", "multi"] = "single"
+    """One 18-class head, or three heads (mask 3, gender 2, age 3)."""
+    head_weights: dict[str, float] = {}
+    """Loss weight per head for ``multi``: mask, gender, age (default 1 each)."""
+    pretrained: bool = False
+    weights: str | None = None
+    """Local weights file for the backbone (instead of downloading)."""
+    dropout: float = 0.0
+
+
+class LossPart(Section):
+    name: str = "cross_entropy"
+    weight: float = 1.0
+    options: dict[str, Any] = {}
+
+
+class OptimConfig(Section):
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    options: dict[str, Any] = {}
+    scheduler: str = "cosine"
+    scheduler_options: dict[str, Any] = {}
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
+
+
+class TrainConfig(Section):
+    epochs: int = 10
+    batch_size: int = 64
+    image_size: tuple[int, int] = (96, 128)
+    """(width, height) the images are resized to, once, in the cache."""
+    augmentation: Literal["none", "seed", "strong"] = "seed"
+    mixing: Literal["none", "cutmix_vertical", "cutmix", "mixup"] = "none"
+    mixing_probability: float = 0.5
+    balanced_sampling: bool = False
+    folds: int = 5
+    fold: int = 0
+    holdout: float | None = None
+    """Validation share of people for a plain holdout split instead of folds."""
+    early_stopping: int | None = None
+    """Stop after this many epochs without a better valid macro F1."""
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    device: str = "auto"
+    threads: int | None = None
+    cache_dir: str = "cache"
+    deterministic: bool = False
+
+
 class Config(Section):
     name: str = "experiment"
     seed: int = 0
     data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: list[LossPart] = [LossPart()]
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
 
 
 def load_config(

@@ -1,0 +1,66 @@
+"""Run folders: one per training run, with everything needed to compare and reproduce it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from maskcls.files import atomic_path, write_text_atomic
+
+
+def new_run_folder(runs_dir: str | Path, name: str) -> Path:
+    """``runs/NAME``, or ``runs/NAME-2``, ``-3``... when taken."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in ["", *(f"-{k}" for k in range(2, 10_000))]:
+        candidate = runs_dir / f"{name}{suffix}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"no free run name for {name!r} in {runs_dir}")
+
+
+def environment() -> dict[str, Any]:
+    """Git commit and library versions, stored beside the resolved config."""
+    import timm
+    import torch
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return {
+        "git_commit": commit or None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The whole CSV, rewritten atomically (summary.csv stays valid if the run is killed)."""
+    if not rows:
+        return
+    with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

@@ -1,0 +1,333 @@
+"""``fit(config)``: train one model on one split and leave a run folder that says everything.
+
+runs/NAME/  config.json   resolved config + dataset mean/std + git commit + versions
+            summary.csv   one row per epoch (train and valid loss / accuracy / macro F1, lr, time)
+            events.out.tfevents.*  TensorBoard: the same scalars, per-head F1, figures, hparams
+            last.pt, best.pt       checkpoints (best by valid macro F1, the competition metric)
+            valid_probabilities.csv  18-class probabilities of the best epoch per valid image
+            confusion.png, valid_grid.png
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from maskcls.checkpoint import load_checkpoint, numpy_state, restore_numpy_state, save_checkpoint
+from maskcls.config import Config, to_plain_dict
+from maskcls.data.cache import cached_images
+from maskcls.data.layout import read_dataset
+from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
+from maskcls.data.transforms import channel_stats
+from maskcls.engine import StepSettings, batches, evaluate, train_one_epoch
+from maskcls.errors import UserError
+from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, encode_classes
+from maskcls.losses import HeadLoss, create_loss
+from maskcls.metrics import summary as metric_summary
+from maskcls.models import create_model
+from maskcls.optim import create_optimizer, create_scheduler
+from maskcls.runs import environment, new_run_folder, read_rows, write_json, write_rows
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class TrainingData:
+    images: np.ndarray  # (N, H, W, 3) uint8, cached
+    table: pd.DataFrame  # one row per image (layout reader's train table)
+    train_labels: np.ndarray  # 18 classes with the training age borders
+    true_labels: np.ndarray  # 18 classes with the real borders (for evaluation)
+    train_rows: np.ndarray
+    valid_rows: np.ndarray
+
+
+def fit(
+    config: Config, runs_dir: str | Path = "runs", resume: str | Path | None = None, progress: Progress | None = None
+) -> Path:
+    if resume is not None:
+        run = Path(resume)
+        checkpoint = load_checkpoint(run / "last.pt")
+        config = Config.model_validate(checkpoint["config"])
+    else:
+        checkpoint = None
+    configure_torch(config)
+    data = prepare_data(config, runs_dir)
+    if checkpoint is not None:
+        mean, std = checkpoint["mean"], checkpoint["std"]
+    else:
+        mean, std = channel_stats(data.images[np.sort(data.train_rows)])
+        run = new_run_folder(runs_dir, f"{config.name}-fold{config.train.fold}")
+        write_json(run / "config.json", {**to_plain_dict(config), "mean": mean, "std": std, **environment()})
+    return Trainer(config, data, run, mean, std, checkpoint, progress).run()
+
+
+def configure_torch(config: Config) -> None:
+    torch.manual_seed(config.seed)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    if config.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def prepare_data(config: Config, runs_dir: str | Path) -> TrainingData:
+    """Read the table (never truth/), split by person, and map the images from the cache."""
+    root = Path(config.data.root)
+    dataset = read_dataset(root, corrections=config.data.corrections, strict=config.data.strict)
+    table = dataset.train
+    if table.empty:
+        raise UserError(f"{root}: no training images")
+    if config.train.holdout is not None:
+        folds = make_holdout(dataset.people, config.train.holdout, config.seed)
+        fold = 0
+    else:
+        folds_file = Path(runs_dir) / "folds" / f"{root.name}-k{config.train.folds}-seed{config.seed}.csv"
+        folds = load_or_make_folds(folds_file, dataset.people, config.train.folds, config.seed)
+        fold = config.train.fold
+        if not 0 <= fold < config.train.folds:
+            raise UserError(f"train.fold={fold} is outside 0..{config.train.folds - 1}")
+    train_rows, valid_rows = split_rows(table, folds, fold)
+    images = cached_images(root, list(table["path"]), config.train.image_size, config.train.cache_dir)
+    ages = table["age"].to_numpy()
+    mask, gender = table["mask"].to_numpy(), table["gender"].to_numpy()
+    return TrainingData(
+        images=images,
+        table=table,
+        train_labels=encode_classes(mask, gender, age_groups(ages, config.data.age_borders)),
+        true_labels=encode_classes(mask, gender, age_groups(ages, AGE_BORDERS)),
+        train_rows=train_rows,
+        valid_rows=valid_rows,
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Builds the parts with factories and runs the epochs; the step itself is the engine's."""
+
+    def __init__(self, config: Config, data: TrainingData, run: Path, mean, std, checkpoint, progress):
+        self.config, self.data, self.run_dir, self.progress = config, data, run, progress
+        train, optim = config.train, config.optim
+        device = resolve_device(train.device)
+        amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[train.amp]
+        self.settings = StepSettings(device, amp, train.channels_last, optim.grad_clip, tuple(mean), tuple(std))
+        self.model = create_model(
+            config.model.name, config.model.head, config.model.pretrained, config.model.weights, config.model.dropout
+        ).to(device)
+        if train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        parts = [(part.name, part.weight, part.options) for part in config.loss]
+        self.criterion = HeadLoss(lambda: create_loss(parts), config.model.head, config.model.head_weights)
+        self.optimizer = create_optimizer(
+            optim.name, self.model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, **optim.options
+        )
+        self.steps_per_epoch = max(1, -(-len(data.train_rows) // train.batch_size))
+        self.scheduler = create_scheduler(
+            optim.scheduler, self.optimizer, epochs=train.epochs, steps_per_epoch=self.steps_per_epoch,
+            warmup_epochs=optim.warmup_epochs, **optim.scheduler_options,
+        )  # fmt: skip
+        self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 and device.type == "cuda" else None
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.sample_weights = balanced_weights(data.train_labels) if train.balanced_sampling else None
+        self.epoch, self.best_f1, self.best_epoch, self.stale = 0, -1.0, -1, 0
+        self.rows: list[dict] = []
+        if checkpoint is not None:
+            self.restore(checkpoint)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        from torch.utils.tensorboard import SummaryWriter
+
+        train = self.config.train
+        writer = SummaryWriter(str(self.run_dir), purge_step=self.epoch)
+        total = train.epochs * len(self.data.train_rows)
+        try:
+            while self.epoch < train.epochs:
+                row = self.one_epoch(total)
+                self.rows.append(row)
+                write_rows(self.run_dir / "summary.csv", self.rows)
+                log_scalars(writer, row, self.epoch)
+                improved = row["valid_f1"] > self.best_f1
+                if improved:
+                    self.best_f1, self.best_epoch, self.stale = row["valid_f1"], self.epoch, 0
+                else:
+                    self.stale += 1
+                self.epoch += 1
+                self.save("last.pt")
+                if improved:
+                    self.save("best.pt")
+                    self.write_valid_probabilities()
+                if train.early_stopping and self.stale >= train.early_stopping:
+                    break
+            self.finish(writer)
+        finally:
+            writer.close()
+        return self.run_dir
+
+    def one_epoch(self, total: int) -> dict:
+        started = time.perf_counter()
+        data, train = self.data, self.config.train
+        done_before = self.epoch * len(data.train_rows)
+        seen = 0
+
+        def on_batch(count: int) -> None:
+            nonlocal seen
+            seen += count
+            if self.progress:
+                self.progress(done_before + seen, total)
+
+        loader = batches(
+            data.images, data.train_labels, data.train_rows, train.batch_size, self.generator, self.sample_weights
+        )
+        result = train_one_epoch(
+            self.model, loader, self.criterion, self.optimizer, self.scheduler, self.settings,
+            augmentation=train.augmentation, mixing=train.mixing, mixing_probability=train.mixing_probability,
+            generator=self.generator, rng=self.rng, scaler=self.scaler, on_batch=on_batch,
+        )  # fmt: skip
+        train_seconds = time.perf_counter() - started
+        valid_loader = batches(data.images, data.true_labels, data.valid_rows, train.batch_size * 2)
+        valid_loss, probabilities, targets = evaluate(self.model, valid_loader, self.criterion, self.settings)
+        self.last_probabilities = probabilities
+        train_metrics = metric_summary(result.targets, result.predictions)
+        valid_metrics = metric_summary(targets, probabilities.argmax(1))
+        return {
+            "epoch": self.epoch,
+            "lr": result.learning_rate,
+            "train_loss": round(result.loss, 6),
+            "train_accuracy": round(train_metrics["accuracy"], 6),
+            "train_f1": round(train_metrics["f1"], 6),
+            "valid_loss": round(valid_loss, 6),
+            **{f"valid_{key}": round(value, 6) for key, value in valid_metrics.items()},
+            "train_images_per_second": round(result.images / max(train_seconds, 1e-9), 1),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def save(self, name: str) -> None:
+        save_checkpoint(
+            self.run_dir / name,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "epoch": self.epoch,
+                "best_f1": self.best_f1,
+                "best_epoch": self.best_epoch,
+                "stale": self.stale,
+                "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": numpy_state(self.rng),
+                "config": to_plain_dict(self.config),
+                "mean": list(self.settings.mean),
+                "std": list(self.settings.std),
+            },
+        )
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
+        self.best_epoch, self.stale = state["best_epoch"], state["stale"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        restore_numpy_state(self.rng, state["numpy_rng"])
+        self.rows = [
+            {key: float(value) if key != "epoch" else int(value) for key, value in row.items()}
+            for row in read_rows(self.run_dir / "summary.csv")
+        ][: self.epoch]
+
+    # --- outputs -------------------------------------------------------------------------------
+
+    def write_valid_probabilities(self) -> None:
+        rows = self.data.table.iloc[self.data.valid_rows]
+        frame = pd.DataFrame(self.last_probabilities, columns=[f"p{k}" for k in range(NUM_CLASSES)])
+        frame.insert(0, "target", self.data.true_labels[self.data.valid_rows])
+        frame.insert(0, "profile", rows["profile"].to_numpy())
+        frame.insert(0, "path", rows["path"].to_numpy())
+        write_rows(self.run_dir / "valid_probabilities.csv", frame.to_dict("records"))
+
+    def finish(self, writer) -> None:
+        best = next((row for row in self.rows if row["epoch"] == self.best_epoch), None)
+        if best is None:
+            return
+        best_probabilities = pd.read_csv(self.run_dir / "valid_probabilities.csv")
+        figures = validation_figures(self.data, best_probabilities, self.run_dir)
+        for name, figure in figures.items():
+            writer.add_figure(f"valid/{name}", figure, self.best_epoch)
+        metrics = {"hparam/valid_f1": best["valid_f1"], "hparam/valid_accuracy": best["valid_accuracy"]}
+        writer.add_hparams(flat_hparams(self.config), metrics, run_name=".")
+
+
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Per image 1 / (images of its class): each class drawn about equally often."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(float)
+    return 1.0 / np.maximum(counts[labels], 1.0)
+
+
+def log_scalars(writer, row: dict, epoch: int) -> None:
+    for key, value in row.items():
+        if key in ("epoch", "seconds"):
+            continue
+        split, _, metric = key.partition("_")
+        writer.add_scalar(f"{split}/{metric}" if split in ("train", "valid") else key, value, epoch)
+
+
+def flat_hparams(config: Config) -> dict:
+    """Config leaves as ``section.key`` -> scalar (lists and dicts as text), for TensorBoard."""
+    flat = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}{key}.", inner) if isinstance(inner, dict) else walk(f"{prefix}{key}", inner)
+        elif isinstance(value, bool | int | float | str):
+            flat[prefix.rstrip(".")] = value
+        else:
+            flat[prefix.rstrip(".")] = str(value)
+
+    walk("", to_plain_dict(config))
+    return flat
+
+
+def validation_figures(data: TrainingData, probabilities: pd.DataFrame, run: Path) -> dict:
+    """A confusion-matrix heat map and a grid of validation images titled truth / prediction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskcls.metrics import confusion
+
+    predicted = probabilities[[f"p{k}" for k in range(NUM_CLASSES)]].to_numpy().argmax(1)
+    truth = probabilities["target"].to_numpy()
+    matrix_figure, axis = plt.subplots(figsize=(7, 6))
+    image = axis.imshow(confusion(truth, predicted), cmap="Blues")
+    axis.set(xlabel="predicted class", ylabel="true class", xticks=range(18), yticks=range(18))
+    axis.set_title("validation confusion matrix (best epoch)")
+    matrix_figure.colorbar(image)
+    matrix_figure.savefig(run / "confusion.png", dpi=90)
+    grid_figure, axes = plt.subplots(3, 6, figsize=(10, 6))
+    rows = data.valid_rows[: axes.size]
+    for axis, row, true, guess in zip(axes.flat, rows, truth, predicted, strict=False):
+        axis.imshow(np.asarray(data.images[row]))
+        axis.set_title(f"true {true} / pred {guess}", fontsize=8, color="green" if true == guess else "red")
+        axis.axis("off")
+    grid_figure.tight_layout()
+    grid_figure.savefig(run / "valid_grid.png", dpi=80)
+    return {"confusion": matrix_figure, "grid": grid_figure}
