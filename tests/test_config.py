@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from maskcls.config import Config, load_config, to_plain_dict
@@ -47,3 +49,9 @@ def test_bad_yaml_names_the_line(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")), ids=str)
+def test_every_shipped_recipe_is_valid(recipe):
+    config = load_config(recipe)
+    assert config.name == recipe.stem
