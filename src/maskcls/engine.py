@@ -63,7 +63,7 @@ def batches(
     else:
         order = indices
     for start in range(0, len(order), batch_size):
-        chosen = np.sort(order[start : start + batch_size]) if generator is None else order[start : start + batch_size]
+        chosen = order[start : start + batch_size]
         yield torch.from_numpy(np.asarray(images[chosen])), torch.as_tensor(labels[chosen], dtype=torch.int64)
 
 
@@ -105,12 +105,13 @@ def train_one_epoch(
         with settings.autocast():
             logits = model(batch)
             loss = mixed_loss(criterion, logits.float(), mixed) if mixed else criterion(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise UserError(f"loss became {loss.item()} at batch {seen // len(labels) + 1}: lower the learning rate")
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise UserError(f"loss became {loss_value} at batch {seen // len(labels) + 1}: lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         step(loss, model, optimizer, settings, scaler)
         scheduler.step()
-        total_loss += loss.item() * len(labels)
+        total_loss += loss_value * len(labels)
         seen += len(labels)
         predictions.append(model.class_probabilities(logits.detach()).argmax(1).cpu().numpy())
         targets.append(labels.cpu().numpy())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -27,3 +28,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 def write_text_atomic(target: str | Path, text: str) -> None:
     with atomic_path(target) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(target: str | Path, data: dict) -> None:
+    write_text_atomic(target, json.dumps(data, indent=2) + "\n")

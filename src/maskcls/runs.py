@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from maskcls.files import atomic_path, write_text_atomic
+from maskcls.files import atomic_path
 
 
 def new_run_folder(runs_dir: str | Path, name: str) -> Path:
@@ -43,10 +42,6 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "timm": timm.__version__,
     }
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:

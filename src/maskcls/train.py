@@ -11,7 +11,6 @@ runs/NAME/  config.json   resolved config + dataset mean/std + git commit + vers
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,19 +21,19 @@ import torch
 from maskcls.checkpoint import load_checkpoint, numpy_state, restore_numpy_state, save_checkpoint
 from maskcls.config import Config, to_plain_dict
 from maskcls.data.cache import cached_images
+from maskcls.data.images import Progress
 from maskcls.data.layout import read_dataset
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
 from maskcls.data.transforms import channel_stats
 from maskcls.engine import StepSettings, batches, evaluate, train_one_epoch
 from maskcls.errors import UserError
+from maskcls.files import write_json_atomic
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, encode_classes
 from maskcls.losses import HeadLoss, create_loss
 from maskcls.metrics import summary as metric_summary
 from maskcls.models import create_model
 from maskcls.optim import create_optimizer, create_scheduler
-from maskcls.runs import environment, new_run_folder, read_rows, write_json, write_rows
-
-Progress = Callable[[int, int], None]
+from maskcls.runs import environment, new_run_folder, read_rows, write_rows
 
 
 @dataclass
@@ -63,7 +62,7 @@ def fit(
     else:
         mean, std = channel_stats(data.images[np.sort(data.train_rows)])
         run = new_run_folder(runs_dir, f"{config.name}-fold{config.train.fold}")
-        write_json(run / "config.json", {**to_plain_dict(config), "mean": mean, "std": std, **environment()})
+        write_json_atomic(run / "config.json", {**to_plain_dict(config), "mean": mean, "std": std, **environment()})
     return Trainer(config, data, run, mean, std, checkpoint, progress).run()
 
 

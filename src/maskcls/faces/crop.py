@@ -29,7 +29,7 @@ from maskcls.data.layout import EVAL_CSV, TRAIN_CSV, read_dataset
 from maskcls.errors import UserError
 from maskcls.faces.detectors import Detection, Detector, FixedBoxDetector, create_detector
 from maskcls.faces.geometry import crop_box
-from maskcls.files import atomic_path, write_text_atomic
+from maskcls.files import atomic_path, write_json_atomic
 
 BOXES_CSV = "boxes.csv"
 BOX_COLUMNS = [
@@ -116,11 +116,15 @@ def crop_items(
     """Decode the next batch while the detector works on this one; save crops in the background."""
     fallback = FixedBoxDetector()
     batches = [items[k : k + options.batch_size] for k in range(0, len(items), options.batch_size)]
-    loading = [pool.submit(load_rgb, data / item.path) for item in batches[0]] if batches else []
+
+    def start_loading(batch: list[Item]) -> list[Future]:
+        return [pool.submit(load_rgb, data / item.path) for item in batch]
+
+    loading = start_loading(batches[0]) if batches else []
     for index, batch in enumerate(batches):
         loaded = [future.result() for future in loading]
         if index + 1 < len(batches):
-            loading = [pool.submit(load_rgb, data / item.path) for item in batches[index + 1]]
+            loading = start_loading(batches[index + 1])
         detections = detect_by_size(detector, loaded)
         saving: list[tuple[dict, Future | None]] = []
         for item, (image, error), detection in zip(batch, loaded, detections, strict=True):
@@ -262,7 +266,7 @@ def check_settings(out: Path, options: CropOptions) -> None:
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
+    write_json_atomic(path, settings)
 
 
 def drop_partial_last_line(path: Path) -> None:

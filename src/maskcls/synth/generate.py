@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ import numpy as np
 
 from maskcls.data.images import Progress
 from maskcls.errors import UserError
+from maskcls.files import write_json_atomic
 from maskcls.labels import MASK_STEMS, Gender, Mask, age_group, encode_class
 from maskcls.synth.draw import draw_photo
 from maskcls.synth.people import Person, sample_person
@@ -134,7 +134,7 @@ def write_dataset(root: Path, spec: SynthSpec, workers: int | None, progress: Pr
     summary.corruptions = corruption_records(train)
     if spec.quirks:
         summary.quirks = plant_file_quirks(root, train, evaluation)
-    write_json(root / "truth/meta.json", meta(spec, summary))
+    write_json_atomic(root / "truth/meta.json", meta(spec, summary))
     return summary
 
 
@@ -315,7 +315,3 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
