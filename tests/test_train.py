@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -55,3 +56,53 @@ def test_resume_continues_exactly_where_a_killed_run_stopped(synth_small, tmp_pa
     expected = pd.read_csv(whole / "summary.csv").drop(columns=TIMING)
     got = pd.read_csv(resumed / "summary.csv").drop(columns=TIMING)
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_uncached_decode_path_trains_the_same_model(synth_small, tmp_path):
+    cached = fit(config_for(synth_small, tmp_path, "train.epochs=1"), runs_dir=tmp_path / "a")
+    decoded = fit(config_for(synth_small, tmp_path, "train.epochs=1", "data.cache=false"), runs_dir=tmp_path / "b")
+    expected = pd.read_csv(cached / "summary.csv").drop(columns=TIMING)
+    pd.testing.assert_frame_equal(pd.read_csv(decoded / "summary.csv").drop(columns=TIMING), expected)
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(synth_small, tmp_path):
+    config = config_for(synth_small, tmp_path, "train.epochs=8", "train.early_stopping=2", "optim.lr=0")
+    summary = pd.read_csv(fit(config, runs_dir=tmp_path / "runs") / "summary.csv")
+    best, stale, stopped_at = -1.0, 0, None
+    for epoch, f1 in zip(summary["epoch"], summary["valid_f1"], strict=True):
+        best, stale = (f1, 0) if f1 > best else (best, stale + 1)
+        if stale >= 2:
+            stopped_at = epoch
+            break
+    assert stopped_at is not None and stopped_at < 7  # lr 0: nothing improves, so it stops early
+    assert list(summary["epoch"]) == list(range(stopped_at + 1))
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint_kept(synth_small, tmp_path, monkeypatch):
+    import maskcls.train as train_module
+    from maskcls.errors import NonFiniteLoss
+
+    real_epoch, calls = train_module.train_one_epoch, []
+
+    def diverge_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise NonFiniteLoss("loss became nan at batch 3: lower the learning rate")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", diverge_in_second_epoch)
+    with pytest.raises(NonFiniteLoss, match=r"epoch 1: loss became nan .*last good checkpoint is .*last\.pt"):
+        fit(config_for(synth_small, tmp_path, "train.epochs=3"), runs_dir=tmp_path / "runs")
+    (run,) = (tmp_path / "runs").glob("t-fold0*")
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+    assert len(pd.read_csv(run / "summary.csv")) == 1
+
+
+def test_a_split_side_lacking_a_class_is_named():
+    from maskcls.train import missing_class_warnings
+
+    labels = np.array([0, 0, 1, 1, 5, 2])
+    messages = missing_class_warnings(labels, train_rows=np.array([0, 2, 4, 5]), valid_rows=np.array([1, 3]), fold=2)
+    assert messages == [
+        "fold 2: the validation part has no images of class 2 (wear / male / 60+), 5 (wear / female / 60+)"
+    ]

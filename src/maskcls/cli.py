@@ -4,6 +4,7 @@ parses options, calls one library function and prints the result."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -219,6 +220,7 @@ def train(
 ) -> None:
     """Train one model on one split; leaves runs/NAME with config, summary, TensorBoard, checkpoints."""
     from maskcls.config import load_config
+    from maskcls.distributed import is_main_process
     from maskcls.progress import progress_bar
     from maskcls.runs import read_rows
     from maskcls.train import fit
@@ -229,7 +231,7 @@ def train(
     with progress_bar("train", quiet) as progress:
         run = fit(settings, runs_dir=runs_dir, resume=resume, progress=progress)
     rows = read_rows(run / "summary.csv")
-    if rows:
+    if rows and is_main_process():
         best = max(rows, key=lambda row: float(row["valid_f1"]))
         speed = sum(float(row["train_images_per_second"]) for row in rows) / len(rows)
         out.print(
@@ -242,8 +244,19 @@ def percent(part: int, total: int) -> str:
     return f"{part / total:.1%}" if total else "-"
 
 
+def show_library_warnings() -> None:
+    """The library logs warnings to the ``maskcls`` logger; the CLI prints them on stderr."""
+    logger = logging.getLogger("maskcls")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("maskcls: warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes print ``maskcls: error: ...`` lines and exit 2, no traceback."""
+    show_library_warnings()
     try:
         code = app(args=argv, standalone_mode=False)  # typer.Exit(n) comes back as n here
     except UserError as error:

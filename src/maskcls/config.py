@@ -32,6 +32,8 @@ class DataConfig(Section):
     """Stop on the first problem found in the data (otherwise warn and skip)."""
     age_borders: tuple[int, int] = AGE_BORDERS
     """Age cuts used for training labels; evaluation always uses the real (30, 60)."""
+    cache: bool = True
+    """Decode and resize each image once into a memory-mapped cache (``false``: decode every epoch)."""
 
     @field_validator("age_borders")
     @classmethod

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from maskcls.data.transforms import augment, normalize, to_float
-from maskcls.errors import UserError
+from maskcls.errors import NonFiniteLoss
 from maskcls.mixing import maybe_mix, mixed_loss
 
 
@@ -44,6 +44,20 @@ class EpochResult:
     images: int
 
 
+def epoch_order(
+    indices: np.ndarray, generator: torch.Generator | None = None, sample_weights: np.ndarray | None = None
+) -> np.ndarray:
+    """The order of one epoch over ``indices``: shuffled when a generator is given, drawn by
+    ``sample_weights`` (with replacement) for class-balanced sampling, else as given."""
+    indices = np.asarray(indices)
+    if generator is None:
+        return indices
+    if sample_weights is not None:
+        weights = torch.as_tensor(sample_weights[indices], dtype=torch.float64)
+        return indices[torch.multinomial(weights, len(indices), replacement=True, generator=generator).numpy()]
+    return indices[torch.randperm(len(indices), generator=generator).numpy()]
+
+
 def batches(
     images: np.ndarray,
     labels: np.ndarray,
@@ -52,19 +66,16 @@ def batches(
     generator: torch.Generator | None = None,
     sample_weights: np.ndarray | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """uint8 (B, H, W, 3) and int64 (B,) batches over ``indices``: shuffled when a generator is
-    given, drawn by ``sample_weights`` (with replacement) for class-balanced sampling."""
-    indices = np.asarray(indices)
-    if sample_weights is not None and generator is not None:
-        weights = torch.as_tensor(sample_weights[indices], dtype=torch.float64)
-        order = indices[torch.multinomial(weights, len(indices), replacement=True, generator=generator).numpy()]
-    elif generator is not None:
-        order = indices[torch.randperm(len(indices), generator=generator).numpy()]
-    else:
-        order = indices
+    """uint8 (B, H, W, 3) and int64 (B,) batches over :func:`epoch_order` of ``indices``."""
+    order = epoch_order(indices, generator, sample_weights)
     for start in range(0, len(order), batch_size):
         chosen = order[start : start + batch_size]
         yield torch.from_numpy(np.asarray(images[chosen])), torch.as_tensor(labels[chosen], dtype=torch.int64)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(model, "module", model)
 
 
 def prepare(images_uint8: torch.Tensor, settings: StepSettings) -> torch.Tensor:
@@ -107,13 +118,13 @@ def train_one_epoch(
             loss = mixed_loss(criterion, logits.float(), mixed) if mixed else criterion(logits.float(), labels)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise UserError(f"loss became {loss_value} at batch {seen // len(labels) + 1}: lower the learning rate")
+            raise NonFiniteLoss(f"loss became {loss_value} at batch {seen // len(labels) + 1}: lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         step(loss, model, optimizer, settings, scaler)
         scheduler.step()
         total_loss += loss_value * len(labels)
         seen += len(labels)
-        predictions.append(model.class_probabilities(logits.detach()).argmax(1).cpu().numpy())
+        predictions.append(unwrap(model).class_probabilities(logits.detach()).argmax(1).cpu().numpy())
         targets.append(labels.cpu().numpy())
         if on_batch:
             on_batch(len(labels))

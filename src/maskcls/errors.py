@@ -20,3 +20,7 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A dataset folder that does not fit the competition layout."""
+
+
+class NonFiniteLoss(UserError):
+    """Training diverged: the loss became NaN or infinite."""

@@ -10,6 +10,7 @@ runs/NAME/  config.json   resolved config + dataset mean/std + git commit + vers
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,27 +19,30 @@ import numpy as np
 import pandas as pd
 import torch
 
-from maskcls.checkpoint import load_checkpoint, numpy_state, restore_numpy_state, save_checkpoint
+from maskcls.checkpoint import load_checkpoint, save_checkpoint
 from maskcls.config import Config, to_plain_dict
-from maskcls.data.cache import cached_images
+from maskcls.data.cache import DecodedImages, cached_images
 from maskcls.data.images import Progress
 from maskcls.data.layout import read_dataset
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
 from maskcls.data.transforms import channel_stats
-from maskcls.engine import StepSettings, batches, evaluate, train_one_epoch
-from maskcls.errors import UserError
+from maskcls.distributed import Distributed, merge_in_order, start_from_environment, stop
+from maskcls.engine import StepSettings, batches, epoch_order, evaluate, train_one_epoch
+from maskcls.errors import NonFiniteLoss, UserError
 from maskcls.files import write_json_atomic
-from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, encode_classes
+from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes
 from maskcls.losses import HeadLoss, create_loss
 from maskcls.metrics import summary as metric_summary
 from maskcls.models import create_model
 from maskcls.optim import create_optimizer, create_scheduler
 from maskcls.runs import environment, new_run_folder, read_rows, write_rows
 
+log = logging.getLogger("maskcls")
+
 
 @dataclass
 class TrainingData:
-    images: np.ndarray  # (N, H, W, 3) uint8, cached
+    images: np.ndarray  # (N, H, W, 3) uint8: the cache's memory map (or DecodedImages)
     table: pd.DataFrame  # one row per image (layout reader's train table)
     train_labels: np.ndarray  # 18 classes with the training age borders
     true_labels: np.ndarray  # 18 classes with the real borders (for evaluation)
@@ -49,21 +53,30 @@ class TrainingData:
 def fit(
     config: Config, runs_dir: str | Path = "runs", resume: str | Path | None = None, progress: Progress | None = None
 ) -> Path:
-    if resume is not None:
-        run = Path(resume)
-        checkpoint = load_checkpoint(run / "last.pt")
-        config = Config.model_validate(checkpoint["config"])
-    else:
-        checkpoint = None
-    configure_torch(config)
-    data = prepare_data(config, runs_dir)
+    """Train one model on one split; returns the run folder. Under torchrun every process calls
+    this; rank 0 alone writes, and all return the same path."""
+    checkpoint = load_checkpoint(Path(resume) / "last.pt") if resume is not None else None
     if checkpoint is not None:
-        mean, std = checkpoint["mean"], checkpoint["std"]
-    else:
-        mean, std = channel_stats(data.images[np.sort(data.train_rows)])
-        run = new_run_folder(runs_dir, f"{config.name}-fold{config.train.fold}")
-        write_json_atomic(run / "config.json", {**to_plain_dict(config), "mean": mean, "std": std, **environment()})
-    return Trainer(config, data, run, mean, std, checkpoint, progress).run()
+        config = Config.model_validate(checkpoint["config"])
+    context, device = start_from_environment(config.train.device)
+    try:
+        configure_torch(config)
+        data = prepare_data_once(config, runs_dir, context)
+        if checkpoint is not None:
+            run, mean, std = Path(resume), checkpoint["mean"], checkpoint["std"]
+        else:
+            mean, std = channel_stats(data.images[np.sort(data.train_rows)])
+            made = start_run_folder(config, runs_dir, mean, std) if context.is_main else None
+            run = Path(context.broadcast(str(made)))
+        return Trainer(config, data, run, mean, std, checkpoint, progress, context, device).run()
+    finally:
+        stop(context)
+
+
+def start_run_folder(config: Config, runs_dir: str | Path, mean, std) -> Path:
+    run = new_run_folder(runs_dir, f"{config.name}-fold{config.train.fold}")
+    write_json_atomic(run / "config.json", {**to_plain_dict(config), "mean": mean, "std": std, **environment()})
+    return run
 
 
 def configure_torch(config: Config) -> None:
@@ -74,7 +87,17 @@ def configure_torch(config: Config) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def prepare_data(config: Config, runs_dir: str | Path) -> TrainingData:
+def prepare_data_once(config: Config, runs_dir: str | Path, context: Distributed) -> TrainingData:
+    """Rank 0 builds the cache and the folds file first; the other ranks then read them."""
+    if not context.is_main:
+        context.barrier()
+    data = prepare_data(config, runs_dir, warn=context.is_main)
+    if context.is_main:
+        context.barrier()
+    return data
+
+
+def prepare_data(config: Config, runs_dir: str | Path, warn: bool = True) -> TrainingData:
     """Read the table (never truth/), split by person, and map the images from the cache."""
     root = Path(config.data.root)
     dataset = read_dataset(root, corrections=config.data.corrections, strict=config.data.strict)
@@ -91,17 +114,37 @@ def prepare_data(config: Config, runs_dir: str | Path) -> TrainingData:
         if not 0 <= fold < config.train.folds:
             raise UserError(f"train.fold={fold} is outside 0..{config.train.folds - 1}")
     train_rows, valid_rows = split_rows(table, folds, fold)
-    images = cached_images(root, list(table["path"]), config.train.image_size, config.train.cache_dir)
+    paths, size = list(table["path"]), config.train.image_size
+    if config.data.cache:
+        images = cached_images(root, paths, size, config.train.cache_dir)
+    else:
+        images = DecodedImages(root, paths, size)
     ages = table["age"].to_numpy()
     mask, gender = table["mask"].to_numpy(), table["gender"].to_numpy()
+    true_labels = encode_classes(mask, gender, age_groups(ages, AGE_BORDERS))
+    if warn:
+        for message in missing_class_warnings(true_labels, train_rows, valid_rows, fold):
+            log.warning(message)
     return TrainingData(
         images=images,
         table=table,
         train_labels=encode_classes(mask, gender, age_groups(ages, config.data.age_borders)),
-        true_labels=encode_classes(mask, gender, age_groups(ages, AGE_BORDERS)),
+        true_labels=true_labels,
         train_rows=train_rows,
         valid_rows=valid_rows,
     )
+
+
+def missing_class_warnings(labels: np.ndarray, train_rows: np.ndarray, valid_rows: np.ndarray, fold: int) -> list[str]:
+    """One line per side of the split that lacks a class the dataset has."""
+    present = set(np.unique(labels).tolist())
+    messages = []
+    for side, rows in (("training", train_rows), ("validation", valid_rows)):
+        missing = sorted(present - set(np.unique(labels[rows]).tolist()))
+        if missing and len(rows):
+            names = ", ".join(f"{k} ({class_name(k)})" for k in missing)
+            messages.append(f"fold {fold}: the {side} part has no images of class {names}")
+    return messages
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,13 +153,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def epoch_seed(*parts: int) -> int:
+    """A seed for one (seed, epoch, stream) triple: draws depend only on it, so a resumed run
+    repeats exactly what an uninterrupted one does, and each rank augments differently."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
 class Trainer:
     """Builds the parts with factories and runs the epochs; the step itself is the engine's."""
 
-    def __init__(self, config: Config, data: TrainingData, run: Path, mean, std, checkpoint, progress):
-        self.config, self.data, self.run_dir, self.progress = config, data, run, progress
+    def __init__(self, config: Config, data: TrainingData, run: Path, mean, std, checkpoint, progress, context, device):
+        self.config, self.data, self.run_dir, self.context = config, data, run, context
+        self.progress = progress if context.is_main else None
         train, optim = config.train, config.optim
-        device = resolve_device(train.device)
+        device = resolve_device(device)
         amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[train.amp]
         self.settings = StepSettings(device, amp, train.channels_last, optim.grad_clip, tuple(mean), tuple(std))
         self.model = create_model(
@@ -124,19 +174,24 @@ class Trainer:
         ).to(device)
         if train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_model = self.model
+        if context.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, gradient_as_bucket_view=True
+            )
         parts = [(part.name, part.weight, part.options) for part in config.loss]
         self.criterion = HeadLoss(lambda: create_loss(parts), config.model.head, config.model.head_weights)
         self.optimizer = create_optimizer(
             optim.name, self.model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, **optim.options
         )
-        self.steps_per_epoch = max(1, -(-len(data.train_rows) // train.batch_size))
+        self.batch_size = max(1, train.batch_size // context.world_size)  # train.batch_size is the global batch
+        self.steps_per_epoch = max(1, -(-len(context.shard(data.train_rows)) // self.batch_size))
         self.scheduler = create_scheduler(
             optim.scheduler, self.optimizer, epochs=train.epochs, steps_per_epoch=self.steps_per_epoch,
             warmup_epochs=optim.warmup_epochs, **optim.scheduler_options,
         )  # fmt: skip
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 and device.type == "cuda" else None
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
         self.sample_weights = balanced_weights(data.train_labels) if train.balanced_sampling else None
         self.epoch, self.best_f1, self.best_epoch, self.stale = 0, -1.0, -1, 0
         self.rows: list[dict] = []
@@ -146,39 +201,54 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------------
 
     def run(self) -> Path:
-        from torch.utils.tensorboard import SummaryWriter
-
         train = self.config.train
-        writer = SummaryWriter(str(self.run_dir), purge_step=self.epoch)
-        total = train.epochs * len(self.data.train_rows)
+        writer = self.open_writer()
+        total = train.epochs * len(self.context.shard(self.data.train_rows))
         try:
             while self.epoch < train.epochs:
                 row = self.one_epoch(total)
                 self.rows.append(row)
-                write_rows(self.run_dir / "summary.csv", self.rows)
-                log_scalars(writer, row, self.epoch)
                 improved = row["valid_f1"] > self.best_f1
                 if improved:
                     self.best_f1, self.best_epoch, self.stale = row["valid_f1"], self.epoch, 0
                 else:
                     self.stale += 1
                 self.epoch += 1
-                self.save("last.pt")
-                if improved:
-                    self.save("best.pt")
-                    self.write_valid_probabilities()
+                if self.context.is_main:
+                    self.write_epoch(writer, row, improved)
                 if train.early_stopping and self.stale >= train.early_stopping:
                     break
-            self.finish(writer)
+            if writer is not None:
+                self.finish(writer)
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
         return self.run_dir
+
+    def open_writer(self):
+        if not self.context.is_main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.run_dir), purge_step=self.epoch)
+
+    def write_epoch(self, writer, row: dict, improved: bool) -> None:
+        write_rows(self.run_dir / "summary.csv", self.rows)
+        log_scalars(writer, row, row["epoch"])
+        self.save("last.pt")
+        if improved:
+            self.save("best.pt")
+            self.write_valid_probabilities()
 
     def one_epoch(self, total: int) -> dict:
         started = time.perf_counter()
-        data, train = self.data, self.config.train
-        done_before = self.epoch * len(data.train_rows)
-        seen = 0
+        data, train, context, seed = self.data, self.config.train, self.context, self.config.seed
+        torch.manual_seed(epoch_seed(seed, self.epoch, 1000 + context.rank))  # dropout and the like
+        shuffle = torch.Generator().manual_seed(epoch_seed(seed, self.epoch))  # same order on every rank
+        augment_generator = torch.Generator().manual_seed(epoch_seed(seed, self.epoch, 1 + context.rank))
+        rng = np.random.default_rng(epoch_seed(seed, self.epoch, 2000 + context.rank))
+        order = context.shard(epoch_order(data.train_rows, shuffle, self.sample_weights))
+        done_before, seen = self.epoch * len(order), 0
 
         def on_batch(count: int) -> None:
             nonlocal seen
@@ -186,31 +256,56 @@ class Trainer:
             if self.progress:
                 self.progress(done_before + seen, total)
 
-        loader = batches(
-            data.images, data.train_labels, data.train_rows, train.batch_size, self.generator, self.sample_weights
-        )
-        result = train_one_epoch(
-            self.model, loader, self.criterion, self.optimizer, self.scheduler, self.settings,
-            augmentation=train.augmentation, mixing=train.mixing, mixing_probability=train.mixing_probability,
-            generator=self.generator, rng=self.rng, scaler=self.scaler, on_batch=on_batch,
-        )  # fmt: skip
+        try:
+            result = train_one_epoch(
+                self.train_model, batches(data.images, data.train_labels, order, self.batch_size), self.criterion,
+                self.optimizer, self.scheduler, self.settings, augmentation=train.augmentation, mixing=train.mixing,
+                mixing_probability=train.mixing_probability, generator=augment_generator, rng=rng,
+                scaler=self.scaler, on_batch=on_batch,
+            )  # fmt: skip
+        except NonFiniteLoss as error:
+            raise NonFiniteLoss(f"epoch {self.epoch}: {error}; {self.last_good_checkpoint()}") from None
         train_seconds = time.perf_counter() - started
-        valid_loader = batches(data.images, data.true_labels, data.valid_rows, train.batch_size * 2)
-        valid_loss, probabilities, targets = evaluate(self.model, valid_loader, self.criterion, self.settings)
+        train_loss, train_predictions, train_targets = gather_results(
+            context, result.loss, result.images, result.predictions, result.targets
+        )
+        valid_loss, probabilities, targets = self.validate()
         self.last_probabilities = probabilities
-        train_metrics = metric_summary(result.targets, result.predictions)
+        train_metrics = metric_summary(train_targets, train_predictions)
         valid_metrics = metric_summary(targets, probabilities.argmax(1))
+        images_per_second = result.images * context.world_size / max(train_seconds, 1e-9)
         return {
             "epoch": self.epoch,
             "lr": result.learning_rate,
-            "train_loss": round(result.loss, 6),
+            "train_loss": round(train_loss, 6),
             "train_accuracy": round(train_metrics["accuracy"], 6),
             "train_f1": round(train_metrics["f1"], 6),
             "valid_loss": round(valid_loss, 6),
             **{f"valid_{key}": round(value, 6) for key, value in valid_metrics.items()},
-            "train_images_per_second": round(result.images / max(train_seconds, 1e-9), 1),
+            "train_images_per_second": round(images_per_second, 1),
             "seconds": round(time.perf_counter() - started, 2),
         }
+
+    def validate(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """Each rank evaluates every world_size-th validation row; the results are merged back
+        into validation order, so every rank sees the metrics of the whole validation set."""
+        context = self.context
+        if context.enabled:
+            sync_buffers(self.model)
+        rows = self.data.valid_rows[context.rank :: context.world_size]
+        loader = batches(self.data.images, self.data.true_labels, rows, self.batch_size * 2)
+        loss, probabilities, targets = evaluate(self.model, loader, self.criterion, self.settings)
+        parts = context.gather((0.0 if len(rows) == 0 else loss * len(rows), len(rows), probabilities, targets))
+        seen = sum(part[1] for part in parts)
+        mean_loss = sum(part[0] for part in parts) / seen if seen else float("nan")
+        merged_probabilities = merge_in_order([part[2] for part in parts], context.world_size)
+        merged_targets = merge_in_order([part[3] for part in parts], context.world_size)
+        return mean_loss, merged_probabilities, merged_targets
+
+    def last_good_checkpoint(self) -> str:
+        if self.epoch == 0:
+            return "no checkpoint was written (the first epoch did not finish)"
+        return f"the last good checkpoint is {self.run_dir / 'last.pt'} (after epoch {self.epoch - 1})"
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -226,9 +321,6 @@ class Trainer:
                 "best_f1": self.best_f1,
                 "best_epoch": self.best_epoch,
                 "stale": self.stale,
-                "generator": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "numpy_rng": numpy_state(self.rng),
                 "config": to_plain_dict(self.config),
                 "mean": list(self.settings.mean),
                 "std": list(self.settings.std),
@@ -243,9 +335,6 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
         self.best_epoch, self.stale = state["best_epoch"], state["stale"]
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        restore_numpy_state(self.rng, state["numpy_rng"])
         self.rows = [
             {key: float(value) if key != "epoch" else int(value) for key, value in row.items()}
             for row in read_rows(self.run_dir / "summary.csv")
@@ -271,6 +360,25 @@ class Trainer:
             writer.add_figure(f"valid/{name}", figure, self.best_epoch)
         metrics = {"hparam/valid_f1": best["valid_f1"], "hparam/valid_accuracy": best["valid_accuracy"]}
         writer.add_hparams(flat_hparams(self.config), metrics, run_name=".")
+
+
+def gather_results(context: Distributed, loss: float, count: int, predictions, targets):
+    """Mean loss, predictions and targets of all ranks' training shards together."""
+    parts = context.gather((loss * count, count, predictions, targets))
+    seen = sum(part[1] for part in parts)
+    return (
+        sum(part[0] for part in parts) / max(seen, 1),
+        np.concatenate([part[2] for part in parts]),
+        np.concatenate([part[3] for part in parts]),
+    )
+
+
+def sync_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's BatchNorm running statistics on every rank before evaluation."""
+    import torch.distributed as dist
+
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
 
 
 def balanced_weights(labels: np.ndarray) -> np.ndarray:

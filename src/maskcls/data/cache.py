@@ -93,3 +93,26 @@ def load_resized(path: Path, size: tuple[int, int]) -> np.ndarray:
             return np.asarray(image.convert("RGB").resize(size, Image.BILINEAR))
     except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path}: cannot decode image ({error})") from None
+
+
+class DecodedImages:
+    """The uncached path (``data.cache: false``): the same indexing as the cached array, but every
+    access decodes and resizes the files again, on ``workers`` threads (PIL releases the GIL
+    while decoding). Kept to measure what the cache saves."""
+
+    def __init__(self, root: str | Path, paths: Sequence[str], size: tuple[int, int], workers: int | None = None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.root, self.paths, self.size = Path(root), list(paths), size
+        self.pool = ThreadPoolExecutor(workers or os.cpu_count() or 1)
+        self.shape = (len(self.paths), size[1], size[0], 3)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if np.ndim(index) == 0:
+            return load_resized(self.root / self.paths[int(index)], self.size)
+        chosen = np.arange(len(self.paths))[index]
+        decoded = self.pool.map(lambda k: load_resized(self.root / self.paths[k], self.size), chosen)
+        return np.stack(list(decoded)) if len(chosen) else np.empty((0, *self.shape[1:]), np.uint8)
