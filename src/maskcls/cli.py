@@ -28,7 +28,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)  # tables stay whole in logs
 err = Console(stderr=True, soft_wrap=True)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -216,6 +216,9 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed (same as -o seed=...).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     resume: Annotated[Path | None, typer.Option(help="Continue a stopped run from its last.pt.")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Exact run folder (default: RUNS_DIR/NAME-foldK, unique).")
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train one model on one split; leaves runs/NAME with config, summary, TensorBoard, checkpoints."""
@@ -226,10 +229,9 @@ def train(
     from maskcls.train import fit
 
     shortcuts = {"data.root": data, "train.fold": fold, "train.folds": folds, "seed": seed}
-    overrides = [*(override or []), *(f"{key}={value}" for key, value in shortcuts.items() if value is not None)]
-    settings = load_config(config, overrides)
+    settings = load_config(config, with_shortcuts(override, shortcuts))
     with progress_bar("train", quiet) as progress:
-        run = fit(settings, runs_dir=runs_dir, resume=resume, progress=progress)
+        run = fit(settings, runs_dir=runs_dir, resume=resume, progress=progress, run_dir=run_dir)
     rows = read_rows(run / "summary.csv")
     if rows and is_main_process():
         best = max(rows, key=lambda row: float(row["valid_f1"]))
@@ -238,6 +240,176 @@ def train(
             f"{run}: best valid macro F1 {float(best['valid_f1']):.4f} (accuracy {float(best['valid_accuracy']):.4f}) "
             f"at epoch {best['epoch']} of {len(rows)}; {speed:.0f} train images/s"
         )
+
+
+def with_shortcuts(overrides: list[str] | None, shortcuts: dict) -> list[str]:
+    """``-o`` overrides plus the options that are shortcuts for config keys (when given)."""
+    return [*(overrides or []), *(f"{key}={value}" for key, value in shortcuts.items() if value is not None)]
+
+
+OverrideOpt = Annotated[
+    list[str] | None, typer.Option("--override", "-o", help="KEY=VALUE, e.g. -o optim.lr=3e-4 (repeatable).")
+]
+
+
+@app.command()
+def cv(
+    config: Annotated[Path | None, typer.Argument(help="YAML recipe (see configs/).")] = None,
+    override: OverrideOpt = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (same as -o data.root=...).")] = None,
+    folds: Annotated[int | None, typer.Option(help="Number of folds (same as -o train.folds=...).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same as -o seed=...).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    devices: Annotated[
+        str | None, typer.Option(help="Comma-separated devices to train folds in parallel, e.g. cuda:0,cuda:1.")
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train every fold (skipping finished ones); write out-of-fold probabilities and the CV score."""
+    from maskcls.config import load_config
+    from maskcls.cv import cross_validate
+    from maskcls.progress import progress_bar
+
+    settings = load_config(config, with_shortcuts(override, {"data.root": data, "train.folds": folds, "seed": seed}))
+
+    def on_fold(fold: int, what: str) -> None:
+        if not quiet:
+            err.print(f"fold {fold}: {what}", highlight=False)
+
+    with progress_bar("cv", quiet) as progress:
+        device_list = [name.strip() for name in devices.split(",")] if devices else None
+        group = cross_validate(settings, runs_dir=runs_dir, devices=device_list, progress=progress, on_fold=on_fold)
+    result = json.loads((group / "cv.json").read_text())
+    per_fold = " ".join(f"{fold['valid_f1']:.4f}" for fold in result["folds"])
+    out.print(
+        f"{group}: CV macro F1 {result['oof_f1']:.4f} (out-of-fold, {result['images']} images), accuracy "
+        f"{result['oof_accuracy']:.4f}; folds {per_fold} (mean {result['fold_f1_mean']:.4f} "
+        f"± {result['fold_f1_std']:.4f})",
+        highlight=False,
+    )
+
+
+@app.command()
+def predict(
+    sources: Annotated[list[Path], typer.Argument(help="Run folders or cv groups (their models are averaged).")],
+    data: Annotated[Path, typer.Option(help="Dataset folder whose eval/ is predicted.")],
+    tta: Annotated[str, typer.Option(help="Test-time augmentation: none or flip.")] = "none",
+    backend: Annotated[str, typer.Option(help="torch or onnxruntime (exports model.onnx if missing).")] = "torch",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for test_probabilities.csv and submission.csv (default: the source)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 128,
+    cache_dir: Annotated[Path, typer.Option(help="Decoded-image cache folder.")] = Path("cache"),
+    quiet: Quiet = False,
+) -> None:
+    """Per-image 18-class probabilities for the test set, and a submission file."""
+    from maskcls.predict import predict_dataset, write_predictions
+    from maskcls.progress import progress_bar
+
+    if out_dir is None and len(sources) > 1:
+        raise UserError("several sources: say where the result goes with --out")
+    folder = out_dir or sources[0]
+    with progress_bar("predict", quiet) as progress:
+        prediction = predict_dataset(
+            sources, data, tta=tta, backend=backend, batch_size=batch_size, cache_dir=cache_dir, progress=progress
+        )
+    probabilities, submission = write_predictions(folder, prediction)
+    out.print(
+        f"{submission}: {len(prediction.table)} images, {prediction.models} model(s), tta {tta}, {backend}, "
+        f"{prediction.images_per_second:.0f} images/s; probabilities in {probabilities}",
+        highlight=False,
+    )
+
+
+@app.command()
+def ensemble(
+    inputs: Annotated[list[Path], typer.Argument(help="Probability files, run folders or cv groups.")],
+    method: Annotated[str, typer.Option(help="soft (mean probabilities) or hard (majority vote).")] = "soft",
+    weights: Annotated[str | None, typer.Option(help="Comma-separated weight per input, e.g. 2,1,1.")] = None,
+    oof: Annotated[bool, typer.Option(help="Folders mean their out-of-fold / validation probabilities.")] = False,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Submission file to write (test inputs).")] = None,
+    probabilities: Annotated[Path | None, typer.Option(help="Also write the combined probabilities here.")] = None,
+) -> None:
+    """Soft or hard voting across folds and experiments; OOF inputs report the ensemble's CV score."""
+    from maskcls.ensemble import ensemble as combine
+    from maskcls.metrics import summary
+    from maskcls.predict import write_probabilities, write_submission
+
+    weight_list = parse_floats(weights, "--weights") if weights else None
+    result = combine(inputs, method=method, weights=weight_list, oof=oof)
+    if probabilities:
+        write_probabilities(probabilities, result.table)
+    if out_file:
+        if result.key != "ImageID":
+            raise UserError("--out writes a submission: the inputs must be test probabilities (ImageID)")
+        write_submission(out_file, result.table["ImageID"], result.classes)
+        out.print(f"{out_file}: {len(result.classes)} images, {method} vote of {len(inputs)} inputs", highlight=False)
+    if "target" in result.table.columns:
+        metrics = summary(result.table["target"].to_numpy(), result.classes)
+        out.print(
+            f"{method} ensemble of {len(inputs)} inputs on {len(result.classes)} out-of-fold images: macro F1 "
+            f"{metrics['f1']:.4f}, accuracy {metrics['accuracy']:.4f}",
+            highlight=False,
+        )
+
+
+@app.command()
+def score(
+    submissions: Annotated[list[Path], typer.Argument(help="Submission files (or test probability files).")],
+    truth: Annotated[Path, typer.Option(help="Answers CSV, or a synthetic dataset folder (its truth/eval.csv).")],
+    per_class: Annotated[bool, typer.Option(help="Also print the F1 of each of the 18 classes.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+) -> None:
+    """Validate submissions and print macro F1 / accuracy on public, private and all rows, next to
+    the valid / CV F1 of the run or group each file came from."""
+    from maskcls.score import score_submission, write_score
+
+    results = {}
+    for submission in submissions:
+        results[str(submission)] = score_submission(submission, truth)
+        write_score(submission, results[str(submission)])
+    if as_json:
+        out.print_json(json.dumps(results))
+        return
+    table = Table(
+        "submission", "valid/CV F1", "public F1", "private F1", "all F1", "all accuracy", "mask", "gender", "age"
+    )
+    for name, result in results.items():
+        halves = [f"{result[half]['f1']:.4f}" if half in result else "-" for half in ("public", "private", "all")]
+        parts = [f"{result['all'][f'f1_{head}']:.4f}" for head in ("mask", "gender", "age")]
+        validation = result.get("validation_f1")
+        table.add_row(name, f"{validation:.4f}" if validation is not None else "-", *halves,
+                      f"{result['all']['accuracy']:.4f}", *parts)  # fmt: skip
+    out.print(table)
+    if per_class:
+        from maskcls.labels import class_name
+
+        for name, result in results.items():
+            classes = ", ".join(f"{k} {class_name(k)}: {f1:.3f}" for k, f1 in enumerate(result["per_class_f1"]))
+            out.print(f"{name}: {classes}", highlight=False)
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder (its best.pt is exported).")],
+    onnx: Annotated[bool, typer.Option("--onnx", help="Write ONNX (the only format for now).")] = True,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Output file (default RUN/model.onnx).")] = None,
+) -> None:
+    """Export a run's best model as ONNX with the normalisation inside (uint8 NHWC in, 18 probabilities out)."""
+    from maskcls.export import export_onnx
+
+    if not onnx:
+        raise UserError("only --onnx export is supported")
+    path = export_onnx(run, out_file)
+    out.print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
+
+
+def parse_floats(text: str, option: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
 def percent(part: int, total: int) -> str:

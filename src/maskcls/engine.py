@@ -153,6 +153,27 @@ def step(loss, model, optimizer, settings: StepSettings, scaler) -> None:
         optimizer.step()
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` means CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def forward_probabilities(
+    model: nn.Module, batch: torch.Tensor, settings: StepSettings, tta_flip: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and 18-class probabilities of a prepared batch; ``tta_flip`` averages the
+    probabilities with those of the mirrored batch (the logits stay the plain ones)."""
+    with settings.autocast():
+        logits = model(batch).float()
+        probabilities = model.class_probabilities(logits)
+        if tta_flip:
+            mirrored = model.class_probabilities(model(batch.flip(-1)).float())
+            probabilities = (probabilities + mirrored) / 2
+    return logits, probabilities
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, loader, criterion: Callable, settings: StepSettings, tta_flip: bool = False
@@ -164,11 +185,7 @@ def evaluate(
     for images, labels in loader:
         batch = finish(prepare(images, settings), settings)
         labels = labels.to(settings.device)
-        with settings.autocast():
-            logits = model(batch).float()
-            probs = model.class_probabilities(logits)
-            if tta_flip:
-                probs = (probs + model.class_probabilities(model(batch.flip(-1)).float())) / 2
+        logits, probs = forward_probabilities(model, batch, settings, tta_flip)
         total_loss += criterion(logits, labels).item() * len(labels)
         seen += len(labels)
         probabilities.append(probs.cpu().numpy())

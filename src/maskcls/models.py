@@ -39,7 +39,7 @@ class FaceAttributeModel(nn.Module):
             return logits.float().softmax(dim=1)
         heads = {name: part.float().softmax(dim=1) for name, part in self.head_logits(logits).items()}
         joint = heads["mask"][:, :, None, None] * heads["gender"][:, None, :, None] * heads["age"][:, None, None, :]
-        return joint.reshape(len(logits), NUM_CLASSES)  # index mask*6 + gender*3 + age
+        return joint.reshape(-1, NUM_CLASSES)  # index mask*6 + gender*3 + age
 
 
 def split_head_logits(logits: torch.Tensor, head: str) -> dict[str, torch.Tensor]:

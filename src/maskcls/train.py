@@ -6,6 +6,7 @@ runs/NAME/  config.json   resolved config + dataset mean/std + git commit + vers
             last.pt, best.pt       checkpoints (best by valid macro F1, the competition metric)
             valid_probabilities.csv  18-class probabilities of the best epoch per valid image
             confusion.png, valid_grid.png
+            result.json            written last: the run finished; best epoch, its F1, seconds
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from maskcls.data.layout import read_dataset
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
 from maskcls.data.transforms import channel_stats
 from maskcls.distributed import Distributed, merge_in_order, start_from_environment, stop
-from maskcls.engine import StepSettings, batches, epoch_order, evaluate, train_one_epoch
+from maskcls.engine import StepSettings, batches, epoch_order, evaluate, resolve_device, train_one_epoch
 from maskcls.errors import NonFiniteLoss, UserError
 from maskcls.files import write_json_atomic
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes
@@ -51,10 +52,15 @@ class TrainingData:
 
 
 def fit(
-    config: Config, runs_dir: str | Path = "runs", resume: str | Path | None = None, progress: Progress | None = None
+    config: Config,
+    runs_dir: str | Path = "runs",
+    resume: str | Path | None = None,
+    progress: Progress | None = None,
+    run_dir: str | Path | None = None,
 ) -> Path:
-    """Train one model on one split; returns the run folder. Under torchrun every process calls
-    this; rank 0 alone writes, and all return the same path."""
+    """Train one model on one split; returns the run folder (``runs_dir/NAME-foldK``, made
+    unique, or exactly ``run_dir``). ``runs_dir/folds/`` keeps the folds files every run shares.
+    Under torchrun every process calls this; rank 0 alone writes, and all return the same path."""
     checkpoint = load_checkpoint(Path(resume) / "last.pt") if resume is not None else None
     if checkpoint is not None:
         config = Config.model_validate(checkpoint["config"])
@@ -66,15 +72,21 @@ def fit(
             run, mean, std = Path(resume), checkpoint["mean"], checkpoint["std"]
         else:
             mean, std = channel_stats(data.images[np.sort(data.train_rows)])
-            made = start_run_folder(config, runs_dir, mean, std) if context.is_main else None
+            made = start_run_folder(config, runs_dir, mean, std, run_dir) if context.is_main else None
             run = Path(context.broadcast(str(made)))
         return Trainer(config, data, run, mean, std, checkpoint, progress, context, device).run()
     finally:
         stop(context)
 
 
-def start_run_folder(config: Config, runs_dir: str | Path, mean, std) -> Path:
-    run = new_run_folder(runs_dir, f"{config.name}-fold{config.train.fold}")
+def start_run_folder(config: Config, runs_dir: str | Path, mean, std, run_dir: str | Path | None = None) -> Path:
+    if run_dir is None:
+        run = new_run_folder(runs_dir, f"{config.name}-fold{config.train.fold}")
+    else:
+        run = Path(run_dir)
+        if (run / "last.pt").exists():
+            raise UserError(f"{run}: already holds a run (continue it with --resume)")
+        run.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run / "config.json", {**to_plain_dict(config), "mean": mean, "std": std, **environment()})
     return run
 
@@ -147,12 +159,6 @@ def missing_class_warnings(labels: np.ndarray, train_rows: np.ndarray, valid_row
     return messages
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def epoch_seed(*parts: int) -> int:
     """A seed for one (seed, epoch, stream) triple: draws depend only on it, so a resumed run
     repeats exactly what an uninterrupted one does, and each rank augments differently."""
@@ -220,6 +226,7 @@ class Trainer:
                     break
             if writer is not None:
                 self.finish(writer)
+                self.write_result()
         finally:
             if writer is not None:
                 writer.close()
@@ -301,6 +308,19 @@ class Trainer:
         merged_probabilities = merge_in_order([part[2] for part in parts], context.world_size)
         merged_targets = merge_in_order([part[3] for part in parts], context.world_size)
         return mean_loss, merged_probabilities, merged_targets
+
+    def write_result(self) -> None:
+        """``result.json``: the run finished (all epochs or early stop) and its best epoch."""
+        best = next((row for row in self.rows if row["epoch"] == self.best_epoch), {})
+        result = {
+            "finished": True,
+            "epochs_run": self.epoch,
+            "best_epoch": self.best_epoch,
+            "valid_f1": best.get("valid_f1"),
+            "valid_accuracy": best.get("valid_accuracy"),
+            "seconds": round(sum(row["seconds"] for row in self.rows), 2),
+        }
+        write_json_atomic(self.run_dir / "result.json", result)
 
     def last_good_checkpoint(self) -> str:
         if self.epoch == 0:

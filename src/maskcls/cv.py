@@ -1,0 +1,164 @@
+"""k-fold cross-validation: train every fold of one config, gather out-of-fold probabilities.
+
+runs/NAME-cvK/  group.json              name, folds, seed, fold run folders, resolved config
+                config.yaml             the resolved config (what each fold process trains)
+                fold0/ .. foldK-1/      ordinary run folders (see train.py)
+                oof_probabilities.csv   every training image's probabilities from the fold
+                                        that held it out (path, profile, target, fold, p0..p17)
+                cv.json                 per-fold valid F1, their mean and spread, OOF F1/accuracy
+
+Every experiment on the same data, fold count and seed uses the same ``runs/folds/`` file, so
+their CV scores are comparable. Finished folds (``result.json``) are skipped, half-finished ones
+resumed. With several ``devices`` the folds run in parallel, one process per device.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from maskcls.config import Config, to_plain_dict
+from maskcls.data.images import Progress
+from maskcls.errors import UserError
+from maskcls.files import write_json_atomic, write_text_atomic
+from maskcls.metrics import summary
+from maskcls.predict import PROBABILITY_COLUMNS
+from maskcls.runs import write_rows
+
+GROUP_FILE = "group.json"
+
+
+def group_folder(runs_dir: str | Path, config: Config) -> Path:
+    return Path(runs_dir) / f"{config.name}-cv{config.train.folds}"
+
+
+def cross_validate(
+    config: Config,
+    runs_dir: str | Path = "runs",
+    devices: list[str] | None = None,
+    progress: Progress | None = None,
+    on_fold: Callable[[int, str], None] | None = None,
+) -> Path:
+    """Train the folds still missing, then write the OOF file and ``cv.json``; returns the group."""
+    if config.train.holdout is not None:
+        raise UserError("train.holdout is set: cross-validation needs folds (remove train.holdout)")
+    group = start_group(config, runs_dir)
+    pending = [fold for fold in range(config.train.folds) if not fold_finished(group / f"fold{fold}")]
+    if on_fold:
+        for fold in sorted(set(range(config.train.folds)) - set(pending)):
+            on_fold(fold, "already finished")
+    if devices and len(devices) > 1:
+        train_in_processes(group, runs_dir, pending, devices, on_fold)
+    else:
+        for fold in pending:
+            train_fold(config, group, runs_dir, fold, progress)
+            if on_fold:
+                on_fold(fold, "trained")
+    write_cv_results(group)
+    return group
+
+
+def start_group(config: Config, runs_dir: str | Path) -> Path:
+    """Create the group folder, or check that an existing one was made by the same config."""
+    group = group_folder(runs_dir, config)
+    plain = to_plain_dict(config)
+    plain["train"]["fold"] = 0
+    if (group / GROUP_FILE).exists():
+        saved = json.loads((group / GROUP_FILE).read_text())
+        if saved["config"] != plain:
+            raise UserError(f"{group}: a cv group with another config already uses this name (set a new `name`)")
+        return group
+    group.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(group / "config.yaml", yaml.safe_dump(plain, sort_keys=False))
+    runs = [f"fold{fold}" for fold in range(config.train.folds)]
+    record = {"name": config.name, "folds": config.train.folds, "seed": config.seed, "runs": runs, "config": plain}
+    write_json_atomic(group / GROUP_FILE, record)
+    return group
+
+
+def fold_finished(run: Path) -> bool:
+    return (run / "result.json").exists()
+
+
+def train_fold(config: Config, group: Path, runs_dir, fold: int, progress: Progress | None) -> Path:
+    from maskcls.train import fit
+
+    run = group / f"fold{fold}"
+    if (run / "last.pt").exists():
+        return fit(config, runs_dir=runs_dir, resume=run, progress=progress)
+    fold_config = config.model_copy(deep=True)
+    fold_config.train.fold = fold
+    return fit(fold_config, runs_dir=runs_dir, progress=progress, run_dir=run)
+
+
+def train_in_processes(group: Path, runs_dir, folds: list[int], devices: list[str], on_fold) -> None:
+    """One ``maskcls train`` process per device, each taking the next fold until none is left."""
+    work: queue.Queue[int] = queue.Queue()
+    for fold in folds:
+        work.put(fold)
+    failures: list[str] = []
+
+    def worker(device: str) -> None:
+        while True:
+            try:
+                fold = work.get_nowait()
+            except queue.Empty:
+                return
+            command = fold_command(group, runs_dir, fold, device)
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                failures.append(f"fold {fold} on {device} failed: {done.stderr.strip().splitlines()[-1:]}")
+            elif on_fold:
+                on_fold(fold, f"trained on {device}")
+
+    threads = [threading.Thread(target=worker, args=(device,)) for device in devices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise UserError(*failures)
+
+
+def fold_command(group: Path, runs_dir, fold: int, device: str) -> list[str]:
+    run = group / f"fold{fold}"
+    command = [sys.executable, "-m", "maskcls", "train", "--quiet", "--runs-dir", str(runs_dir)]
+    if (run / "last.pt").exists():
+        return [*command, "--resume", str(run)]
+    config = str(group / "config.yaml")
+    return [*command, config, "--run-dir", str(run), "-o", f"train.fold={fold}", "-o", f"train.device={device}"]
+
+
+def write_cv_results(group: Path) -> dict:
+    """``oof_probabilities.csv`` and ``cv.json`` from the fold runs' best-epoch validation files."""
+    record = json.loads((group / GROUP_FILE).read_text())
+    parts, folds = [], []
+    for fold, name in enumerate(record["runs"]):
+        run = group / name
+        frame = pd.read_csv(run / "valid_probabilities.csv")
+        frame.insert(3, "fold", fold)
+        parts.append(frame)
+        result = json.loads((run / "result.json").read_text())
+        folds.append({"fold": fold, **{key: result[key] for key in ("valid_f1", "valid_accuracy", "best_epoch")}})
+    oof = pd.concat(parts, ignore_index=True)
+    write_rows(group / "oof_probabilities.csv", oof.to_dict("records"))
+    scores = np.array([fold["valid_f1"] for fold in folds])
+    metrics = summary(oof["target"].to_numpy(), oof[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1))
+    result = {
+        "folds": folds,
+        "fold_f1_mean": round(float(scores.mean()), 6),
+        "fold_f1_std": round(float(scores.std()), 6),
+        **{f"oof_{key}": round(value, 6) for key, value in metrics.items()},
+        "images": len(oof),
+    }
+    write_json_atomic(group / "cv.json", result)
+    return result

@@ -1,0 +1,86 @@
+"""ONNX export of a run's best model, with the preprocessing inside the graph.
+
+The exported graph takes what the cache holds, ``images``: uint8 (N, H, W, 3) RGB at the run's
+image size, and returns ``probabilities``: float (N, 18). Scaling to [0, 1], the dataset's
+mean/std normalisation and the combination of multi-head outputs into 18 classes are all part
+of the graph, so a caller (``predict --backend onnxruntime``, ``serve``) only resizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskcls.errors import UserError
+from maskcls.files import atomic_path
+
+OPSET = 18
+
+
+class ExportedModel(nn.Module):
+    """uint8 NHWC images -> 18-class probabilities."""
+
+    def __init__(self, model: nn.Module, mean, std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        batch = images.permute(0, 3, 1, 2).float() / 255.0
+        return self.model.class_probabilities(self.model((batch - self.mean) / self.std))
+
+
+def export_onnx(run: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``run``'s best model as ONNX (default ``RUN/model.onnx``); returns the path."""
+    from maskcls.predict import load_run
+
+    run = Path(run)
+    out = Path(out) if out else run / "model.onnx"
+    loaded = load_run(run, device="cpu")
+    model = loaded.model.to(memory_format=torch.contiguous_format).float()
+    wrapper = ExportedModel(model, loaded.settings.mean, loaded.settings.std).eval()
+    width, height = loaded.image_size
+    example = torch.zeros(2, height, width, 3, dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with atomic_path(out) as temporary, contextlib.redirect_stdout(io.StringIO()):  # the exporter's chatter
+        try:
+            torch.onnx.export(
+                wrapper, (example,), str(temporary), input_names=["images"], output_names=["probabilities"],
+                dynamic_shapes={"images": {0: batch}}, opset_version=OPSET, dynamo=True, external_data=False,
+            )  # fmt: skip
+        except Exception as error:  # the exporter raises many types; the model name says what failed
+            raise UserError(f"{run}: ONNX export of {loaded.config.model.name!r} failed ({error})") from None
+    return out
+
+
+def onnx_session(path: str | Path):
+    """An onnxruntime CPU session using every core."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) the graph expects."""
+    session = onnx_session(path)
+    shape = session.get_inputs()[0].shape
+    return int(shape[2]), int(shape[1])
+
+
+def check_parity(run: str | Path, onnx_path: str | Path, images: np.ndarray) -> float:
+    """Largest absolute difference between PyTorch's and onnxruntime's probabilities."""
+    from maskcls.predict import load_run, torch_probabilities
+
+    expected = torch_probabilities(load_run(Path(run), device="cpu"), images, 64, "none")
+    got = onnx_session(onnx_path).run(None, {"images": np.ascontiguousarray(images)})[0]
+    return float(np.abs(expected - got).max())

@@ -1,0 +1,253 @@
+"""Test-time prediction: 18-class probabilities per eval image from runs or cv groups.
+
+A source is a run folder (its ``best.pt``) or a cv group folder (every fold's ``best.pt``);
+the probabilities of all models are averaged (a soft vote). Images come from the same cache as
+training, batched; ``tta="flip"`` averages each image with its mirror. The ``onnxruntime``
+backend runs each run's ``model.onnx`` (exported on first use).
+
+The probabilities file (``PROBABILITIES_COLUMNS``): ``ImageID`` then ``p0`` .. ``p17``, one row
+per line of ``eval/info.csv`` in the same order. Training's validation and out-of-fold files
+use the same ``p*`` columns with ``path``, ``profile`` and ``target`` in front.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from maskcls.checkpoint import load_checkpoint
+from maskcls.config import Config
+from maskcls.data.cache import cached_images
+from maskcls.data.images import Progress
+from maskcls.data.layout import read_dataset
+from maskcls.engine import StepSettings, finish, forward_probabilities, prepare, resolve_device
+from maskcls.errors import UserError
+from maskcls.labels import NUM_CLASSES
+from maskcls.models import FaceAttributeModel, create_model
+from maskcls.runs import write_rows
+
+log = logging.getLogger("maskcls")
+
+PROBABILITY_COLUMNS = [f"p{k}" for k in range(NUM_CLASSES)]
+BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass
+class LoadedRun:
+    """A trained model ready for inference, with what its inputs need."""
+
+    run: Path
+    config: Config
+    model: FaceAttributeModel
+    settings: StepSettings
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.config.train.image_size)
+
+
+def run_folders(sources: list[str | Path]) -> list[Path]:
+    """Run folders named by ``sources``: a run itself, or every fold run of a cv group."""
+    runs: list[Path] = []
+    for source in map(Path, sources):
+        if (source / "best.pt").exists():
+            runs.append(source)
+        elif (source / "group.json").exists():
+            group = json.loads((source / "group.json").read_text())
+            runs.extend(source / name for name in group["runs"])
+        else:
+            raise UserError(f"{source}: neither a run folder (best.pt) nor a cv group (group.json)")
+    missing = [run for run in runs if not (run / "best.pt").exists()]
+    if missing:
+        raise UserError(*(f"{run}: best.pt not found (the run has not finished an epoch)" for run in missing))
+    return runs
+
+
+def load_run(run: Path, device: str = "auto") -> LoadedRun:
+    """The best checkpoint of ``run`` (``weights_only=True``) in eval mode."""
+    checkpoint = load_checkpoint(run / "best.pt")
+    config = Config.model_validate(checkpoint["config"])
+    model = create_model(config.model.name, config.model.head, pretrained=False, dropout=config.model.dropout)
+    model.load_state_dict(checkpoint["model"])
+    target = resolve_device(device)
+    channels_last = config.train.channels_last
+    model = model.to(target, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+    amp = torch.bfloat16 if config.train.amp == "bf16" else torch.float16 if config.train.amp == "fp16" else None
+    if amp is not None and target.type == "cpu" and config.train.amp == "fp16":
+        amp = None  # fp16 autocast is a GPU feature
+    settings = StepSettings(target, amp, channels_last, None, tuple(checkpoint["mean"]), tuple(checkpoint["std"]))
+    return LoadedRun(run, config, model, settings)
+
+
+@torch.no_grad()
+def torch_probabilities(loaded: LoadedRun, images: np.ndarray, batch_size: int, tta: str, on_batch=None) -> np.ndarray:
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.array(images[start : start + batch_size]))
+        tensor = finish(prepare(batch, loaded.settings), loaded.settings)
+        _, probabilities = forward_probabilities(loaded.model, tensor, loaded.settings, tta_flip=tta == "flip")
+        out.append(probabilities.cpu().numpy())
+        if on_batch:
+            on_batch(len(batch))
+    return np.concatenate(out) if out else np.empty((0, NUM_CLASSES), np.float32)
+
+
+def onnx_model(run: Path):
+    """An onnxruntime session for ``run``'s ``model.onnx``, exported first when missing."""
+    from maskcls.export import export_onnx, onnx_session
+
+    path = run / "model.onnx"
+    if not path.exists():
+        export_onnx(run, path)
+    return onnx_session(path)
+
+
+def onnx_probabilities(session, images: np.ndarray, batch_size: int, tta: str, on_batch=None) -> np.ndarray:
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = np.ascontiguousarray(images[start : start + batch_size])
+        probabilities = session.run(None, {"images": batch})[0]
+        if tta == "flip":
+            mirrored = np.ascontiguousarray(batch[:, :, ::-1])
+            probabilities = (probabilities + session.run(None, {"images": mirrored})[0]) / 2
+        out.append(probabilities)
+        if on_batch:
+            on_batch(len(batch))
+    return np.concatenate(out) if out else np.empty((0, NUM_CLASSES), np.float32)
+
+
+@dataclass
+class Prediction:
+    table: pd.DataFrame  # ImageID, p0..p17 in info.csv order: the mean over all models
+    images_per_second: float
+    models: int
+    per_run: dict[Path, pd.DataFrame]  # each model's own table (the same layout)
+
+
+def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path, Path]:
+    """``test_probabilities.csv`` and ``submission.csv`` in ``folder``; with several models also
+    each run's own ``test_probabilities.csv`` and ``submission.csv`` (inputs for ``ensemble``)."""
+    folder = Path(folder)
+    if len(prediction.per_run) > 1:
+        for run, table in prediction.per_run.items():
+            write_table_and_submission(run, table)
+    return write_table_and_submission(folder, prediction.table)
+
+
+def write_table_and_submission(folder: Path, table: pd.DataFrame) -> tuple[Path, Path]:
+    probabilities, submission = folder / "test_probabilities.csv", folder / "submission.csv"
+    write_probabilities(probabilities, table)
+    write_submission(submission, table["ImageID"], table[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1))
+    return probabilities, submission
+
+
+def predict_dataset(
+    sources: list[str | Path],
+    data_root: str | Path,
+    *,
+    tta: str = "none",
+    backend: str = "torch",
+    batch_size: int = 128,
+    cache_dir: str | Path = "cache",
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> Prediction:
+    """Mean 18-class probabilities of every model in ``sources`` for each eval image.
+
+    Images listed in info.csv that cannot be read get the mean probabilities of the others
+    (and a warning), so the submission still has every row."""
+    if tta not in ("none", "flip"):
+        raise UserError(f"unknown tta {tta!r}; known: none, flip")
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    runs = run_folders(sources)
+    root = Path(data_root)
+    dataset = read_dataset(root, require_eval=True)
+    info = pd.read_csv(root / "eval" / "info.csv", dtype=str, keep_default_na=False)
+    table = dataset.eval
+    total, done = len(runs) * len(table), 0
+
+    def on_batch(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress:
+            progress(done, total)
+
+    per_run: dict[Path, np.ndarray] = {}
+    seconds = 0.0
+    paths = list(table["path"])
+    for run in runs:
+        per_run[run], run_seconds = run_probabilities(
+            run, root, paths, tta, backend, batch_size, cache_dir, device, on_batch
+        )
+        seconds += run_seconds
+    mean = sum(per_run.values()) / len(runs)
+    return Prediction(
+        table=full_table(info, table, mean),
+        images_per_second=total / max(seconds, 1e-9),
+        models=len(runs),
+        per_run={run: full_table(info, table, probabilities, warn=False) for run, probabilities in per_run.items()},
+    )
+
+
+def run_probabilities(
+    run: Path, root: Path, paths: list[str], tta: str, backend: str, batch_size: int, cache_dir, device, on_batch
+) -> tuple[np.ndarray, float]:
+    """Probabilities of one run's model and the seconds its forward passes took (no loading)."""
+    config = Config.model_validate(load_checkpoint(run / "best.pt")["config"])
+    images = cached_images(root, paths, tuple(config.train.image_size), cache_dir)
+    if backend == "onnxruntime":
+        session = onnx_model(run)
+        started = time.perf_counter()
+        return onnx_probabilities(session, images, batch_size, tta, on_batch), time.perf_counter() - started
+    loaded = load_run(run, device)
+    started = time.perf_counter()
+    return torch_probabilities(loaded, images, batch_size, tta, on_batch), time.perf_counter() - started
+
+
+def full_table(
+    info: pd.DataFrame, predicted: pd.DataFrame, probabilities: np.ndarray, warn: bool = True
+) -> pd.DataFrame:
+    """One row per info.csv line; rows without a readable image get the mean of the others."""
+    average = probabilities.mean(axis=0) if len(probabilities) else np.full(NUM_CLASSES, 1 / NUM_CLASSES)
+    full = np.tile(average, (len(info), 1))
+    full[predicted["row"].to_numpy(dtype=int)] = probabilities
+    missing = sorted(set(range(len(info))) - set(predicted["row"].astype(int)))
+    if missing and warn:
+        names = ", ".join(info["ImageID"].iloc[missing[:5]])
+        log.warning(f"{len(missing)} eval image(s) could not be read and get the average prediction: {names}")
+    frame = pd.DataFrame(full, columns=PROBABILITY_COLUMNS)
+    frame.insert(0, "ImageID", info["ImageID"].to_numpy())
+    return frame
+
+
+def write_probabilities(path: str | Path, table: pd.DataFrame) -> None:
+    write_rows(Path(path), table.to_dict("records"))
+
+
+def write_submission(path: str | Path, image_ids, classes: np.ndarray) -> None:
+    """``ImageID,ans`` in the given (info.csv) order."""
+    rows = [{"ImageID": image_id, "ans": int(k)} for image_id, k in zip(image_ids, classes, strict=True)]
+    write_rows(Path(path), rows)
+
+
+def read_probabilities(path: str | Path) -> pd.DataFrame:
+    """A probabilities file (test, validation or out-of-fold); names the file when it is not one."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, keep_default_na=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a probabilities CSV ({error})") from None
+    missing = [column for column in PROBABILITY_COLUMNS if column not in frame.columns]
+    if missing:
+        raise UserError(f"{path} line 1: missing column(s) {', '.join(missing[:3])} (expected p0..p17)")
+    return frame
