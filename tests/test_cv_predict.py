@@ -1,0 +1,102 @@
+"""From a config to a scored submission: cv, predict (TTA, onnxruntime), ensemble, score."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from maskcls.config import load_config
+from maskcls.cv import cross_validate
+from maskcls.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
+from maskcls.train import fit
+from tests.conftest import make_layout
+
+
+def cv_config(data, tmp_path, *overrides):
+    return load_config(
+        None,
+        [
+            f"data.root={data}", "model.name=test_resnet", "train.epochs=1", "train.image_size=[24,32]",
+            f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32", "train.folds=3", "name=cvt",
+            *overrides,
+        ],
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_group(synth_small, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("cv")
+    config = cv_config(synth_small, tmp_path)
+    return cross_validate(config, runs_dir=tmp_path / "runs"), tmp_path
+
+
+def test_cv_writes_out_of_fold_probabilities_for_every_training_image(finished_group, synth_small):
+    group, _ = finished_group
+    oof = pd.read_csv(group / "oof_probabilities.csv")
+    assert len(oof) == 24 * 7 and oof["path"].is_unique and sorted(oof["fold"].unique()) == [0, 1, 2]
+    assert oof.groupby("profile")["fold"].nunique().max() == 1  # a person sits in one fold
+    result = json.loads((group / "cv.json").read_text())
+    assert len(result["folds"]) == 3 and 0 <= result["oof_f1"] <= 1 and result["images"] == 168
+
+
+def test_every_experiment_reuses_the_same_folds(finished_group, synth_small):
+    group, tmp_path = finished_group
+    single = fit(cv_config(synth_small, tmp_path, "train.fold=1", "name=other"), runs_dir=tmp_path / "runs")
+    held_out = set(pd.read_csv(single / "valid_probabilities.csv")["profile"])
+    oof = pd.read_csv(group / "oof_probabilities.csv")
+    assert held_out == set(oof.loc[oof["fold"] == 1, "profile"])
+
+
+def test_cv_resumes_a_half_finished_group(synth_small, tmp_path):
+    config = cv_config(synth_small, tmp_path, "train.epochs=2")
+    trained = []
+
+    def stop_in_fold_1(fold_done, total):
+        if len(trained) == 1 and fold_done > total // 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(
+            config, runs_dir=tmp_path / "runs", progress=stop_in_fold_1, on_fold=lambda f, w: trained.append(f)
+        )
+    group = tmp_path / "runs" / "cvt-cv3"
+    fold0_time = (group / "fold0/best.pt").stat().st_mtime_ns
+    assert (group / "fold1/last.pt").exists() and not (group / "fold1/result.json").exists()
+    events = []
+    cross_validate(config, runs_dir=tmp_path / "runs", on_fold=lambda fold, what: events.append((fold, what)))
+    assert events == [(0, "already finished"), (1, "trained"), (2, "trained")]
+    assert (group / "fold0/best.pt").stat().st_mtime_ns == fold0_time
+    assert len(pd.read_csv(group / "fold1/summary.csv")) == 2
+    assert len(pd.read_csv(group / "oof_probabilities.csv")) == 168
+
+
+def test_predict_keeps_info_order_with_quirky_extensions_and_flip_tta(finished_group, tmp_path):
+    group, cache = finished_group
+    names = ["b" * 40 + ".JPG", "a" * 40 + ".jpeg", "c" * 40 + ".png", "d" * 40 + ".jpg"]
+    data = make_layout(tmp_path / "quirky", ["000001_female_Asian_45"], eval_names=names)
+    rng = np.random.default_rng(0)
+    for name in names:  # textured images, so that the mirror image differs
+        image = Image.fromarray(rng.integers(0, 255, (64, 48, 3), dtype=np.uint8))
+        image.save(data / "eval/images" / name, format="PNG" if name.endswith("png") else "JPEG")
+    plain = predict_dataset([group], data, cache_dir=cache / "cache")
+    flipped = predict_dataset([group], data, tta="flip", cache_dir=cache / "cache")
+    assert plain.table["ImageID"].tolist() == names and plain.models == 3
+    assert np.allclose(plain.table[PROBABILITY_COLUMNS].sum(axis=1), 1, atol=1e-5)
+    assert not np.allclose(plain.table[PROBABILITY_COLUMNS], flipped.table[PROBABILITY_COLUMNS])
+    probabilities, submission = write_predictions(tmp_path / "out", plain)
+    assert pd.read_csv(submission)["ImageID"].tolist() == names
+    mean = np.mean([table[PROBABILITY_COLUMNS].to_numpy() for table in plain.per_run.values()], axis=0)
+    assert np.allclose(pd.read_csv(probabilities)[PROBABILITY_COLUMNS], mean, atol=1e-6)
+
+
+def test_onnx_export_matches_pytorch(finished_group, synth_small):
+    group, cache = finished_group
+    torch_result = predict_dataset([group / "fold0"], synth_small, cache_dir=cache / "cache")
+    onnx_result = predict_dataset([group / "fold0"], synth_small, backend="onnxruntime", cache_dir=cache / "cache")
+    assert (group / "fold0/model.onnx").exists()
+    difference = np.abs(
+        torch_result.table[PROBABILITY_COLUMNS].to_numpy() - onnx_result.table[PROBABILITY_COLUMNS].to_numpy()
+    )
+    assert difference.max() < 1e-4

@@ -1,0 +1,107 @@
+"""Voting rules and submission validation, on hand-made probability tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from maskcls.ensemble import ensemble, hard_vote, soft_vote
+from maskcls.errors import DataError, UserError
+from maskcls.predict import PROBABILITY_COLUMNS
+from maskcls.score import read_submission, score_predictions, score_submission
+
+
+def one_hot_rows(*rows: dict[int, float]) -> np.ndarray:
+    table = np.zeros((len(rows), 18))
+    for index, row in enumerate(rows):
+        for k, value in row.items():
+            table[index, k] = value
+    return table
+
+
+def test_hard_vote_tie_goes_to_the_highest_summed_probability():
+    a = one_hot_rows({3: 0.6, 5: 0.4})
+    b = one_hot_rows({5: 0.9, 3: 0.1})
+    classes, shares = hard_vote([a, b], np.array([1.0, 1.0]))
+    assert classes.tolist() == [5]  # one vote each; 5 has 1.3 summed probability against 0.7
+    assert shares[0, 3] == shares[0, 5] == 0.5
+    c = one_hot_rows({3: 0.4, 7: 0.35, 5: 0.25})
+    classes, _ = hard_vote([a, b, c], np.array([1.0, 1.0, 1.0]))
+    assert classes.tolist() == [3]  # two votes beat one, whatever the probabilities
+    weighted, _ = hard_vote([a, b], np.array([1.0, 2.0]))
+    assert weighted.tolist() == [5]
+
+
+def test_soft_vote_weights():
+    a, b = one_hot_rows({1: 1.0}), one_hot_rows({2: 1.0})
+    combined = soft_vote([a, b], np.array([3.0, 1.0]))
+    assert combined[0, 1] == pytest.approx(0.75) and combined[0, 2] == pytest.approx(0.25)
+
+
+def write_table(path, ids, probabilities, key="ImageID", target=None):
+    frame = pd.DataFrame(probabilities, columns=PROBABILITY_COLUMNS)
+    if target is not None:
+        frame.insert(0, "target", target)
+    frame.insert(0, key, ids)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_ensemble_aligns_rows_by_key_and_keeps_targets(tmp_path):
+    a = write_table(tmp_path / "a.csv", ["x", "y"], one_hot_rows({1: 1.0}, {2: 1.0}), "path", [1, 2])
+    b = write_table(tmp_path / "b.csv", ["y", "x"], one_hot_rows({2: 1.0}, {4: 1.0}), "path", [2, 1])
+    result = ensemble([a, b], "soft", [1.0, 3.0])
+    assert result.key == "path" and result.table["path"].tolist() == ["x", "y"]
+    assert result.classes.tolist() == [4, 2] and result.table["target"].tolist() == [1, 2]
+    c = write_table(tmp_path / "c.csv", ["x", "z"], one_hot_rows({1: 1.0}, {2: 1.0}), "path")
+    with pytest.raises(UserError, match="rows differ"):
+        ensemble([a, c])
+    with pytest.raises(UserError, match="2 inputs"):
+        ensemble([a, b], weights=[1.0])
+
+
+IDS = ["a.jpg", "b.JPG", "c.png"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ImageID,answer\na.jpg,1\nb.JPG,2\nc.png,3\n", r"line 1: header must be ImageID,ans"),
+        ("ImageID,ans\nb.JPG,1\na.jpg,2\nc.png,3\n", r"line 2: ImageID 'b.JPG' where info.csv has 'a.jpg'"),
+        ("ImageID,ans\na.jpg,1\nb.JPG,2\n", r"line 4: missing rows: 1 of 3"),
+        ("ImageID,ans\na.jpg,1\nb.JPG,18\nc.png,3\n", r"line 3: ans 18 is outside 0..17"),
+        ("ImageID,ans\na.jpg,1\nb.JPG,x\nc.png,3\n", r"line 3: ans 'x' is not an integer"),
+        ("ImageID,ans\na.jpg,1\nb.JPG,2\nc.png,3\nd.jpg,4\n", r"line 5: extra row"),
+    ],
+)
+def test_submission_problems_are_named_with_their_line(tmp_path, text, message):
+    path = tmp_path / "submission.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_submission(path, IDS)
+
+
+def test_macro_f1_matches_scikit_learn_on_every_half(tmp_path):
+    rng = np.random.default_rng(0)
+    truth, predicted = rng.integers(0, 18, 400), rng.integers(0, 18, 400)
+    predicted[:150] = truth[:150]
+    halves = np.where(rng.random(400) < 0.5, "public", "private")
+    result = score_predictions(truth, predicted, halves)
+    for half in ("public", "private"):
+        rows = halves == half
+        expected = f1_score(truth[rows], predicted[rows], average="macro", labels=range(18), zero_division=0)
+        assert result[half]["f1"] == pytest.approx(expected)
+    assert result["all"]["f1"] == pytest.approx(f1_score(truth, predicted, average="macro", labels=range(18)))
+
+
+def test_score_reads_answers_and_writes_nothing_wrong(tmp_path):
+    answers = tmp_path / "eval.csv"
+    pd.DataFrame({"ImageID": IDS, "ans": [1, 2, 3], "half": ["public", "private", "public"]}).to_csv(
+        answers, index=False
+    )
+    submission = tmp_path / "submission.csv"
+    submission.write_text("ImageID,ans\na.jpg,1\nb.JPG,2\nc.png,4\n")
+    result = score_submission(submission, answers)
+    assert result["private"]["accuracy"] == 1.0 and result["public"]["accuracy"] == 0.5
+    probabilities = write_table(tmp_path / "p.csv", IDS, one_hot_rows({1: 1.0}, {2: 1.0}, {3: 1.0}))
+    assert score_submission(probabilities, answers)["all"]["accuracy"] == 1.0
