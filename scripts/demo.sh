@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job end to end on a synthetic dataset it generates (see README.md).
-# Grows with the toolkit: synth -> crop -> stats -> train (later: cv -> predict -> ensemble -> score).
+# synth -> crop -> stats -> cv -> predict (flip TTA) -> ensemble -> score on the hidden answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -14,8 +14,19 @@ echo "== crop: faces found by MTCNN (fixed box where none), same layout in $DATA
 $BIN/maskcls crop "$DATA" "$DATA-faces" --size 192x256 --overwrite "${QUIET[@]}"
 echo "== stats of the cropped set"
 $BIN/maskcls stats "$DATA-faces" "${QUIET[@]}"
-echo "== train: configs/cpu-demo.yaml on fold 0 of the cropped set (run folder under runs/)"
-$BIN/maskcls train configs/cpu-demo.yaml --data "$DATA-faces" "${QUIET[@]}"
+RUNS=${DEMO_RUNS:-demo-runs}
+GROUP=$RUNS/cpu-demo-cv3
+rm -rf "$RUNS"
+echo "== cv: configs/cpu-demo.yaml on 3 folds of the cropped set (runs in $GROUP)"
+$BIN/maskcls cv configs/cpu-demo.yaml --data "$DATA-faces" --folds 3 --runs-dir "$RUNS" "${QUIET[@]}"
+echo "== predict: the test set with every fold's model and flip TTA"
+$BIN/maskcls predict "$GROUP" --data "$DATA-faces" --tta flip "${QUIET[@]}"
+echo "== ensemble: hard vote of the folds (predict already wrote their soft vote: $GROUP/submission.csv)"
+$BIN/maskcls ensemble "$GROUP"/fold*/test_probabilities.csv --method hard --out "$GROUP/submission-hard.csv"
+$BIN/maskcls ensemble "$GROUP" --oof
+echo "== score: the local leaderboard (synthetic answers in $DATA-faces/truth)"
+$BIN/maskcls score "$GROUP/submission.csv" "$GROUP/submission-hard.csv" "$GROUP/fold0/submission.csv" \
+    --truth "$DATA-faces"
 echo "== sheet: the 7 photos of a few people, before and after cropping"
 $BIN/maskcls sheet "$DATA" "$DATA/sheet.png" --people 6
 $BIN/maskcls sheet "$DATA-faces" "$DATA-faces/sheet.png" --people 6
