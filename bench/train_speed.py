@@ -68,7 +68,7 @@ def input_speed(prepared, augmentation: str) -> float:
     return len(prepared.train_rows) / (time.perf_counter() - started)
 
 
-def options(data: Path, scratch: str, steps: int = 12) -> None:
+def options(data: Path, scratch: str, steps: int = 5) -> None:
     print(f"## CPU options: training images/s over {steps} batches of 64 (after 2 warm-up batches)")
     for model_name, size in (("resnet10t", (48, 64)), ("resnet18", (96, 128))):
         config = demo_config(data, scratch, f"train.image_size=[{size[0]},{size[1]}]")
