@@ -13,7 +13,6 @@ import io
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -68,19 +67,3 @@ def onnx_session(path: str | Path):
     options.intra_op_num_threads = os.cpu_count() or 1
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def onnx_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) the graph expects."""
-    session = onnx_session(path)
-    shape = session.get_inputs()[0].shape
-    return int(shape[2]), int(shape[1])
-
-
-def check_parity(run: str | Path, onnx_path: str | Path, images: np.ndarray) -> float:
-    """Largest absolute difference between PyTorch's and onnxruntime's probabilities."""
-    from maskcls.predict import load_run, torch_probabilities
-
-    expected = torch_probabilities(load_run(Path(run), device="cpu"), images, 64, "none")
-    got = onnx_session(onnx_path).run(None, {"images": np.ascontiguousarray(images)})[0]
-    return float(np.abs(expected - got).max())

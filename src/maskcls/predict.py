@@ -201,13 +201,14 @@ def run_probabilities(
     run: Path, root: Path, paths: list[str], tta: str, backend: str, batch_size: int, cache_dir, device, on_batch
 ) -> tuple[np.ndarray, float]:
     """Probabilities of one run's model and the seconds its forward passes took (no loading)."""
-    config = Config.model_validate(load_checkpoint(run / "best.pt")["config"])
-    images = cached_images(root, paths, tuple(config.train.image_size), cache_dir)
     if backend == "onnxruntime":
         session = onnx_model(run)
+        width, height = session.get_inputs()[0].shape[2], session.get_inputs()[0].shape[1]
+        images = cached_images(root, paths, (int(width), int(height)), cache_dir)
         started = time.perf_counter()
         return onnx_probabilities(session, images, batch_size, tta, on_batch), time.perf_counter() - started
-    loaded = load_run(run, device)
+    loaded = load_run(run, device)  # the checkpoint is read once: model and image size
+    images = cached_images(root, paths, loaded.image_size, cache_dir)
     started = time.perf_counter()
     return torch_probabilities(loaded, images, batch_size, tta, on_batch), time.perf_counter() - started
 
