@@ -405,6 +405,102 @@ def export(
     out.print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
 
 
+@app.command()
+def runs(
+    runs_dir: Annotated[Path, typer.Option("--dir", help="Folder of runs to list (searched recursively).")] = Path(
+        "runs"
+    ),
+    sort: Annotated[str, typer.Option(help="Column to sort by; scores best first, f1 = CV F1 else valid F1.")] = "date",
+    where: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE filter on a config key or column (repeatable, * globs).")
+    ] = None,
+    form: Annotated[str, typer.Option("--format", help="table, csv, md or xlsx.")] = "table",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the table here (needed for xlsx).")] = None,
+    hparams: Annotated[bool, typer.Option(help="Refresh DIR/hparams/ for TensorBoard's HPARAMS tab.")] = True,
+) -> None:
+    """One row per run or cv group, showing only the config keys that differ between them."""
+    from maskcls.catalog import (  # noqa: I001
+        differing_keys,
+        filter_entries,
+        find_entries,
+        sort_entries,
+        table_columns,
+        table_rows,
+        write_hparams,
+        write_table,
+    )
+
+    entries = filter_entries(find_entries(runs_dir), where or [])
+    columns = table_columns(entries)
+    entries = sort_entries(entries, sort, columns)
+    rows = table_rows(entries, columns)
+    if hparams and entries:
+        write_hparams(runs_dir, entries, differing_keys(entries))
+    if form == "table":
+        out.print(rich_table(rows, columns) if rows else f"{runs_dir}: no runs match")
+        return
+    text = write_table(rows, columns, form, out_file)
+    if text is not None:
+        out.file.write(text)
+    else:
+        out.print(f"{out_file}: {len(rows)} runs", highlight=False)
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Base YAML recipe.")],
+    vary: Annotated[list[str], typer.Option(help="KEY=V1,V2,... the one key to change (repeat only with --grid).")],
+    grid: Annotated[bool, typer.Option(help="Allow several --vary keys: every combination.")] = False,
+    folds: Annotated[int | None, typer.Option(help="Cross-validate every variant with this many folds.")] = None,
+    override: OverrideOpt = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    quiet: Quiet = False,
+) -> None:
+    """Train the base recipe once per value of one key (resumable), then print the comparison."""
+    from maskcls.catalog import find_entries, table_columns, table_rows
+    from maskcls.config import load_config
+    from maskcls.progress import progress_bar
+    from maskcls.sweep import parse_vary, run_sweep
+
+    base = load_config(config, override)
+    varied = [parse_vary(text) for text in vary]
+
+    def on_variant(index: int, total: int, variant, what: str) -> None:
+        if not quiet:
+            changes = ", ".join(f"{key}={value}" for key, value in variant.changes.items())
+            err.print(f"[{index + 1}/{total}] {variant.name} ({changes}): {what}", highlight=False)
+
+    with progress_bar("sweep", quiet) as progress:
+        folder = run_sweep(base, varied, grid, folds, runs_dir, progress, on_variant)
+    entries = find_entries(folder)
+    columns = [column for column in table_columns(entries) if column not in ("kind", "date", "commit", "status")]
+    out.print(rich_table(table_rows(entries, columns), columns, title=str(folder)))
+
+
+@app.command()
+def report(
+    source: Annotated[Path, typer.Argument(help="Run folder or cv group.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file (default SOURCE/report.html).")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset folder for the gallery images (default: the config's data.root).")
+    ] = None,
+) -> None:
+    """A self-contained HTML report: learning curves, confusion matrix, F1 bars, confident mistakes, config."""
+    from maskcls.report import write_report
+
+    path = write_report(source, out_file, data)
+    out.print(f"{path}: report ({path.stat().st_size / 1e6:.1f} MB, open it in a browser)", highlight=False)
+
+
+def rich_table(rows: list[dict], columns: list[str], title: str | None = None) -> Table:
+    from maskcls.catalog import cell_text
+
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*(cell_text(column, row[column]) for column in columns))
+    return table
+
+
 def parse_floats(text: str, option: str) -> list[float]:
     try:
         return [float(part) for part in text.split(",")]

@@ -7,6 +7,7 @@ one, e.g. ``config.yaml: unknown key 'data.corection' (did you mean 'data.correc
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -205,3 +206,16 @@ def format_validation_error(error: ValidationError, source: str) -> list[str]:
 def to_plain_dict(config: BaseModel) -> dict[str, Any]:
     """JSON-ready dict of a config (tuples become lists); the form stored in runs and checkpoints."""
     return config.model_dump(mode="json")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Leaves of a plain config as ``section.key`` -> scalar; lists (and anything else) as text."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        elif value is None or isinstance(value, bool | int | float | str):
+            flat[f"{prefix}{key}"] = value
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value, separators=(",", ":"), default=str)
+    return flat

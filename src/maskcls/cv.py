@@ -47,11 +47,13 @@ def cross_validate(
     devices: list[str] | None = None,
     progress: Progress | None = None,
     on_fold: Callable[[int, str], None] | None = None,
+    group: str | Path | None = None,
 ) -> Path:
-    """Train the folds still missing, then write the OOF file and ``cv.json``; returns the group."""
+    """Train the folds still missing, then write the OOF file and ``cv.json``; returns the group
+    folder (``runs_dir/NAME-cvK`` unless ``group`` names it). Folds files stay in ``runs_dir``."""
     if config.train.holdout is not None:
         raise UserError("train.holdout is set: cross-validation needs folds (remove train.holdout)")
-    group = start_group(config, runs_dir)
+    group = start_group(config, Path(group) if group is not None else group_folder(runs_dir, config))
     pending = [fold for fold in range(config.train.folds) if not fold_finished(group / f"fold{fold}")]
     if on_fold:
         for fold in sorted(set(range(config.train.folds)) - set(pending)):
@@ -67,9 +69,8 @@ def cross_validate(
     return group
 
 
-def start_group(config: Config, runs_dir: str | Path) -> Path:
+def start_group(config: Config, group: Path) -> Path:
     """Create the group folder, or check that an existing one was made by the same config."""
-    group = group_folder(runs_dir, config)
     plain = to_plain_dict(config)
     plain["train"]["fold"] = 0
     if (group / GROUP_FILE).exists():

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from maskcls.checkpoint import load_checkpoint, save_checkpoint
-from maskcls.config import Config, to_plain_dict
+from maskcls.config import Config, flatten, to_plain_dict
 from maskcls.data.cache import DecodedImages, cached_images
 from maskcls.data.images import Progress
 from maskcls.data.layout import read_dataset
@@ -417,19 +417,7 @@ def log_scalars(writer, row: dict, epoch: int) -> None:
 
 def flat_hparams(config: Config) -> dict:
     """Config leaves as ``section.key`` -> scalar (lists and dicts as text), for TensorBoard."""
-    flat = {}
-
-    def walk(prefix: str, value) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}{key}.", inner) if isinstance(inner, dict) else walk(f"{prefix}{key}", inner)
-        elif isinstance(value, bool | int | float | str):
-            flat[prefix.rstrip(".")] = value
-        else:
-            flat[prefix.rstrip(".")] = str(value)
-
-    walk("", to_plain_dict(config))
-    return flat
+    return {key: "None" if value is None else value for key, value in flatten(to_plain_dict(config)).items()}
 
 
 def validation_figures(data: TrainingData, probabilities: pd.DataFrame, run: Path) -> dict:
@@ -439,15 +427,11 @@ def validation_figures(data: TrainingData, probabilities: pd.DataFrame, run: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskcls.metrics import confusion
+    from maskcls.report import confusion_figure
 
     predicted = probabilities[[f"p{k}" for k in range(NUM_CLASSES)]].to_numpy().argmax(1)
     truth = probabilities["target"].to_numpy()
-    matrix_figure, axis = plt.subplots(figsize=(7, 6))
-    image = axis.imshow(confusion(truth, predicted), cmap="Blues")
-    axis.set(xlabel="predicted class", ylabel="true class", xticks=range(18), yticks=range(18))
-    axis.set_title("validation confusion matrix (best epoch)")
-    matrix_figure.colorbar(image)
+    matrix_figure = confusion_figure(truth, predicted, "validation confusion matrix (best epoch)")
     matrix_figure.savefig(run / "confusion.png", dpi=90)
     grid_figure, axes = plt.subplots(3, 6, figsize=(10, 6))
     rows = data.valid_rows[: axes.size]

@@ -1,0 +1,281 @@
+"""``report(run_or_group)``: one self-contained HTML page about a run or a cv group.
+
+Learning curves, the confusion matrix as a heat map, per-class and per-attribute F1 bars, the
+validation images the model got wrong most confidently (truth and prediction under each), and
+the config. Every image is inlined (base64), so the file can be mailed or archived alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from maskcls.errors import UserError
+from maskcls.files import write_text_atomic
+from maskcls.labels import AGE_GROUP_NAMES, HEAD_SIZES, MASK_NAMES, NUM_CLASSES, Gender, class_name, decode_classes
+from maskcls.metrics import confusion, f1_per_class, summary
+from maskcls.runs import read_rows
+
+PROBABILITIES = [f"p{k}" for k in range(NUM_CLASSES)]
+VALUE_NAMES = {
+    "mask": list(MASK_NAMES.values()),
+    "gender": [gender.name.lower() for gender in Gender],
+    "age": list(AGE_GROUP_NAMES.values()),
+}
+
+
+@dataclass
+class Subject:
+    """What a report is about: a run (one fold) or a cv group (its folds and OOF predictions)."""
+
+    folder: Path
+    kind: str
+    config: dict
+    curves: dict[str, list[dict]]  # run name -> summary.csv rows
+    probabilities: pd.DataFrame  # path, target, p0..p17 (validation or out-of-fold)
+    headline: dict[str, str]
+
+
+def load_subject(folder: str | Path) -> Subject:
+    folder = Path(folder)
+    if (folder / "group.json").exists():
+        group = json.loads((folder / "group.json").read_text(encoding="utf-8"))
+        cv = read_json_or_empty(folder / "cv.json")
+        curves = {run: read_rows(folder / run / "summary.csv") for run in group["runs"]}
+        headline = {
+            "kind": f"cv group, {group['folds']} folds",
+            "CV macro F1 (out-of-fold)": number(cv.get("oof_f1")),
+            "fold F1 mean ± std": f"{number(cv.get('fold_f1_mean'))} ± {number(cv.get('fold_f1_std'))}",
+        }
+        return Subject(
+            folder, "cv", group["config"], curves, read_probabilities(folder, "oof_probabilities.csv"), headline
+        )
+    if (folder / "config.json").exists():
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        result = read_json_or_empty(folder / "result.json")
+        headline = {
+            "kind": f"run, fold {config['train']['fold']} of {config['train']['folds']}",
+            "best valid macro F1": f"{number(result.get('valid_f1'))} at epoch {result.get('best_epoch', '?')}",
+            "git commit": str(config.get("git_commit") or "unknown"),
+        }
+        curves = {folder.name: read_rows(folder / "summary.csv")}
+        return Subject(folder, "run", config, curves, read_probabilities(folder, "valid_probabilities.csv"), headline)
+    raise UserError(f"{folder}: not a run folder (config.json) or a cv group (group.json)")
+
+
+def read_json_or_empty(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def read_probabilities(folder: Path, name: str) -> pd.DataFrame:
+    path = folder / name
+    if not path.exists():
+        raise UserError(f"{path}: missing (the run has not finished an epoch yet)")
+    return pd.read_csv(path)
+
+
+def number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves_figure(curves: dict[str, list[dict]]):
+    plt = pyplot()
+    figure, (loss_axis, f1_axis) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for index, (name, rows) in enumerate(curves.items()):
+        if not rows:
+            continue
+        colour = f"C{index % 10}"
+        epochs = [int(row["epoch"]) for row in rows]
+        for axis, metric in ((loss_axis, "loss"), (f1_axis, "f1")):
+            axis.plot(
+                epochs, [float(row[f"train_{metric}"]) for row in rows], "--", color=colour, label=f"{name} train"
+            )
+            axis.plot(
+                epochs, [float(row[f"valid_{metric}"]) for row in rows], "-o", color=colour, label=f"{name} valid"
+            )
+    loss_axis.set(title="loss", xlabel="epoch")
+    f1_axis.set(title="macro F1", xlabel="epoch")
+    f1_axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def confusion_figure(truth: np.ndarray, predicted: np.ndarray, title: str):
+    """18x18 heat map, counts written in the cells, classes named on the axes."""
+    plt = pyplot()
+    matrix = confusion(truth, predicted)
+    figure, axis = plt.subplots(figsize=(9, 8))
+    image = axis.imshow(matrix, cmap="Blues")
+    names = [f"{k} {class_name(k)}" for k in range(NUM_CLASSES)]
+    axis.set_xticks(range(NUM_CLASSES), names, rotation=90, fontsize=7)
+    axis.set_yticks(range(NUM_CLASSES), names, fontsize=7)
+    axis.set(xlabel="predicted class", ylabel="true class", title=title)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        if count:
+            colour = "white" if count > threshold else "black"
+            axis.text(column, row, str(count), ha="center", va="center", fontsize=6, color=colour)
+    figure.colorbar(image, fraction=0.04)
+    figure.tight_layout()
+    return figure
+
+
+def class_f1_figure(truth: np.ndarray, predicted: np.ndarray):
+    plt = pyplot()
+    scores = f1_per_class(confusion(truth, predicted))
+    figure, axis = plt.subplots(figsize=(9, 5))
+    axis.barh(range(NUM_CLASSES), scores, color=[f"C{k // 6}" for k in range(NUM_CLASSES)])
+    axis.set_yticks(range(NUM_CLASSES), [f"{k} {class_name(k)}" for k in range(NUM_CLASSES)], fontsize=8)
+    axis.invert_yaxis()
+    axis.set(xlim=(0, 1), xlabel="F1", title=f"F1 per class (macro F1 {scores.mean():.4f})")
+    for k, score in enumerate(scores):
+        axis.text(min(score + 0.01, 0.93), k, f"{score:.2f}", va="center", fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def attribute_f1_figure(truth: np.ndarray, predicted: np.ndarray):
+    """One panel per attribute (mask, gender, age): F1 of each of its values, macro F1 in the title."""
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    parts = zip(HEAD_SIZES.items(), decode_classes(truth), decode_classes(predicted), axes, strict=True)
+    for (name, size), part_truth, part_predicted, axis in parts:
+        scores = f1_per_class(confusion(part_truth, part_predicted, size))
+        axis.bar(VALUE_NAMES[name], scores, color="C0")
+        axis.set(ylim=(0, 1), title=f"{name}: macro F1 {scores.mean():.4f}")
+        for index, score in enumerate(scores):
+            axis.text(index, score + 0.02, f"{score:.2f}", ha="center", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def figure_data_uri(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    pyplot().close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# --- the gallery of confident mistakes ---------------------------------------------------------
+
+
+def confident_mistakes(probabilities: pd.DataFrame, count: int) -> pd.DataFrame:
+    """Wrong predictions, the most confident first (confidence = probability of the predicted class)."""
+    values = probabilities[PROBABILITIES].to_numpy()
+    frame = probabilities[["path", "target"]].copy()
+    frame["predicted"] = values.argmax(1)
+    frame["confidence"] = values.max(1)
+    frame["truth_probability"] = values[np.arange(len(values)), frame["target"].to_numpy()]
+    wrong = frame[frame["predicted"] != frame["target"]]
+    return wrong.sort_values("confidence", ascending=False, kind="stable").head(count)
+
+
+def thumbnail_uri(path: Path, size: int = 160) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((size, size))
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=85)
+    except OSError:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+MISSING_IMAGE = '<div class="missing">image not found (pass --data)</div>'
+
+
+def gallery_html(mistakes: pd.DataFrame, data_root: Path) -> str:
+    cards = []
+    for row in mistakes.itertuples():
+        uri = thumbnail_uri(data_root / row.path)
+        picture = (
+            f'<img src="{uri}" alt="{html.escape(row.path)}">' if uri else '<div class="missing">image not found</div>'
+        )
+        cards.append(
+            f'<figure class="mistake">{picture}<figcaption>'
+            f"<b>truth</b> {row.target} {html.escape(class_name(row.target))} (p={row.truth_probability:.2f})<br>"
+            f"<b>predicted</b> {row.predicted} {html.escape(class_name(row.predicted))} (p={row.confidence:.2f})<br>"
+            f"<small>{html.escape(row.path)}</small></figcaption></figure>"
+        )
+    return "\n".join(cards) or "<p>No wrong predictions.</p>"
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+table.headline td { padding: 0.15em 1em 0.15em 0; } img.chart { max-width: 100%; display: block; }
+.gallery { display: flex; flex-wrap: wrap; gap: 12px; }
+figure.mistake { margin: 0; width: 200px; font-size: 12px; border: 1px solid #ddd; padding: 6px; }
+figure.mistake img { width: 100%; } figure.mistake small { word-break: break-all; }
+.missing { height: 120px; background: #eee; text-align: center; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }
+"""
+
+
+def render_report(subject: Subject, data_root: Path, mistakes: int = 24) -> str:
+    truth = subject.probabilities["target"].to_numpy()
+    predicted = subject.probabilities[PROBABILITIES].to_numpy().argmax(1)
+    scores = summary(truth, predicted)
+    what = "out-of-fold" if subject.kind == "cv" else "validation"
+    headline = {
+        **subject.headline,
+        f"{what} images": str(len(truth)),
+        f"{what} accuracy": number(scores["accuracy"]),
+        "F1 mask / gender / age": " / ".join(number(scores[f"f1_{head}"]) for head in HEAD_SIZES),
+        "data": str(data_root),
+    }
+    charts = {
+        "curves": ("Learning curves", learning_curves_figure(subject.curves)),
+        "confusion": ("Confusion matrix", confusion_figure(truth, predicted, f"{what} confusion matrix")),
+        "class-f1": ("F1 per class", class_f1_figure(truth, predicted)),
+        "attribute-f1": ("F1 per attribute", attribute_f1_figure(truth, predicted)),
+    }
+    sections = [
+        f'<h2>{title}</h2><img class="chart" id="{key}" alt="{title}" src="{figure_data_uri(figure)}">'
+        for key, (title, figure) in charts.items()
+    ]
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in headline.items())
+    gallery = gallery_html(confident_mistakes(subject.probabilities, mistakes), data_root)
+    config_text = yaml.safe_dump(subject.config, sort_keys=False)
+    name = html.escape(subject.folder.name)
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>maskcls report: {name}</title>'
+        f"<style>{STYLE}</style></head><body><h1>{name}</h1>"
+        f'<table class="headline">{rows}</table>{"".join(sections)}'
+        f'<h2>Most confidently wrong {what} images</h2><div class="gallery" id="mistakes">{gallery}</div>'
+        f'<h2>Config</h2><pre id="config">{html.escape(config_text)}</pre></body></html>\n'
+    )
+
+
+def write_report(folder: str | Path, out: str | Path | None = None, data_root: str | Path | None = None) -> Path:
+    """Render the report of a run or cv group to ``out`` (default ``FOLDER/report.html``)."""
+    subject = load_subject(folder)
+    root = Path(data_root) if data_root is not None else Path(subject.config["data"]["root"])
+    target = Path(out) if out is not None else subject.folder / "report.html"
+    write_text_atomic(target, render_report(subject, root))
+    return target
