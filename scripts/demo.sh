@@ -30,3 +30,8 @@ $BIN/maskcls score "$GROUP/submission.csv" "$GROUP/submission-hard.csv" "$GROUP/
 echo "== sheet: the 7 photos of a few people, before and after cropping"
 $BIN/maskcls sheet "$DATA" "$DATA/sheet.png" --people 6
 $BIN/maskcls sheet "$DATA-faces" "$DATA-faces/sheet.png" --people 6
+echo "== report: learning curves, confusion matrix, F1 bars, confident mistakes"
+$BIN/maskcls report "$GROUP"
+echo "== runs: every experiment in $RUNS (TensorBoard: tensorboard --logdir $RUNS)"
+$BIN/maskcls runs --dir "$RUNS" --sort f1
+echo "Report: $GROUP/report.html"

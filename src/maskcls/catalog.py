@@ -42,7 +42,7 @@ class Entry:
     cv_f1: float | None = None
     public_f1: float | None = None
     private_f1: float | None = None
-    scored: str = ""  # the submission whose leaderboard F1 is shown
+    scored: str | None = None  # the submission whose leaderboard F1 is shown
     minutes: float | None = None
 
     def value(self, column: str) -> Any:
@@ -105,7 +105,7 @@ def read_run(folder: Path, root: Path) -> Entry:
     if rows:
         best = max(rows, key=lambda row: float(row["valid_f1"]))
         entry.valid_f1, entry.epoch = float(best["valid_f1"]), best["epoch"]
-        entry.minutes = result.get("seconds", sum(float(row["seconds"]) for row in rows)) / 60
+        entry.minutes = round(result.get("seconds", sum(float(row["seconds"]) for row in rows)) / 60, 2)
     add_scores(entry)
     return entry
 
@@ -131,7 +131,7 @@ def read_group(folder: Path, root: Path) -> Entry:
     if scored:
         entry.valid_f1 = cv.get("fold_f1_mean", sum(scored) / len(scored))
         entry.epoch = ",".join(fold.epoch for fold in folds)
-        entry.minutes = sum(fold.minutes or 0 for fold in folds)
+        entry.minutes = round(sum(fold.minutes or 0 for fold in folds), 2)
     add_scores(entry)
     return entry
 
@@ -179,11 +179,15 @@ def filter_entries(entries: list[Entry], conditions: list[str]) -> list[Entry]:
 
 
 def matches(actual: Any, wanted: Any, raw: str) -> bool:
+    """Equal as parsed YAML, as numbers (``1e-3`` is 0.001), or as text with ``*`` globs."""
     if actual == wanted:
         return True
-    if isinstance(actual, str):
-        return fnmatch.fnmatchcase(actual, raw)
-    return str(actual) == raw
+    if isinstance(actual, int | float) and not isinstance(actual, bool):
+        try:
+            return float(raw) == float(actual)
+        except ValueError:
+            return False
+    return fnmatch.fnmatchcase(str(actual), raw)
 
 
 def sort_entries(entries: list[Entry], column: str, columns: list[str]) -> list[Entry]:

@@ -1,0 +1,209 @@
+"""Experiment management: one-key sweeps, the runs table (diff columns, xlsx), TensorBoard
+hparams, and the HTML report rendered in headless Chromium."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskcls.catalog import (  # noqa: I001
+    Entry,
+    differing_keys,
+    filter_entries,
+    find_entries,
+    sort_entries,
+    table_columns,
+    table_rows,
+    write_hparams,
+    write_xlsx,
+)
+from maskcls.config import load_config
+from maskcls.cv import cross_validate
+from maskcls.errors import UserError
+from maskcls.report import write_report
+from maskcls.sweep import parse_vary, plan_sweep, run_sweep
+from tests.browser import headless_chromium
+from tests.test_cli import run_cli
+
+
+def tiny_config(data, tmp_path, *overrides):
+    return load_config(
+        None,
+        [
+            f"data.root={data}", "model.name=test_resnet", "train.epochs=1", "train.image_size=[24,32]",
+            f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32", "name=tiny", *overrides,
+        ],
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def swept(synth_small, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("sweep")
+    runs = tmp_path / "runs"
+    messages = []
+    folder = run_sweep(
+        tiny_config(synth_small, tmp_path),
+        [parse_vary("optim.lr=1e-3,3e-3")],
+        runs_dir=runs,
+        on_variant=lambda index, total, variant, what: messages.append((variant.name, what)),
+    )
+    return tmp_path, runs, folder, messages
+
+
+def entry(name, **config):
+    return Entry(name, None, "run", None, "", "0/5", "finished", config)
+
+
+def test_differing_keys_are_those_not_equal_everywhere():
+    entries = [entry("a", lr=1, epochs=4, seed=0), entry("b", lr=2, epochs=4, seed=0), entry("c", lr=1, epochs=4)]
+    assert differing_keys(entries) == ["lr", "seed"]  # seed: missing in c counts as different
+    assert differing_keys(entries[:1]) == []
+    assert differing_keys([entry("a", lr=0.1, mix=[1, 2]), entry("b", lr=0.1, mix=[1, 2])]) == []
+
+
+def test_sweep_trains_one_run_per_value_then_resumes_without_retraining(swept, synth_small):
+    tmp_path, runs, folder, messages = swept
+    assert [what for _, what in messages if what != "starting"] == ["trained", "trained"]
+    variants = sorted(path.name for path in folder.iterdir() if path.is_dir())
+    assert variants == ["tiny-lr_1e-3", "tiny-lr_3e-3"]
+    for name, lr in (("tiny-lr_1e-3", 0.001), ("tiny-lr_3e-3", 0.003)):
+        config = json.loads((folder / name / "config.json").read_text())
+        assert config["optim"]["lr"] == lr and config["seed"] == 0 and config["train"]["fold"] == 0
+    stamp = (folder / "tiny-lr_1e-3" / "best.pt").stat().st_mtime_ns
+    again = []
+    run_sweep(
+        tiny_config(synth_small, tmp_path), [parse_vary("optim.lr=1e-3,3e-3")], runs_dir=runs,
+        on_variant=lambda index, total, variant, what: again.append(what),
+    )  # fmt: skip
+    assert again.count("already finished") == 2
+    assert (folder / "tiny-lr_1e-3" / "best.pt").stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match="different sweep"):
+        run_sweep(tiny_config(synth_small, tmp_path), [parse_vary("optim.lr=1e-3,1e-2")], runs_dir=runs)
+
+
+def test_sweep_refuses_two_keys_unless_grid(synth_small, tmp_path, capsys):
+    base = tiny_config(synth_small, tmp_path)
+    varied = [parse_vary("optim.lr=1e-3,3e-4"), parse_vary("train.epochs=1,2")]
+    with pytest.raises(UserError, match="--grid"):
+        plan_sweep(base, varied)
+    grid = plan_sweep(base, varied, grid=True)
+    assert [variant.name for variant in grid] == [
+        "tiny-lr_1e-3-epochs_1", "tiny-lr_1e-3-epochs_2", "tiny-lr_3e-4-epochs_1", "tiny-lr_3e-4-epochs_2",
+    ]  # fmt: skip
+    assert grid[3].config.optim.lr == 3e-4 and grid[3].config.train.epochs == 2
+    code, _, err = run_cli(
+        "sweep", "--vary", "optim.lr=1e-3,3e-4", "--vary", "seed=1,2", "-o", f"data.root={synth_small}",
+        "--runs-dir", str(tmp_path / "runs"), "configs/cpu-demo.yaml", capsys=capsys,
+    )  # fmt: skip
+    assert code == 2 and "changes 2 keys (optim.lr, seed)" in err and not (tmp_path / "runs").exists()
+
+
+def test_sweep_names_bad_keys_and_values(synth_small, tmp_path):
+    base = tiny_config(synth_small, tmp_path)
+    with pytest.raises(UserError, match="did you mean 'optim.lr'"):
+        plan_sweep(base, [parse_vary("optim.lrr=1,2")])
+    with pytest.raises(UserError, match="keeps data.root fixed"):
+        plan_sweep(base, [parse_vary("data.root=a,b")])
+    with pytest.raises(UserError, match="tiny-epochs_x: train.epochs"):
+        plan_sweep(base, [parse_vary("train.epochs=2,x")])
+    assert parse_vary("train.image_size=[24,32],[48,64]").values == [[24, 32], [48, 64]]
+
+
+def test_runs_table_filters_sorts_and_exports(swept, capsys):
+    _, runs, _, _ = swept
+    entries = find_entries(runs)
+    columns = table_columns(entries)
+    assert [column for column in columns if "." in column or column == "seed"] == ["optim.lr"]
+    assert [e.name for e in filter_entries(entries, ["optim.lr=3e-3"])] == ["tiny-sweep-lr/tiny-lr_3e-3"]
+    assert len(filter_entries(entries, ["name=*lr_1e-3"])) == 1
+    with pytest.raises(UserError, match="did you mean 'optim.lr'"):
+        filter_entries(entries, ["optim.lrr=1"])
+    best_first = sort_entries(entries, "valid_f1", columns)
+    assert best_first[0].valid_f1 >= best_first[1].valid_f1
+    code, out, _ = run_cli("runs", "--dir", str(runs), "--format", "csv", "--sort", "optim.lr", capsys=capsys)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [row["optim.lr"] for row in rows] == ["0.001", "0.003"]
+    assert {row["status"] for row in rows} == {"finished"} and all(float(row["valid_f1"]) >= 0 for row in rows)
+
+
+def test_xlsx_round_trip(swept, tmp_path):
+    from openpyxl import load_workbook
+
+    _, runs, _, _ = swept
+    entries = find_entries(runs)
+    columns = table_columns(entries)
+    rows = table_rows(entries, columns)
+    write_xlsx(rows, columns, tmp_path / "runs.xlsx")
+    sheet = load_workbook(tmp_path / "runs.xlsx").active
+    values = list(sheet.iter_rows(values_only=True))
+    assert list(values[0]) == columns
+    assert [dict(zip(columns, row, strict=True)) for row in values[1:]] == rows
+    assert sheet.freeze_panes == "B2"
+
+
+def test_hparams_hold_the_differing_keys_and_scores(swept):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    _, runs, _, _ = swept
+    entries = find_entries(runs)
+    write_hparams(runs, entries, differing_keys(entries))
+    write_hparams(runs, entries, differing_keys(entries))  # refreshed, not appended
+    folder = runs / "hparams" / entries[1].name
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info
+    assert set(info.hparams) == {"optim.lr", "kind"}
+    assert info.hparams["optim.lr"].number_value == pytest.approx(entries[1].config["optim.lr"])
+    f1 = events.Scalars("hparam/valid_f1")[0].value
+    assert f1 == pytest.approx(entries[1].valid_f1, abs=1e-6)
+
+
+def chart_is_drawn(screenshot, element) -> bool:
+    """The screenshot's pixels where the chart lies are not blank: several colours, some dark."""
+    scale = screenshot.size[0] / element["viewport_width"]
+    box = [round(element[key] * scale) for key in ("left", "top", "right", "bottom")]
+    pixels = np.asarray(screenshot.convert("RGB").crop(box), dtype=float)
+    return pixels.size > 0 and pixels.std() > 20 and (pixels.mean(axis=2) < 100).mean() > 0.005
+
+
+def render(driver, page, screenshot_path):
+    driver.get(page.resolve().as_uri())
+    driver.set_window_size(1200, driver.execute_script("return document.body.scrollHeight") + 200)
+    images = driver.execute_script(
+        "return Array.from(document.images).map(i => { const r = i.getBoundingClientRect();"
+        " return {id: i.id, ok: i.complete && i.naturalWidth > 0, left: r.left, top: r.top, right: r.right,"
+        " bottom: r.bottom, viewport_width: window.innerWidth}; })"
+    )
+    driver.save_screenshot(str(screenshot_path))
+    return images, Image.open(screenshot_path)
+
+
+def test_report_renders_in_chromium(swept, synth_small, tmp_path):
+    _, _, folder, _ = swept
+    group = cross_validate(tiny_config(synth_small, tmp_path, "train.folds=2", "name=rep"), runs_dir=tmp_path / "runs")
+    pages = [write_report(folder / "tiny-lr_3e-3"), write_report(group, tmp_path / "group.html")]
+    text = pages[1].read_text()
+    assert "http://" not in text and "https://" not in text  # self-contained
+    assert "CV macro F1 (out-of-fold)" in text and "rep-cv2" in text
+    with headless_chromium() as driver:
+        for index, page in enumerate(pages):
+            images, screenshot = render(driver, page, tmp_path / f"report{index}.png")
+            charts = {image["id"]: image for image in images if image["id"]}
+            assert set(charts) == {"curves", "confusion", "class-f1", "attribute-f1"}
+            assert all(image["ok"] for image in images), "an inlined image did not load"
+            assert len(images) > 4, "the gallery of confident mistakes is empty"
+            for name, chart in charts.items():
+                assert chart_is_drawn(screenshot, chart), f"{page}: chart {name} is blank in the screenshot"
+            assert "optim" in driver.find_element("id", "config").text
+
+
+def test_report_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    code, _, err = run_cli("report", str(tmp_path), capsys=capsys)
+    assert code == 2 and "not a run folder" in err
