@@ -492,6 +492,31 @@ def report(
     out.print(f"{path}: report ({path.stat().st_size / 1e6:.1f} MB, open it in a browser)", highlight=False)
 
 
+@app.command()
+def serve(
+    source: Annotated[Path, typer.Argument(help="Run folder or cv group (its models are averaged).")],
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 opens it to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    backend: Annotated[str, typer.Option(help="torch or onnxruntime (exports model.onnx if missing).")] = "torch",
+    tta: Annotated[str, typer.Option(help="Test-time augmentation: none or flip.")] = "none",
+    max_upload_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 20.0,
+    max_pixels: Annotated[int, typer.Option(help="Largest photo, pixels (decompression-bomb guard).")] = 40_000_000,
+    max_files: Annotated[int, typer.Option(help="Most photos per request.")] = 16,
+    quiet: Quiet = False,
+) -> None:
+    """Serve a model over HTTP: POST /predict, GET /health, GET /model, and a web page at /."""
+    from maskcls.inference import Predictor
+    from maskcls.serve import Limits
+    from maskcls.serve import serve as run_server
+
+    if tta not in ("none", "flip"):
+        raise UserError(f"unknown tta {tta!r}; known: none, flip")
+    predictor = Predictor(source, backend=backend, tta=tta)
+    limits = Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_files)
+    err.print(f"maskcls: serving {source} ({len(predictor.runs)} model(s), {backend}) on http://{host}:{port}/")
+    run_server(predictor, host, port, limits, quiet)
+
+
 def rich_table(rows: list[dict], columns: list[str], title: str | None = None) -> Table:
     from maskcls.catalog import cell_text
 

@@ -30,7 +30,7 @@ from maskcls.data.transforms import channel_stats
 from maskcls.distributed import Distributed, merge_in_order, start_from_environment, stop
 from maskcls.engine import StepSettings, batches, epoch_order, evaluate, resolve_device, train_one_epoch
 from maskcls.errors import NonFiniteLoss, UserError
-from maskcls.files import write_json_atomic
+from maskcls.files import write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes
 from maskcls.losses import HeadLoss, create_loss
 from maskcls.metrics import summary as metric_summary
@@ -88,6 +88,9 @@ def start_run_folder(config: Config, runs_dir: str | Path, mean, std, run_dir: s
             raise UserError(f"{run}: already holds a run (continue it with --resume)")
         run.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run / "config.json", {**to_plain_dict(config), "mean": mean, "std": std, **environment()})
+    crop_settings = Path(config.data.root) / "crop.json"  # how the training faces were cut (serve repeats it)
+    if crop_settings.exists():
+        write_text_atomic(run / "crop.json", crop_settings.read_text(encoding="utf-8"))
     return run
 
 

@@ -27,7 +27,7 @@ from PIL import Image
 from maskcls.data.images import Progress
 from maskcls.data.layout import EVAL_CSV, TRAIN_CSV, read_dataset
 from maskcls.errors import UserError
-from maskcls.faces.detectors import Detection, Detector, FixedBoxDetector, create_detector
+from maskcls.faces.detectors import Box, Detection, Detector, FixedBoxDetector, create_detector
 from maskcls.faces.geometry import crop_box
 from maskcls.files import atomic_path, write_json_atomic
 
@@ -160,6 +160,32 @@ def detect_by_size(detector: Detector, loaded: list[tuple[np.ndarray | None, str
     return detections
 
 
+@dataclass
+class FaceCut:
+    status: str  # detected or fallback
+    detector: str  # the detector whose box was used
+    box: Box  # the face
+    region: tuple[int, int, int, int]  # the crop around it (margin, aspect), in the image
+    image: Image.Image  # the crop, resized to ``options.size`` when set
+
+
+def cut_face(
+    image: np.ndarray, detection: Detection | None, fallback: FixedBoxDetector, detector_name: str, options: CropOptions
+) -> FaceCut:
+    """The crop ``maskcls crop`` makes of one image (shared with ``serve``)."""
+    height, width = image.shape[:2]
+    if detection is None or detector_name == "fixed":
+        status, used, face = "fallback", "fixed", fallback.box_for(width, height)
+    else:
+        status, used, face = "detected", detector_name, detection.box
+    aspect = options.size[0] / options.size[1] if options.size else None
+    region = crop_box(face, (width, height), options.margin, aspect)
+    crop = Image.fromarray(image[region[1] : region[3], region[0] : region[2]])
+    if options.size:
+        crop = crop.resize(options.size, Image.BILINEAR)
+    return FaceCut(status, used, face, region, crop)
+
+
 def crop_one(
     item: Item,
     data_path: Path,
@@ -169,28 +195,19 @@ def crop_one(
     detector_name: str,
     options: CropOptions,
 ) -> tuple[dict, Image.Image]:
-    height, width = image.shape[:2]
-    if detection is None or detector_name == "fixed":
-        status, used, face, probability = "fallback", "fixed", fallback.box_for(width, height), ""
-    else:
-        status, used, face, probability = "detected", detector_name, detection.box, f"{detection.probability:.4f}"
-    aspect = options.size[0] / options.size[1] if options.size else None
-    region = crop_box(face, (width, height), options.margin, aspect)
-    crop = Image.fromarray(image[region[1] : region[3], region[0] : region[2]])
-    if options.size:
-        crop = crop.resize(options.size, Image.BILINEAR)
+    cut = cut_face(image, detection, fallback, detector_name, options)
     row = {
         "split": item.split,
         "path": item.path,
-        "status": status,
-        "detector": used,
-        "probability": probability,
-        **{name: round(value, 1) for name, value in zip(("x0", "y0", "x1", "y1"), face, strict=True)},
-        **dict(zip(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), region, strict=True)),
+        "status": cut.status,
+        "detector": cut.detector,
+        "probability": f"{detection.probability:.4f}" if cut.status == "detected" else "",
+        **{name: round(value, 1) for name, value in zip(("x0", "y0", "x1", "y1"), cut.box, strict=True)},
+        **dict(zip(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), cut.region, strict=True)),
         "source": source_signature(data_path),
         "error": "",
     }
-    return row, crop
+    return row, cut.image
 
 
 def unreadable_row(item: Item, error: str, data_path: Path) -> dict:

@@ -1,0 +1,219 @@
+"""Predicting single photos as they come (a kiosk, a web service): the training crop, then the
+``predict`` preprocessing and models, one code path.
+
+A photo goes: decode (EXIF orientation applied) -> face detector named in the run's crop
+settings (fixed box when it finds none) -> crop with the same margin and size as ``maskcls crop``
+-> JPEG as the cropped folder stores it -> ``load_resized`` to the model size (as predict reads
+the cache) -> every model of the run or group (torch or onnxruntime), mean probabilities.
+A model trained on uncropped photos gets the whole photo.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from maskcls.data.cache import load_resized
+from maskcls.errors import DataError, UserError
+from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size
+from maskcls.faces.detectors import FixedBoxDetector, create_detector
+from maskcls.labels import AGE_GROUP_NAMES, MASK_NAMES, NUM_CLASSES, Gender, class_name
+from maskcls.predict import load_run, onnx_model, onnx_probabilities, run_folders, torch_probabilities
+
+HEAD_VALUES = {
+    "mask": list(MASK_NAMES.values()),
+    "gender": [gender.name.lower() for gender in Gender],
+    "age": list(AGE_GROUP_NAMES.values()),
+}
+IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "MPO"}  # what photos arrive as; MPO is a phone JPEG
+
+
+class BadImage(DataError):
+    """An upload that is not a photo we can use; the message says why, ``status`` is the HTTP code."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Photo:
+    name: str
+    pixels: np.ndarray  # H x W x 3 uint8, upright
+    encoded: bytes  # a JPEG/PNG file of exactly these pixels (the upload itself when unchanged)
+
+
+@dataclass
+class FacePrediction:
+    face_box: list[float] | None  # x0, y0, x1, y1 in the photo's pixels; None: the whole photo
+    crop_box: list[int]
+    face_source: str  # detected, fallback (fixed box) or whole photo
+    detector_probability: float | None
+    probabilities: np.ndarray  # the 18 classes
+
+    def as_json(self) -> dict:
+        label = int(self.probabilities.argmax())
+        by_head = head_probabilities(self.probabilities)
+        return {
+            "face_box": self.face_box,
+            "crop_box": self.crop_box,
+            "face_source": self.face_source,
+            "detector_probability": self.detector_probability,
+            **{head: dict(zip(HEAD_VALUES[head], values, strict=True)) for head, values in by_head.items()},
+            "class": label,
+            "label": class_name(label),
+            "class_probability": float(self.probabilities[label]),
+        }
+
+
+def head_probabilities(probabilities: np.ndarray) -> dict[str, list[float]]:
+    """The 18-class probabilities summed to each head: class = mask * 6 + gender * 3 + age."""
+    cube = np.asarray(probabilities, dtype=np.float64).reshape(3, 2, 3)
+    return {
+        "mask": cube.sum(axis=(1, 2)).round(6).tolist(),
+        "gender": cube.sum(axis=(0, 2)).round(6).tolist(),
+        "age": cube.sum(axis=(0, 1)).round(6).tolist(),
+    }
+
+
+def decode_photo(name: str, data: bytes, max_pixels: int) -> Photo:
+    """Check and decode an upload; raises :class:`BadImage` naming the file and the reason."""
+    if not data:
+        raise BadImage(f"{name}: empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in IMAGE_FORMATS:
+                raise BadImage(f"{name}: {image.format} images are not accepted (JPEG, PNG, WebP or BMP)", 415)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise BadImage(f"{name}: {width}x{height} is more than the {max_pixels:,} pixels allowed", 413)
+            upright = ImageOps.exif_transpose(image)
+            pixels = np.asarray(upright.convert("RGB"))
+            turned = has_orientation(image)
+    except BadImage:
+        raise
+    except Image.DecompressionBombError:
+        raise BadImage(f"{name}: too many pixels (decompression bomb guard)", 413) from None
+    except Exception as error:  # noqa: BLE001 - any decoder failure is the upload's fault
+        raise BadImage(f"{name}: not a readable image ({type(error).__name__}: {error})") from None
+    return Photo(name, pixels, encode_jpeg(pixels) if turned else data)
+
+
+def has_orientation(image: Image.Image) -> bool:
+    return image.getexif().get(0x0112, 1) != 1
+
+
+def encode_jpeg(pixels: np.ndarray | Image.Image) -> bytes:
+    """The way ``maskcls crop`` stores a .jpg crop (quality 95)."""
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def crop_settings(run: Path, data_root: str) -> CropOptions | None:
+    """The crop the run's training images had: ``RUN/crop.json`` (copied at training time), else
+    the training folder's own ``crop.json``; None when the model saw whole photos."""
+    for path in (run / SETTINGS_JSON, Path(data_root) / SETTINGS_JSON):
+        if path.exists():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            size = tuple(saved["size"]) if saved.get("size") else None
+            return CropOptions(saved["detector"], saved["margin"], size, detector_options=saved["detector_options"])
+    return None
+
+
+class Predictor:
+    """Every model of a run or cv group, with the face crop its training data had."""
+
+    def __init__(self, source: str | Path, backend: str = "torch", device: str = "auto", tta: str = "none"):
+        if backend not in ("torch", "onnxruntime"):
+            raise UserError(f"unknown backend {backend!r}; known: torch, onnxruntime")
+        self.source, self.backend, self.tta = Path(source), backend, tta
+        self.runs = run_folders([source])
+        loaded = load_run(self.runs[0], device)
+        self.config = loaded.config
+        self.image_size = loaded.image_size
+        if backend == "torch":
+            self.models = [loaded, *(load_run(run, device) for run in self.runs[1:])]
+        else:
+            self.models = [onnx_model(run) for run in self.runs]
+        self.crop = crop_settings(self.runs[0], self.config.data.root)
+        self.detector = None
+        if self.crop is not None and self.crop.detector != "fixed":
+            self.detector = create_detector(self.crop.detector, **self.crop.detector_options)
+        self.fallback = FixedBoxDetector()
+        self.lock = threading.Lock()  # one batch at a time: the models use every core already
+
+    def predict(self, photos: list[Photo]) -> list[FacePrediction]:
+        with self.lock:
+            faces = self.faces(photos)
+            images = np.stack([load_resized(io.BytesIO(face[1]), self.image_size) for face in faces])
+            probabilities = self.probabilities(images)
+        return [
+            FacePrediction(face[0]["face_box"], face[0]["crop_box"], face[0]["source"], face[0]["probability"], row)
+            for face, row in zip(faces, probabilities, strict=True)
+        ]
+
+    def faces(self, photos: list[Photo]) -> list[tuple[dict, bytes]]:
+        """Per photo: where the face is, and the encoded image the model reads."""
+        if self.crop is None:
+            return [
+                ({"face_box": None, "crop_box": full_box(photo), "source": "whole photo", "probability": None},
+                 photo.encoded)
+                for photo in photos
+            ]  # fmt: skip
+        detections = [None] * len(photos)
+        if self.detector is not None:
+            detections = detect_by_size(self.detector, [(photo.pixels, "") for photo in photos])
+        out = []
+        for photo, detection in zip(photos, detections, strict=True):
+            face = cut_face(photo.pixels, detection, self.fallback, self.crop.detector, self.crop)
+            where = {
+                "face_box": [round(value, 1) for value in face.box],
+                "crop_box": list(face.region),
+                "source": face.status,
+                "probability": detection.probability if face.status == "detected" else None,
+            }
+            out.append((where, encode_jpeg(face.image)))
+        return out
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        total = np.zeros((len(images), NUM_CLASSES), dtype=np.float64)
+        for model in self.models:
+            if self.backend == "torch":
+                total += torch_probabilities(model, images, len(images), self.tta)
+            else:
+                total += onnx_probabilities(model, images, len(images), self.tta)
+        return (total / len(self.models)).astype(np.float32)
+
+    def describe(self) -> dict:
+        from maskcls import __version__
+
+        return {
+            "source": str(self.source),
+            "name": self.config.name,
+            "runs": [str(run) for run in self.runs],
+            "backend": self.backend,
+            "tta": self.tta,
+            "model": self.config.model.name,
+            "head": self.config.model.head,
+            "image_size": list(self.image_size),
+            "crop": None if self.crop is None else {
+                "detector": self.crop.detector, "margin": self.crop.margin,
+                "size": list(self.crop.size) if self.crop.size else None,
+            },
+            "classes": [{"class": k, "label": class_name(k)} for k in range(NUM_CLASSES)],
+            "heads": HEAD_VALUES,
+            "version": __version__,
+        }  # fmt: skip
+
+
+def full_box(photo: Photo) -> list[int]:
+    height, width = photo.pixels.shape[:2]
+    return [0, 0, width, height]
