@@ -1,0 +1,180 @@
+"""``maskcls serve``: the API with FastAPI's test client (good, several and bad uploads), parity
+with ``maskcls crop`` + ``maskcls predict``, and the web page driven in headless Chromium."""
+
+import io
+import os
+import socket
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from maskcls.config import load_config
+from maskcls.faces.crop import CropOptions, crop_dataset
+from maskcls.inference import Predictor, head_probabilities
+from maskcls.predict import PROBABILITY_COLUMNS, predict_dataset
+from maskcls.serve import Limits, create_app
+from maskcls.synth.generate import SynthSpec, generate_dataset
+from maskcls.train import fit
+from tests.browser import headless_chromium
+
+LIMITS = Limits(max_request_bytes=1_000_000, max_pixels=1_000_000, max_files=4)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Photos -> real MTCNN crop -> a tiny model trained on the crops -> its test predictions."""
+    tmp_path = tmp_path_factory.mktemp("serve")
+    raw, faces = tmp_path / "raw", tmp_path / "faces"
+    generate_dataset(raw, SynthSpec(people=8, eval_people=2, seed=11), workers=2)
+    crop_dataset(raw, faces, CropOptions(detector="mtcnn", size=(48, 64), detector_options={"detect_scale": 0.5}))
+    config = load_config(
+        None,
+        [
+            f"data.root={faces}", "model.name=test_resnet", "train.epochs=1", "train.image_size=[24,32]",
+            f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32", "train.folds=2", "name=srv",
+        ],
+    )  # fmt: skip
+    run = fit(config, runs_dir=tmp_path / "runs")
+    expected = predict_dataset([run], faces, cache_dir=tmp_path / "cache").table.set_index("ImageID")
+    predictor = Predictor(run)
+    return raw, faces, run, expected, predictor
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return TestClient(create_app(served[4], LIMITS))
+
+
+def eval_photos(raw, count=2):
+    paths = sorted((raw / "eval" / "images").iterdir())[:count]
+    return [(path.name, path.read_bytes()) for path in paths]
+
+
+def test_a_photo_gets_the_crop_and_probabilities_of_crop_plus_predict(served, client):
+    raw, faces, _, expected, _ = served
+    boxes = pd.read_csv(faces / "boxes.csv").set_index("path")
+    name, data = eval_photos(raw, 1)[0]
+    response = client.post("/predict", files={"file": (name, data, "image/jpeg")})
+    assert response.status_code == 200
+    (result,) = response.json()["results"]
+    recorded = boxes.loc[f"eval/images/{name}"]
+    assert result["face_source"] == recorded["status"]
+    assert result["face_box"] == pytest.approx(list(recorded[["x0", "y0", "x1", "y1"]]), abs=0.05)
+    assert result["crop_box"] == list(recorded[["crop_x0", "crop_y0", "crop_x1", "crop_y1"]])
+    probabilities = expected.loc[name, PROBABILITY_COLUMNS].to_numpy(float)
+    for head, values in head_probabilities(probabilities).items():
+        assert list(result[head].values()) == pytest.approx(values, abs=1e-5)
+        assert sum(result[head].values()) == pytest.approx(1, abs=1e-4)
+    assert result["class"] == probabilities.argmax() and result["label"].count("/") == 2
+
+
+def test_several_photos_in_one_request_come_back_in_order(served, client):
+    photos = eval_photos(served[0], 3)
+    files = [("files", (name, data, "image/jpeg")) for name, data in photos]
+    results = client.post("/predict", files=files).json()["results"]
+    assert [result["file"] for result in results] == [name for name, _ in photos]
+    single = client.post("/predict", files={"file": photos[1][:1] + (photos[1][1], "image/jpeg")}).json()["results"]
+    assert results[1]["mask"] == pytest.approx(single[0]["mask"], abs=1e-5)
+
+
+def png_bytes(width, height, mode="RGB", fmt="PNG"):
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), 128).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_bad_uploads_get_a_4xx_json_reason_and_the_server_keeps_going(served, client):
+    name, good = eval_photos(served[0], 1)[0]
+    cases = {
+        "not an image": (400, {"file": ("notes.txt", b"just some text", "text/plain")}, "notes.txt: not a readable"),
+        "truncated JPEG": (400, {"file": ("cut.jpg", good[: len(good) // 2], "image/jpeg")}, "truncated"),
+        "empty file": (400, {"file": ("empty.jpg", b"", "image/jpeg")}, "empty.jpg: empty file"),
+        "too many pixels": (413, {"file": ("huge.png", png_bytes(2000, 1000), "image/png")}, "2000x1000"),
+        "GIF": (415, {"file": ("anim.gif", png_bytes(20, 20, "P", "GIF"), "image/gif")}, "GIF images are not"),
+        "too large": (413, {"file": ("big.jpg", good + b"\0" * 1_100_000, "image/jpeg")}, "larger than"),
+    }
+    for what, (status, files, reason) in cases.items():
+        response = client.post("/predict", files=files)
+        assert response.status_code == status, what
+        assert reason in response.json()["error"], what
+    too_many = [("files", (f"{k}.jpg", good, "image/jpeg")) for k in range(LIMITS.max_files + 1)]
+    assert client.post("/predict", files=too_many).status_code == 400
+    empty = client.post("/predict", content=b"", headers={"content-type": "multipart/form-data; boundary=x"})
+    assert empty.status_code == 400 and "no photo" in empty.json()["error"]
+    assert client.post("/predict", content=b"raw", headers={"content-type": "image/jpeg"}).status_code == 415
+
+    def streamed():  # no Content-Length: stopped while reading
+        yield b"--x\r\nContent-Disposition: form-data; name=file; filename=a.jpg\r\n\r\n"
+        for _ in range(40):
+            yield b"\0" * 50_000
+
+    chunked = client.post("/predict", content=streamed(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert chunked.status_code == 413
+    assert client.post("/predict", files={"file": (name, good, "image/jpeg")}).status_code == 200
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["rejected"] >= len(cases) + 3
+
+
+def test_model_describes_what_is_served(served, client):
+    described = client.get("/model").json()
+    assert described["name"] == "srv" and described["image_size"] == [24, 32]
+    assert described["crop"] == {"detector": "mtcnn", "margin": 0.3, "size": [48, 64]}
+    assert len(described["classes"]) == 18 and described["heads"]["age"] == ["<30", "30-59", "60+"]
+    page = client.get("/").text
+    assert 'id="file"' in page and "http://" not in page and "https://" not in page  # no CDN
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(served):
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(served[4], LIMITS), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_page_in_chromium_shows_the_three_predictions(served, client, live_server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    name, data = eval_photos(served[0], 1)[0]
+    photo = tmp_path / name
+    photo.write_bytes(data)
+    expected = client.post("/predict", files={"file": (name, data, "image/jpeg")}).json()["results"][0]
+    with headless_chromium(1100, 900) as driver:
+        driver.get(live_server + "/")
+        WebDriverWait(driver, 20).until(lambda d: "test_resnet" in d.find_element(By.ID, "model").text)
+        upload = driver.find_element(By.ID, "file")
+        driver.execute_script("arguments[0].hidden = false", upload)
+        upload.send_keys(str(photo))
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "photo").get_attribute("data-drawn") == "yes")
+        assert driver.find_element(By.ID, "label").text.startswith(expected["label"])
+        for head in ("mask", "gender", "age"):
+            rows = driver.find_elements(By.CSS_SELECTOR, f"#chart-{head} .bar-row")
+            shown = {row.get_attribute("data-name"): float(row.find_element(By.CLASS_NAME, "value").get_attribute(
+                "data-value")) for row in rows}  # fmt: skip
+            assert shown == pytest.approx(expected[head], abs=1e-6), head
+        driver.save_screenshot(str(tmp_path / "serve-page.png"))
+        if os.environ.get("MASKCLS_KEEP_SCREENSHOTS"):
+            driver.save_screenshot(os.environ["MASKCLS_KEEP_SCREENSHOTS"] + "/serve-page.png")
+        canvas = np.asarray(Image.open(tmp_path / "serve-page.png").convert("RGB"), dtype=float)
+        assert canvas.std() > 20  # the photo and the bars are drawn, not a blank page
+        assert driver.find_element(By.ID, "error").text == ""
