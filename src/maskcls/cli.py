@@ -247,6 +247,9 @@ def with_shortcuts(overrides: list[str] | None, shortcuts: dict) -> list[str]:
     return [*(overrides or []), *(f"{key}={value}" for key, value in shortcuts.items() if value is not None)]
 
 
+CalibrationOpt = Annotated[
+    Path | None, typer.Option(help="Per-class biases from `maskcls calibrate` (calibration.json) to apply.")
+]
 OverrideOpt = Annotated[
     list[str] | None, typer.Option("--override", "-o", help="KEY=VALUE, e.g. -o optim.lr=3e-4 (repeatable).")
 ]
@@ -301,6 +304,10 @@ def predict(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 128,
     cache_dir: Annotated[Path, typer.Option(help="Decoded-image cache folder.")] = Path("cache"),
+    calibration: CalibrationOpt = None,
+    group_people: Annotated[
+        bool, typer.Option(help="Cluster photos into people; vote gender and age per person (see README).")
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Per-image 18-class probabilities for the test set, and a submission file."""
@@ -312,8 +319,9 @@ def predict(
     folder = out_dir or sources[0]
     with progress_bar("predict", quiet) as progress:
         prediction = predict_dataset(
-            sources, data, tta=tta, backend=backend, batch_size=batch_size, cache_dir=cache_dir, progress=progress
-        )
+            sources, data, tta=tta, backend=backend, batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+            calibration=calibration, group_people=group_people,
+        )  # fmt: skip
     probabilities, submission = write_predictions(folder, prediction)
     out.print(
         f"{submission}: {len(prediction.table)} images, {prediction.models} model(s), tta {tta}, {backend}, "
@@ -330,6 +338,7 @@ def ensemble(
     oof: Annotated[bool, typer.Option(help="Folders mean their out-of-fold / validation probabilities.")] = False,
     out_file: Annotated[Path | None, typer.Option("--out", help="Submission file to write (test inputs).")] = None,
     probabilities: Annotated[Path | None, typer.Option(help="Also write the combined probabilities here.")] = None,
+    calibration: CalibrationOpt = None,
 ) -> None:
     """Soft or hard voting across folds and experiments; OOF inputs report the ensemble's CV score."""
     from maskcls.ensemble import ensemble as combine
@@ -337,7 +346,7 @@ def ensemble(
     from maskcls.predict import write_probabilities, write_submission
 
     weight_list = parse_floats(weights, "--weights") if weights else None
-    result = combine(inputs, method=method, weights=weight_list, oof=oof)
+    result = combine(inputs, method=method, weights=weight_list, oof=oof, calibration=calibration)
     if probabilities:
         write_probabilities(probabilities, result.table)
     if out_file:
@@ -403,6 +412,47 @@ def export(
         raise UserError("only --onnx export is supported")
     path = export_onnx(run, out_file)
     out.print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
+
+
+@app.command()
+def calibrate(
+    source: Annotated[Path, typer.Argument(help="cv group, or an OOF probabilities CSV with target and fold.")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="Default GROUP/calibration.json.")] = None,
+) -> None:
+    """Per-class biases that raise out-of-fold macro F1, checked on held-out folds; for --calibration."""
+    from maskcls.calibrate import calibrate as fit_calibration
+    from maskcls.calibrate import default_path
+
+    result = fit_calibration(source)
+    path = result.write(out_file or default_path(source))
+    verdict = "kept" if result.guard_passed else "not better on held-out folds: zero biases written"
+    out.print(
+        f"{path}: OOF macro F1 {result.oof_f1_before:.4f} -> {result.heldout_f1_after:.4f} on held-out folds "
+        f"(fitted on the others; {result.oof_f1_after:.4f} in-sample), {verdict}",
+        highlight=False,
+    )
+
+
+@app.command()
+def audit(
+    group: Annotated[Path, typer.Argument(help="cv group (its out-of-fold probabilities are audited).")],
+    top: Annotated[int, typer.Option(help="How many suggestions to show and write.")] = 30,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Corrections YAML (default GROUP/audit.yaml).")] = None,
+    min_share: Annotated[float, typer.Option(help="Share of a person's images that must agree.")] = 0.5,
+) -> None:
+    """Training labels that are probably wrong: a ranked table and a corrections YAML to review."""
+    from maskcls.audit import audit as find_suspects
+    from maskcls.audit import write_corrections
+
+    suggestions = find_suspects(group, min_share=min_share).head(top)
+    columns = ["profile", "attribute", "given", "suggested", "score", "evidence"]
+    out.print(rich_table(suggestions[columns].to_dict("records"), columns, title=f"{group}: top {top} suspects"))
+    path = write_corrections(suggestions, out_file or group / "audit.yaml", str(group))
+    out.print(
+        f"{path}: {len(suggestions)} suggested fixes (verified: false); check the photos, then train with "
+        f"-o data.corrections={path}",
+        highlight=False,
+    )
 
 
 @app.command()

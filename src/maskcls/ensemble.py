@@ -64,10 +64,17 @@ def hard_vote(probabilities: list[np.ndarray], weights: np.ndarray) -> tuple[np.
 
 
 def ensemble(
-    sources: list[str | Path], method: str = "soft", weights: list[float] | None = None, oof: bool = False
+    sources: list[str | Path],
+    method: str = "soft",
+    weights: list[float] | None = None,
+    oof: bool = False,
+    calibration: str | Path | None = None,
 ) -> Ensemble:
+    """Combine probability files; ``calibration`` biases apply to the soft vote's probabilities."""
     if method not in METHODS:
         raise UserError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    if calibration is not None and method != "soft":
+        raise UserError("--calibration applies to a soft vote (calibrate its OOF probabilities, then vote soft)")
     files = [input_file(source, oof) for source in sources]
     if weights is None:
         weights = [1.0] * len(files)
@@ -82,12 +89,17 @@ def ensemble(
     weight_array = np.asarray(weights, dtype=float)
     if method == "soft":
         combined = soft_vote(probabilities, weight_array)
+        if calibration is not None:
+            from maskcls.calibrate import apply_biases, read_calibration
+
+            combined = apply_biases(combined, read_calibration(calibration))
         classes = combined.argmax(axis=1)
     else:
         classes, combined = hard_vote(probabilities, weight_array)
     table = pd.DataFrame(combined, columns=PROBABILITY_COLUMNS)
-    if "target" in frames[0].columns:
-        table.insert(0, "target", frames[0]["target"].to_numpy())
+    for column in ("fold", "target"):  # out-of-fold inputs keep what calibrate and audit need
+        if column in frames[0].columns:
+            table.insert(0, column, frames[0][column].to_numpy())
     table.insert(0, key, frames[0][key].to_numpy())
     return Ensemble(key, table, classes)
 

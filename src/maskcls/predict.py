@@ -129,6 +129,7 @@ class Prediction:
     images_per_second: float
     models: int
     per_run: dict[Path, pd.DataFrame]  # each model's own table (the same layout)
+    people: pd.DataFrame | None = None  # ImageID, person cluster (with group_people)
 
 
 def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path, Path]:
@@ -138,6 +139,8 @@ def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path,
     if len(prediction.per_run) > 1:
         for run, table in prediction.per_run.items():
             write_table_and_submission(run, table)
+    if prediction.people is not None:
+        write_rows(folder / "people.csv", prediction.people.to_dict("records"))
     return write_table_and_submission(folder, prediction.table)
 
 
@@ -158,11 +161,31 @@ def predict_dataset(
     cache_dir: str | Path = "cache",
     device: str = "auto",
     progress: Progress | None = None,
+    calibration: str | Path | None = None,
+    group_people: bool = False,
 ) -> Prediction:
-    """Mean 18-class probabilities of every model in ``sources`` for each eval image.
+    """Mean 18-class probabilities of every model in ``sources`` for each eval image, with the
+    biases of a ``calibration`` file (``maskcls calibrate``) applied when given.
+
+    ``group_people``: cluster the photos into people and vote gender and age inside each (see
+    people.py); calibration applies after the vote.
 
     Images listed in info.csv that cannot be read get the mean probabilities of the others
     (and a warning), so the submission still has every row."""
+    from maskcls.calibrate import calibrate_table, read_calibration
+
+    biases = read_calibration(calibration) if calibration is not None else None  # a bad file fails first
+    prediction = raw_prediction(sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people)
+    if biases is None:
+        return prediction
+    prediction.table = calibrate_table(prediction.table, biases)
+    prediction.per_run = {run: calibrate_table(table, biases) for run, table in prediction.per_run.items()}
+    return prediction
+
+
+def raw_prediction(
+    sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people=False
+) -> Prediction:
     if tta not in ("none", "flip"):
         raise UserError(f"unknown tta {tta!r}; known: none, flip")
     if backend not in BACKENDS:
@@ -189,12 +212,33 @@ def predict_dataset(
         )
         seconds += run_seconds
     mean = sum(per_run.values()) / len(runs)
+    people = None
+    if group_people:
+        from maskcls.people import vote_in_people
+
+        clusters = people_clusters(runs, root, paths, mean, batch_size, cache_dir, device)
+        mean = vote_in_people(mean, clusters)
+        per_run = {run: vote_in_people(probabilities, clusters) for run, probabilities in per_run.items()}
+        image_ids = info["ImageID"].to_numpy()[table["row"].to_numpy(dtype=int)]
+        people = pd.DataFrame({"ImageID": image_ids, "person": clusters})
     return Prediction(
         table=full_table(info, table, mean),
         images_per_second=total / max(seconds, 1e-9),
         models=len(runs),
         per_run={run: full_table(info, table, probabilities, warn=False) for run, probabilities in per_run.items()},
+        people=people,
     )
+
+
+def people_clusters(runs, root, paths, probabilities, batch_size, cache_dir, device) -> np.ndarray:
+    """Person clusters from every run's backbone embeddings side by side (torch, whatever the backend)."""
+    from maskcls.people import backbone_embeddings, centre_by_mask, cluster_people, normalise
+
+    parts = []
+    for run in runs:
+        loaded = load_run(run, device)
+        parts.append(backbone_embeddings(loaded, cached_images(root, paths, loaded.image_size, cache_dir), batch_size))
+    return cluster_people(centre_by_mask(normalise(np.concatenate(parts, axis=1)), probabilities))
 
 
 def run_probabilities(

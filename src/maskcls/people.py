@@ -1,0 +1,90 @@
+"""Person-consistent prediction: the test set holds 7 photos of each person under hashed names.
+
+Photos are grouped into people by their embeddings from the trained backbone(s), then gender
+and age, which do not change inside a person, are voted over the group while each photo keeps
+its own mask prediction. Opt-in (``predict --group-people``): it helps when every person really
+has several photos in the set (as in the competition), and can hurt when they do not.
+
+The mask state changes the embedding of a face a lot, which would pull photos together by mask
+rather than by person; so each embedding is first centred on the mean embedding of the photos
+with the same predicted mask state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from maskcls.engine import finish, prepare
+from maskcls.labels import NUM_CLASSES
+
+PHOTOS_PER_PERSON = 7
+
+
+@torch.no_grad()
+def backbone_embeddings(loaded, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Per image, the run's backbone features of every stage, average-pooled, each stage
+    L2-normalised, side by side: early stages keep colour and texture (who), the last one
+    the attributes. Backbones without ``forward_intermediates`` give their pooled output."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.array(images[start : start + batch_size]))
+        tensor = finish(prepare(batch, loaded.settings), loaded.settings)
+        with loaded.settings.autocast():
+            out.append(stage_features(loaded.model.backbone, tensor))
+    return normalise(np.concatenate(out)) if out else np.empty((0, 1), np.float32)
+
+
+def stage_features(backbone: torch.nn.Module, tensor: torch.Tensor) -> np.ndarray:
+    if not hasattr(backbone, "forward_intermediates"):
+        return normalise(backbone(tensor).float().cpu().numpy())
+    maps = backbone.forward_intermediates(tensor, intermediates_only=True)
+    return np.concatenate([normalise(part.float().mean(dim=(2, 3)).cpu().numpy()) for part in maps], axis=1)
+
+
+def normalise(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def centre_by_mask(embeddings: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Subtract from each embedding the mean of the photos with its predicted mask state."""
+    mask = probabilities.reshape(-1, 3, 6).sum(axis=2).argmax(axis=1)
+    centred = embeddings.copy()
+    for state in np.unique(mask):
+        centred[mask == state] -= embeddings[mask == state].mean(axis=0)
+    return normalise(centred)
+
+
+def cluster_people(embeddings: np.ndarray, per_person: int = PHOTOS_PER_PERSON, linkage: str = "ward") -> np.ndarray:
+    """Cluster ids: agglomerative clustering (Ward) of the normalised embeddings into
+    ``len / per_person`` groups."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    count = len(embeddings)
+    groups = max(1, round(count / per_person))
+    if groups >= count:
+        return np.arange(count)
+    return AgglomerativeClustering(n_clusters=groups, linkage=linkage).fit_predict(embeddings)
+
+
+def vote_in_people(probabilities: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Each photo's own mask probabilities times its cluster's mean gender and age probabilities."""
+    cube = probabilities.reshape(-1, 3, 2, 3)
+    mask = cube.sum(axis=(2, 3))
+    gender, age = cube.sum(axis=(1, 3)), cube.sum(axis=(1, 2))
+    voted_gender, voted_age = np.empty_like(gender), np.empty_like(age)
+    for cluster in np.unique(clusters):
+        members = clusters == cluster
+        voted_gender[members] = gender[members].mean(axis=0)
+        voted_age[members] = age[members].mean(axis=0)
+    joint = mask[:, :, None, None] * voted_gender[:, None, :, None] * voted_age[:, None, None, :]
+    return joint.reshape(-1, NUM_CLASSES)
+
+
+def purity(clusters: np.ndarray, people: np.ndarray) -> float:
+    """Share of photos whose cluster's most common true person is their own person."""
+    matched = 0
+    for cluster in np.unique(clusters):
+        _, counts = np.unique(people[clusters == cluster], return_counts=True)
+        matched += counts.max()
+    return matched / len(people) if len(people) else 0.0
