@@ -3,7 +3,7 @@
 Confident learning, per attribute: the threshold of a value (say ``female``) is the mean
 probability the models give it on images labelled with it. An image "confidently says" the
 values whose probability reaches their threshold (the most probable of them). A label is
-suspect when the person's images confidently say another value:
+suspect when most of the person's images predict another value, at least one confidently:
 
 - gender and age belong to the person: "this person's gender is male in 7 of 7 images";
 - mask belongs to the image, and the known mistake is a swapped pair: the ``incorrect_mask``
@@ -89,17 +89,20 @@ def audit(group: str | Path, min_share: float = 0.5) -> pd.DataFrame:
 
 
 def person_suggestions(table: pd.DataFrame, attribute: Attribute, min_share: float) -> list[dict]:
+    """A person whose photos mostly predict another value, at least one of them confidently."""
     confident = attribute.confident_values()
+    predicted = attribute.probabilities.argmax(axis=1)
     names = VALUE_NAMES[attribute.name]
     rows = []
     for profile, index in table.groupby("profile", sort=True).indices.items():
         given = int(np.bincount(attribute.given[index]).argmax())
-        others = confident[index][(confident[index] != given) & (confident[index] >= 0)]
+        others = predicted[index][predicted[index] != given]
         if len(others) == 0:
             continue
         suggested = int(np.bincount(others).argmax())
-        agreeing = int((confident[index] == suggested).sum())
-        if agreeing < min_share * len(index):
+        agreeing = int((predicted[index] == suggested).sum())
+        sure = int((confident[index] == suggested).sum())
+        if agreeing < min_share * len(index) or sure == 0:
             continue
         mean_suggested = attribute.probabilities[index, suggested].mean()
         mean_given = attribute.probabilities[index, given].mean()
@@ -109,8 +112,8 @@ def person_suggestions(table: pd.DataFrame, attribute: Attribute, min_share: flo
                 "attribute": attribute.name,
                 "given": names[given],
                 "suggested": names[suggested],
-                "evidence": f"{agreeing} of {len(index)} images say {names[suggested]} "
-                f"(mean p {mean_suggested:.2f} vs {mean_given:.2f} for {names[given]})",
+                "evidence": f"{agreeing} of {len(index)} images say {names[suggested]} ({sure} confidently; "
+                f"mean p {mean_suggested:.2f} vs {mean_given:.2f} for {names[given]})",
                 "score": round(float(mean_suggested - mean_given), 4),
                 "agreeing": agreeing,
                 "images": len(index),
