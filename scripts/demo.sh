@@ -24,9 +24,15 @@ $BIN/maskcls predict "$GROUP" --data "$DATA-faces" --tta flip "${QUIET[@]}"
 echo "== ensemble: hard vote of the folds (predict already wrote their soft vote: $GROUP/submission.csv)"
 $BIN/maskcls ensemble "$GROUP"/fold*/test_probabilities.csv --method hard --out "$GROUP/submission-hard.csv"
 $BIN/maskcls ensemble "$GROUP" --oof
+echo "== calibrate: per-class biases for macro F1, checked on held-out folds; predict with them"
+$BIN/maskcls calibrate "$GROUP"
+$BIN/maskcls predict "$GROUP" --data "$DATA-faces" --tta flip --calibration "$GROUP/calibration.json" \
+    --out "$GROUP/calibrated" "${QUIET[@]}"
+echo "== audit: training labels that are probably wrong (a corrections file to review, nothing edited)"
+$BIN/maskcls audit "$GROUP" --top 10
 echo "== score: the local leaderboard (synthetic answers in $DATA-faces/truth)"
 $BIN/maskcls score "$GROUP/submission.csv" "$GROUP/submission-hard.csv" "$GROUP/fold0/submission.csv" \
-    --truth "$DATA-faces"
+    "$GROUP/calibrated/submission.csv" --truth "$DATA-faces"
 echo "== sheet: the 7 photos of a few people, before and after cropping"
 $BIN/maskcls sheet "$DATA" "$DATA/sheet.png" --people 6
 $BIN/maskcls sheet "$DATA-faces" "$DATA-faces/sheet.png" --people 6

@@ -134,11 +134,13 @@ class Prediction:
 
 def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path, Path]:
     """``test_probabilities.csv`` and ``submission.csv`` in ``folder``; with several models also
-    each run's own ``test_probabilities.csv`` and ``submission.csv`` (inputs for ``ensemble``)."""
+    each run's own ``test_probabilities.csv`` and ``submission.csv`` (inputs for ``ensemble``):
+    in the run folders of a group predicted into itself, else in ``folder/GROUP_RUN/``."""
     folder = Path(folder)
     if len(prediction.per_run) > 1:
         for run, table in prediction.per_run.items():
-            write_table_and_submission(run, table)
+            inside = run.parent.resolve() == folder.resolve()  # a group's own folds; else keep runs untouched
+            write_table_and_submission(run if inside else folder / f"{run.parent.name}_{run.name}", table)
     if prediction.people is not None:
         write_rows(folder / "people.csv", prediction.people.to_dict("records"))
     return write_table_and_submission(folder, prediction.table)
