@@ -24,14 +24,8 @@ import yaml
 
 from maskcls.errors import UserError
 from maskcls.files import write_text_atomic
-from maskcls.labels import AGE_BORDERS, AGE_GROUP_NAMES, MASK_NAMES, NUM_CLASSES, Gender, Mask, decode_classes
+from maskcls.labels import AGE_BORDERS, HEAD_VALUE_NAMES, PROBABILITY_COLUMNS, Mask, decode_classes, head_marginals
 
-PROBABILITIES = [f"p{k}" for k in range(NUM_CLASSES)]
-VALUE_NAMES = {
-    "mask": list(MASK_NAMES.values()),
-    "gender": [gender.name.lower() for gender in Gender],
-    "age": list(AGE_GROUP_NAMES.values()),
-}
 AUDIT_COLUMNS = ["profile", "attribute", "given", "suggested", "evidence", "score", "agreeing", "images"]
 
 
@@ -57,10 +51,9 @@ class Attribute:
 
 def attributes(table: pd.DataFrame) -> dict[str, Attribute]:
     """Given values and per-attribute probabilities (the 18 classes summed per head)."""
-    cube = table[PROBABILITIES].to_numpy(dtype=np.float64).reshape(-1, 3, 2, 3)
-    given = decode_classes(table["target"].to_numpy())
-    marginals = (cube.sum(axis=(2, 3)), cube.sum(axis=(1, 3)), cube.sum(axis=(1, 2)))
-    return {name: Attribute(name, g, p) for name, g, p in zip(("mask", "gender", "age"), given, marginals, strict=True)}
+    given = dict(zip(("mask", "gender", "age"), decode_classes(table["target"].to_numpy()), strict=True))
+    marginals = head_marginals(table[PROBABILITY_COLUMNS].to_numpy())
+    return {name: Attribute(name, given[name], marginals[name]) for name in marginals}
 
 
 def read_out_of_fold(group: str | Path) -> pd.DataFrame:
@@ -68,7 +61,7 @@ def read_out_of_fold(group: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise UserError(f"{path}: not found (audit needs a finished cv group: maskcls cv ...)")
     table = pd.read_csv(path)
-    missing = {"path", "profile", "target", *PROBABILITIES} - set(table.columns)
+    missing = {"path", "profile", "target", *PROBABILITY_COLUMNS} - set(table.columns)
     if missing:
         raise UserError(f"{path}: missing columns {', '.join(sorted(missing))}")
     return table
@@ -92,7 +85,7 @@ def person_suggestions(table: pd.DataFrame, attribute: Attribute, min_share: flo
     """A person whose photos mostly predict another value, at least one of them confidently."""
     confident = attribute.confident_values()
     predicted = attribute.probabilities.argmax(axis=1)
-    names = VALUE_NAMES[attribute.name]
+    names = HEAD_VALUE_NAMES[attribute.name]
     rows = []
     for profile, index in table.groupby("profile", sort=True).indices.items():
         given = int(np.bincount(attribute.given[index]).argmax())
@@ -168,7 +161,7 @@ def corrections_yaml(suggestions: pd.DataFrame, source: str) -> str:
             fix["gender"] = row.suggested
         elif row.attribute == "age":
             given_age = int(str(row.profile).rsplit("_", 1)[-1])
-            fix["age"] = age_inside(VALUE_NAMES["age"].index(row.suggested), given_age)
+            fix["age"] = age_inside(HEAD_VALUE_NAMES["age"].index(row.suggested), given_age)
         else:
             fix["swap_incorrect_normal"] = True
         fix["note"] = f"audit score {row.score:.2f}: {row.evidence}"

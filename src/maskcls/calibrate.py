@@ -20,10 +20,9 @@ import pandas as pd
 
 from maskcls.errors import UserError
 from maskcls.files import write_json_atomic
-from maskcls.labels import NUM_CLASSES
+from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.metrics import macro_f1
 
-PROBABILITIES = [f"p{k}" for k in range(NUM_CLASSES)]
 BIAS_STEPS = np.round(np.arange(-2.0, 2.0001, 0.1), 2)
 EPSILON = 1e-7
 
@@ -68,7 +67,7 @@ def apply_biases(probabilities: np.ndarray, biases: np.ndarray) -> np.ndarray:
 def calibrate_table(table: pd.DataFrame, biases: np.ndarray) -> pd.DataFrame:
     """A copy of a probabilities table (p0..p17 columns) with the biases applied."""
     calibrated = table.copy()
-    calibrated[PROBABILITIES] = apply_biases(table[PROBABILITIES].to_numpy(), biases)
+    calibrated[PROBABILITY_COLUMNS] = apply_biases(table[PROBABILITY_COLUMNS].to_numpy(), biases)
     return calibrated
 
 
@@ -97,7 +96,7 @@ def read_out_of_fold(source: str | Path) -> tuple[pd.DataFrame, str]:
     if not path.exists():
         raise UserError(f"{path}: not found (calibrate needs out-of-fold probabilities: a finished cv group)")
     table = pd.read_csv(path)
-    missing = {"target", "fold", *PROBABILITIES} - set(table.columns)
+    missing = {"target", "fold", *PROBABILITY_COLUMNS} - set(table.columns)
     if missing:
         raise UserError(f"{path}: missing columns {', '.join(sorted(missing))}")
     return table, str(path)
@@ -105,7 +104,7 @@ def read_out_of_fold(source: str | Path) -> tuple[pd.DataFrame, str]:
 
 def calibrate(source: str | Path) -> Calibration:
     table, path = read_out_of_fold(source)
-    log_probabilities = np.log(np.clip(table[PROBABILITIES].to_numpy(dtype=np.float64), EPSILON, None))
+    log_probabilities = np.log(np.clip(table[PROBABILITY_COLUMNS].to_numpy(dtype=np.float64), EPSILON, None))
     target, folds = table["target"].to_numpy(), table["fold"].to_numpy()
     if len(np.unique(folds)) < 2:
         raise UserError(f"{path}: one fold only; the overfitting guard needs at least two")

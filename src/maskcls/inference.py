@@ -23,14 +23,9 @@ from maskcls.data.cache import load_resized
 from maskcls.errors import DataError, UserError
 from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
-from maskcls.labels import AGE_GROUP_NAMES, MASK_NAMES, NUM_CLASSES, Gender, class_name
+from maskcls.labels import HEAD_VALUE_NAMES, NUM_CLASSES, class_name, head_marginals
 from maskcls.predict import load_run, onnx_model, onnx_probabilities, run_folders, torch_probabilities
 
-HEAD_VALUES = {
-    "mask": list(MASK_NAMES.values()),
-    "gender": [gender.name.lower() for gender in Gender],
-    "age": list(AGE_GROUP_NAMES.values()),
-}
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "MPO"}  # what photos arrive as; MPO is a phone JPEG
 
 
@@ -65,7 +60,7 @@ class FacePrediction:
             "crop_box": self.crop_box,
             "face_source": self.face_source,
             "detector_probability": self.detector_probability,
-            **{head: dict(zip(HEAD_VALUES[head], values, strict=True)) for head, values in by_head.items()},
+            **{head: dict(zip(HEAD_VALUE_NAMES[head], values, strict=True)) for head, values in by_head.items()},
             "class": label,
             "label": class_name(label),
             "class_probability": float(self.probabilities[label]),
@@ -73,13 +68,8 @@ class FacePrediction:
 
 
 def head_probabilities(probabilities: np.ndarray) -> dict[str, list[float]]:
-    """The 18-class probabilities summed to each head: class = mask * 6 + gender * 3 + age."""
-    cube = np.asarray(probabilities, dtype=np.float64).reshape(3, 2, 3)
-    return {
-        "mask": cube.sum(axis=(1, 2)).round(6).tolist(),
-        "gender": cube.sum(axis=(0, 2)).round(6).tolist(),
-        "age": cube.sum(axis=(0, 1)).round(6).tolist(),
-    }
+    """One photo's 18-class probabilities summed to each head, rounded for JSON."""
+    return {head: values[0].round(6).tolist() for head, values in head_marginals(probabilities).items()}
 
 
 def decode_photo(name: str, data: bytes, max_pixels: int) -> Photo:
@@ -209,7 +199,7 @@ class Predictor:
                 "size": list(self.crop.size) if self.crop.size else None,
             },
             "classes": [{"class": k, "label": class_name(k)} for k in range(NUM_CLASSES)],
-            "heads": HEAD_VALUES,
+            "heads": HEAD_VALUE_NAMES,
             "version": __version__,
         }  # fmt: skip
 

@@ -114,3 +114,17 @@ def class_name(label: int) -> str:
     """``7`` -> ``'incorrect / male / 30-59'``."""
     mask, gender, age = decode_class(label)
     return f"{MASK_NAMES[mask]} / {gender.name.lower()} / {AGE_GROUP_NAMES[age]}"
+
+
+HEAD_VALUE_NAMES = {
+    "mask": list(MASK_NAMES.values()),
+    "gender": [gender.name.lower() for gender in Gender],
+    "age": list(AGE_GROUP_NAMES.values()),
+}
+PROBABILITY_COLUMNS = [f"p{k}" for k in range(NUM_CLASSES)]
+
+
+def head_marginals(probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """18-class probabilities (N, 18) summed to each head: mask (N, 3), gender (N, 2), age (N, 3)."""
+    cube = np.asarray(probabilities, dtype=np.float64).reshape(-1, 3, 2, 3)  # class = mask*6 + gender*3 + age
+    return {"mask": cube.sum(axis=(2, 3)), "gender": cube.sum(axis=(1, 3)), "age": cube.sum(axis=(1, 2))}

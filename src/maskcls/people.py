@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from maskcls.engine import finish, prepare
-from maskcls.labels import NUM_CLASSES
+from maskcls.labels import NUM_CLASSES, head_marginals
 
 PHOTOS_PER_PERSON = 7
 
@@ -48,7 +48,7 @@ def normalise(rows: np.ndarray) -> np.ndarray:
 
 def centre_by_mask(embeddings: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """Subtract from each embedding the mean of the photos with its predicted mask state."""
-    mask = probabilities.reshape(-1, 3, 6).sum(axis=2).argmax(axis=1)
+    mask = head_marginals(probabilities)["mask"].argmax(axis=1)
     centred = embeddings.copy()
     for state in np.unique(mask):
         centred[mask == state] -= embeddings[mask == state].mean(axis=0)
@@ -69,9 +69,8 @@ def cluster_people(embeddings: np.ndarray, per_person: int = PHOTOS_PER_PERSON, 
 
 def vote_in_people(probabilities: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     """Each photo's own mask probabilities times its cluster's mean gender and age probabilities."""
-    cube = probabilities.reshape(-1, 3, 2, 3)
-    mask = cube.sum(axis=(2, 3))
-    gender, age = cube.sum(axis=(1, 3)), cube.sum(axis=(1, 2))
+    heads = head_marginals(probabilities)
+    mask, gender, age = heads["mask"], heads["gender"], heads["age"]
     voted_gender, voted_age = np.empty_like(gender), np.empty_like(age)
     for cluster in np.unique(clusters):
         members = clusters == cluster

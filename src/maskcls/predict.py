@@ -29,13 +29,12 @@ from maskcls.data.images import Progress
 from maskcls.data.layout import read_dataset
 from maskcls.engine import StepSettings, finish, forward_probabilities, prepare, resolve_device
 from maskcls.errors import UserError
-from maskcls.labels import NUM_CLASSES
+from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.models import FaceAttributeModel, create_model
 from maskcls.runs import write_rows
 
 log = logging.getLogger("maskcls")
 
-PROBABILITY_COLUMNS = [f"p{k}" for k in range(NUM_CLASSES)]
 BACKENDS = ("torch", "onnxruntime")
 
 

@@ -20,16 +20,9 @@ import yaml
 
 from maskcls.errors import UserError
 from maskcls.files import write_text_atomic
-from maskcls.labels import AGE_GROUP_NAMES, HEAD_SIZES, MASK_NAMES, NUM_CLASSES, Gender, class_name, decode_classes
+from maskcls.labels import HEAD_SIZES, HEAD_VALUE_NAMES, NUM_CLASSES, PROBABILITY_COLUMNS, class_name, decode_classes
 from maskcls.metrics import confusion, f1_per_class, summary
 from maskcls.runs import read_rows
-
-PROBABILITIES = [f"p{k}" for k in range(NUM_CLASSES)]
-VALUE_NAMES = {
-    "mask": list(MASK_NAMES.values()),
-    "gender": [gender.name.lower() for gender in Gender],
-    "age": list(AGE_GROUP_NAMES.values()),
-}
 
 
 @dataclass
@@ -161,7 +154,7 @@ def attribute_f1_figure(truth: np.ndarray, predicted: np.ndarray):
     parts = zip(HEAD_SIZES.items(), decode_classes(truth), decode_classes(predicted), axes, strict=True)
     for (name, size), part_truth, part_predicted, axis in parts:
         scores = f1_per_class(confusion(part_truth, part_predicted, size))
-        axis.bar(VALUE_NAMES[name], scores, color="C0")
+        axis.bar(HEAD_VALUE_NAMES[name], scores, color="C0")
         axis.set(ylim=(0, 1), title=f"{name}: macro F1 {scores.mean():.4f}")
         for index, score in enumerate(scores):
             axis.text(index, score + 0.02, f"{score:.2f}", ha="center", fontsize=8)
@@ -181,7 +174,7 @@ def figure_data_uri(figure) -> str:
 
 def confident_mistakes(probabilities: pd.DataFrame, count: int) -> pd.DataFrame:
     """Wrong predictions, the most confident first (confidence = probability of the predicted class)."""
-    values = probabilities[PROBABILITIES].to_numpy()
+    values = probabilities[PROBABILITY_COLUMNS].to_numpy()
     frame = probabilities[["path", "target"]].copy()
     frame["predicted"] = values.argmax(1)
     frame["confidence"] = values.max(1)
@@ -239,7 +232,7 @@ pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }
 
 def render_report(subject: Subject, data_root: Path, mistakes: int = 24) -> str:
     truth = subject.probabilities["target"].to_numpy()
-    predicted = subject.probabilities[PROBABILITIES].to_numpy().argmax(1)
+    predicted = subject.probabilities[PROBABILITY_COLUMNS].to_numpy().argmax(1)
     scores = summary(truth, predicted)
     what = "out-of-fold" if subject.kind == "cv" else "validation"
     headline = {
