@@ -14,6 +14,7 @@ from maskcls.catalog import (  # noqa: I001
     differing_keys,
     filter_entries,
     find_entries,
+    refresh_hparams,
     sort_entries,
     table_columns,
     table_rows,
@@ -151,8 +152,12 @@ def test_hparams_hold_the_differing_keys_and_scores(swept):
 
     _, runs, _, _ = swept
     entries = find_entries(runs)
+    assert (runs / "hparams" / entries[1].name).is_dir()  # training refreshed it already
+    (runs / "hparams" / "deleted-run").mkdir()
+    (runs / "hparams" / "deleted-run" / "events.out.tfevents.1.x").write_bytes(b"")
     write_hparams(runs, entries, differing_keys(entries))
-    write_hparams(runs, entries, differing_keys(entries))  # refreshed, not appended
+    refresh_hparams(runs)  # rewritten, not appended; runs that are gone are dropped
+    assert not (runs / "hparams" / "deleted-run").exists()
     folder = runs / "hparams" / entries[1].name
     assert len(list(folder.glob("events.out.tfevents.*"))) == 1
     events = EventAccumulator(str(folder))

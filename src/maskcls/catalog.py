@@ -12,6 +12,7 @@ import fnmatch
 import io
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -297,28 +298,47 @@ def excel_value(value: Any) -> Any:
 HPARAM_METRICS = ["valid_f1", "cv_f1", "public_f1", "private_f1"]
 
 
+def refresh_hparams(root: str | Path) -> Path:
+    """Rewrite ``root/hparams/`` from every run and group under ``root`` (the unfiltered table)."""
+    entries = find_entries(root)
+    return write_hparams(Path(root), entries, differing_keys(entries))
+
+
 def write_hparams(root: Path, entries: list[Entry], keys: list[str]) -> Path:
     """``root/hparams/NAME/``: one TensorBoard session per entry with the differing keys and the
-    scores, rewritten on every call, so the HPARAMS tab shows the runs table."""
+    scores, rewritten on every call (under a lock: parallel folds finish together), so that
+    ``tensorboard --logdir runs`` shows the runs table in its HPARAMS tab."""
+    import fcntl
+
+    base = root / "hparams"
+    base.mkdir(parents=True, exist_ok=True)
+    with (base / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for entry in entries:
+            write_session(base / entry.name, entry, keys)
+        current = {base / entry.name for entry in entries}
+        for stale in {path.parent for path in base.rglob("events.out.tfevents.*")} - current:
+            shutil.rmtree(stale, ignore_errors=True)  # a run that was deleted or renamed
+    return base
+
+
+def write_session(folder: Path, entry: Entry, keys: list[str]) -> None:
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
-    base = root / "hparams"
-    for entry in entries:
-        folder = base / entry.name
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("events.out.tfevents.*"):
-            old.unlink()
-        values = {key: hparam_value(entry.config.get(key)) for key in keys}
-        values["kind"] = entry.kind
-        experiment, start, end = hparams(values, {f"hparam/{name}": 0.0 for name in HPARAM_METRICS})
-        with SummaryWriter(str(folder)) as writer:
-            for summary in (experiment, start, end):
-                writer.file_writer.add_summary(summary)
-            for name in HPARAM_METRICS:
-                if getattr(entry, name) is not None:
-                    writer.add_scalar(f"hparam/{name}", getattr(entry, name))
-    return base
+    folder.mkdir(parents=True, exist_ok=True)
+    old = list(folder.glob("events.out.tfevents.*"))
+    values = {key: hparam_value(entry.config.get(key)) for key in keys}
+    values["kind"] = entry.kind
+    experiment, start, end = hparams(values, {f"hparam/{name}": 0.0 for name in HPARAM_METRICS})
+    with SummaryWriter(str(folder)) as writer:
+        for summary in (experiment, start, end):
+            writer.file_writer.add_summary(summary)
+        for name in HPARAM_METRICS:
+            if getattr(entry, name) is not None:
+                writer.add_scalar(f"hparam/{name}", getattr(entry, name))
+    for path in old:
+        path.unlink(missing_ok=True)
 
 
 def hparam_value(value: Any) -> Any:

@@ -469,14 +469,13 @@ def runs(
     hparams: Annotated[bool, typer.Option(help="Refresh DIR/hparams/ for TensorBoard's HPARAMS tab.")] = True,
 ) -> None:
     """One row per run or cv group, showing only the config keys that differ between them."""
-    from maskcls.catalog import (  # noqa: I001
-        differing_keys,
+    from maskcls.catalog import (
         filter_entries,
         find_entries,
+        refresh_hparams,
         sort_entries,
         table_columns,
         table_rows,
-        write_hparams,
         write_table,
     )
 
@@ -484,8 +483,8 @@ def runs(
     columns = table_columns(entries)
     entries = sort_entries(entries, sort, columns)
     rows = table_rows(entries, columns)
-    if hparams and entries:
-        write_hparams(runs_dir, entries, differing_keys(entries))
+    if hparams:
+        refresh_hparams(runs_dir)
     if form == "table":
         out.print(rich_table(rows, columns) if rows else f"{runs_dir}: no runs match")
         return

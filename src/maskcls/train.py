@@ -2,7 +2,8 @@
 
 runs/NAME/  config.json   resolved config + dataset mean/std + git commit + versions
             summary.csv   one row per epoch (train and valid loss / accuracy / macro F1, lr, time)
-            events.out.tfevents.*  TensorBoard: the same scalars, per-head F1, figures, hparams
+            events.out.tfevents.*  TensorBoard: the same scalars, per-head F1, figures
+            (runs_dir/hparams/ is refreshed at the end: the runs table for the HPARAMS tab)
             last.pt, best.pt       checkpoints (best by valid macro F1, the competition metric)
             valid_probabilities.csv  18-class probabilities of the best epoch per valid image
             confusion.png, valid_grid.png
@@ -21,7 +22,7 @@ import pandas as pd
 import torch
 
 from maskcls.checkpoint import load_checkpoint, save_checkpoint
-from maskcls.config import Config, flatten, to_plain_dict
+from maskcls.config import Config, to_plain_dict
 from maskcls.data.cache import DecodedImages, cached_images
 from maskcls.data.images import Progress
 from maskcls.data.layout import read_dataset
@@ -74,9 +75,22 @@ def fit(
             mean, std = channel_stats(data.images[np.sort(data.train_rows)])
             made = start_run_folder(config, runs_dir, mean, std, run_dir) if context.is_main else None
             run = Path(context.broadcast(str(made)))
-        return Trainer(config, data, run, mean, std, checkpoint, progress, context, device).run()
+        run = Trainer(config, data, run, mean, std, checkpoint, progress, context, device).run()
+        if context.is_main:
+            refresh_runs_table(runs_dir)
+        return run
     finally:
         stop(context)
+
+
+def refresh_runs_table(runs_dir: str | Path) -> None:
+    """TensorBoard's HPARAMS tab (``runs_dir/hparams``) now includes this run; never fails training."""
+    from maskcls.catalog import refresh_hparams
+
+    try:
+        refresh_hparams(runs_dir)
+    except (OSError, UserError, ValueError) as error:
+        log.warning(f"{runs_dir}/hparams not refreshed: {error}")
 
 
 def start_run_folder(config: Config, runs_dir: str | Path, mean, std, run_dir: str | Path | None = None) -> Path:
@@ -381,8 +395,6 @@ class Trainer:
         figures = validation_figures(self.data, best_probabilities, self.run_dir)
         for name, figure in figures.items():
             writer.add_figure(f"valid/{name}", figure, self.best_epoch)
-        metrics = {"hparam/valid_f1": best["valid_f1"], "hparam/valid_accuracy": best["valid_accuracy"]}
-        writer.add_hparams(flat_hparams(self.config), metrics, run_name=".")
 
 
 def gather_results(context: Distributed, loss: float, count: int, predictions, targets):
@@ -416,11 +428,6 @@ def log_scalars(writer, row: dict, epoch: int) -> None:
             continue
         split, _, metric = key.partition("_")
         writer.add_scalar(f"{split}/{metric}" if split in ("train", "valid") else key, value, epoch)
-
-
-def flat_hparams(config: Config) -> dict:
-    """Config leaves as ``section.key`` -> scalar (lists and dicts as text), for TensorBoard."""
-    return {key: "None" if value is None else value for key, value in flatten(to_plain_dict(config)).items()}
 
 
 def validation_figures(data: TrainingData, probabilities: pd.DataFrame, run: Path) -> dict:
