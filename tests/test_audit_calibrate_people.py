@@ -170,3 +170,6 @@ def test_predict_group_people_writes_people_and_keeps_mask(tmp_path, synth_small
     by_person = grouped.table.assign(person=people["person"].to_numpy()).groupby("person")
     gender = by_person[PROBABILITY_COLUMNS].apply(lambda frame: frame.to_numpy().reshape(-1, 3, 2, 3).sum(axis=(1, 3)))
     assert all(np.allclose(values, values[0]) for values in gender)
+    check = grouped.grouping_check  # the same grouping on the validation photos, persons known
+    assert check.photos == sum(len(pd.read_csv(group / f"fold{k}" / "valid_probabilities.csv")) for k in range(2))
+    assert 7 / 24 <= check.purity <= 1 and 0 <= check.f1_per_photo <= 1 and 0 <= check.f1_grouped <= 1

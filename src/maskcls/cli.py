@@ -323,6 +323,13 @@ def predict(
             calibration=calibration, group_people=group_people,
         )  # fmt: skip
     probabilities, submission = write_predictions(folder, prediction)
+    if prediction.grouping_check is not None:
+        check = prediction.grouping_check
+        out.print(
+            f"person grouping, tried on {check.photos} validation photos: purity {check.purity:.3f}, macro F1 "
+            f"{check.f1_per_photo:.4f} per photo -> {check.f1_grouped:.4f} grouped",
+            highlight=False,
+        )
     out.print(
         f"{submission}: {len(prediction.table)} images, {prediction.models} model(s), tta {tta}, {backend}, "
         f"{prediction.images_per_second:.0f} images/s; probabilities in {probabilities}",

@@ -129,6 +129,7 @@ class Prediction:
     models: int
     per_run: dict[Path, pd.DataFrame]  # each model's own table (the same layout)
     people: pd.DataFrame | None = None  # ImageID, person cluster (with group_people)
+    grouping_check: object | None = None  # people.GroupingCheck on the validation photos
 
 
 def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path, Path]:
@@ -213,7 +214,7 @@ def raw_prediction(
         )
         seconds += run_seconds
     mean = sum(per_run.values()) / len(runs)
-    people = None
+    people = check = None
     if group_people:
         from maskcls.people import vote_in_people
 
@@ -222,13 +223,30 @@ def raw_prediction(
         per_run = {run: vote_in_people(probabilities, clusters) for run, probabilities in per_run.items()}
         image_ids = info["ImageID"].to_numpy()[table["row"].to_numpy(dtype=int)]
         people = pd.DataFrame({"ImageID": image_ids, "person": clusters})
+        check = grouping_check(runs, cache_dir, device)
     return Prediction(
         table=full_table(info, table, mean),
         images_per_second=total / max(seconds, 1e-9),
         models=len(runs),
         per_run={run: full_table(info, table, probabilities, warn=False) for run, probabilities in per_run.items()},
         people=people,
+        grouping_check=check,
     )
+
+
+def grouping_check(runs: list[Path], cache_dir, device):
+    """The grouping tried on the runs' validation photos; warns when it lowers their macro F1."""
+    from maskcls.people import check_on_validation
+
+    check = check_on_validation(runs, cache_dir, device)
+    if check is None:
+        log.warning("--group-people: could not check the grouping on the validation photos (data not found)")
+    elif not check.helps:
+        log.warning(
+            f"--group-people lowers the validation macro F1 ({check.f1_per_photo:.4f} -> {check.f1_grouped:.4f}; "
+            f"clustering purity {check.purity:.2f} on the known persons): the model does not tell people apart well"
+        )
+    return check
 
 
 def people_clusters(runs, root, paths, probabilities, batch_size, cache_dir, device) -> np.ndarray:
