@@ -33,8 +33,9 @@ def test_torchrun_two_processes_one_run_folder_gathered_metrics(synth_small, tmp
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("best valid macro F1") == 1  # rank 0 alone reports
-    runs = [path for path in (tmp_path / "runs").iterdir() if path.name != "folds"]
+    runs = [path for path in (tmp_path / "runs").iterdir() if path.name not in ("folds", "hparams")]
     assert [path.name for path in runs] == ["ddp-fold0"]  # rank 0 alone writes
+    assert [path.name for path in (tmp_path / "runs/hparams").iterdir() if path.is_dir()] == ["ddp-fold0"]
     run = runs[0]
     assert len(pd.read_csv(run / "summary.csv")) == 2
     folds = pd.read_csv(next((tmp_path / "runs/folds").glob("*.csv")))
