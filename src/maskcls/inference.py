@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskcls.data.cache import load_resized
 from maskcls.errors import DataError, UserError
@@ -90,6 +90,8 @@ def decode_photo(name: str, data: bytes, max_pixels: int) -> Photo:
         raise
     except Image.DecompressionBombError:
         raise BadImage(f"{name}: too many pixels (decompression bomb guard)", 413) from None
+    except UnidentifiedImageError:
+        raise BadImage(f"{name}: not a readable image (not a format PIL knows)") from None
     except Exception as error:  # noqa: BLE001 - any decoder failure is the upload's fault
         raise BadImage(f"{name}: not a readable image ({type(error).__name__}: {error})") from None
     return Photo(name, pixels, encode_jpeg(pixels) if turned else data)
