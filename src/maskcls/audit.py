@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from maskcls.errors import UserError
+from maskcls.cv import read_out_of_fold
 from maskcls.files import write_text_atomic
 from maskcls.labels import AGE_BORDERS, HEAD_VALUE_NAMES, PROBABILITY_COLUMNS, Mask, decode_classes, head_marginals
 
@@ -56,21 +56,10 @@ def attributes(table: pd.DataFrame) -> dict[str, Attribute]:
     return {name: Attribute(name, given[name], marginals[name]) for name in marginals}
 
 
-def read_out_of_fold(group: str | Path) -> pd.DataFrame:
-    path = Path(group) / "oof_probabilities.csv"
-    if not path.exists():
-        raise UserError(f"{path}: not found (audit needs a finished cv group: maskcls cv ...)")
-    table = pd.read_csv(path)
-    missing = {"path", "profile", "target", *PROBABILITY_COLUMNS} - set(table.columns)
-    if missing:
-        raise UserError(f"{path}: missing columns {', '.join(sorted(missing))}")
-    return table
-
-
 def audit(group: str | Path, min_share: float = 0.5) -> pd.DataFrame:
     """Ranked suggestions (``AUDIT_COLUMNS``): person-level gender and age, swapped mask pairs.
     ``min_share``: the fraction of a person's images that must confidently say the other value."""
-    table = read_out_of_fold(group)
+    table, _ = read_out_of_fold(group, {"path", "profile", "target"}, "audit")
     found = attributes(table)
     rows = [
         *person_suggestions(table, found["gender"], min_share),

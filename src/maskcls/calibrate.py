@@ -89,21 +89,10 @@ def fit_biases(log_probabilities: np.ndarray, target: np.ndarray, rounds: int = 
     return biases
 
 
-def read_out_of_fold(source: str | Path) -> tuple[pd.DataFrame, str]:
-    """A cv group's ``oof_probabilities.csv``, or any CSV with target, fold and p0..p17."""
-    source = Path(source)
-    path = source / "oof_probabilities.csv" if source.is_dir() else source
-    if not path.exists():
-        raise UserError(f"{path}: not found (calibrate needs out-of-fold probabilities: a finished cv group)")
-    table = pd.read_csv(path)
-    missing = {"target", "fold", *PROBABILITY_COLUMNS} - set(table.columns)
-    if missing:
-        raise UserError(f"{path}: missing columns {', '.join(sorted(missing))}")
-    return table, str(path)
-
-
 def calibrate(source: str | Path) -> Calibration:
-    table, path = read_out_of_fold(source)
+    from maskcls.cv import read_out_of_fold
+
+    table, path = read_out_of_fold(source, {"target", "fold"}, "calibrate")
     log_probabilities = np.log(np.clip(table[PROBABILITY_COLUMNS].to_numpy(dtype=np.float64), EPSILON, None))
     target, folds = table["target"].to_numpy(), table["fold"].to_numpy()
     if len(np.unique(folds)) < 2:
@@ -125,7 +114,7 @@ def calibrate(source: str | Path) -> Calibration:
         guard_passed=bool(guard_passed),
         images=len(table),
         folds=len(np.unique(folds)),
-        source=path,
+        source=str(path),
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from maskcls.config import flatten, parse_override, suggestion
 from maskcls.errors import UserError
-from maskcls.files import atomic_path, write_text_atomic
+from maskcls.files import atomic_path, read_json, write_text_atomic
 from maskcls.runs import read_rows
 
 # stored beside the config but not part of the experiment's recipe
@@ -73,15 +73,6 @@ def find_entries(root: str | Path) -> list[Entry]:
             continue
         subfolders.clear()  # a group's folds belong to its row
     return sorted(entries, key=lambda entry: entry.date)
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
 
 
 def recipe(config: dict) -> dict[str, Any]:
@@ -298,9 +289,10 @@ def excel_value(value: Any) -> Any:
 HPARAM_METRICS = ["valid_f1", "cv_f1", "public_f1", "private_f1"]
 
 
-def refresh_hparams(root: str | Path) -> Path:
-    """Rewrite ``root/hparams/`` from every run and group under ``root`` (the unfiltered table)."""
-    entries = find_entries(root)
+def refresh_hparams(root: str | Path, entries: list[Entry] | None = None) -> Path:
+    """Rewrite ``root/hparams/`` from every run and group under ``root`` (the unfiltered table;
+    ``entries`` when they were already read)."""
+    entries = find_entries(root) if entries is None else entries
     return write_hparams(Path(root), entries, differing_keys(entries))
 
 

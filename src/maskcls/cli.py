@@ -486,12 +486,13 @@ def runs(
         write_table,
     )
 
-    entries = filter_entries(find_entries(runs_dir), where or [])
+    found = find_entries(runs_dir)
+    if hparams:
+        refresh_hparams(runs_dir, found)
+    entries = filter_entries(found, where or [])
     columns = table_columns(entries)
     entries = sort_entries(entries, sort, columns)
     rows = table_rows(entries, columns)
-    if hparams:
-        refresh_hparams(runs_dir)
     if form == "table":
         out.print(rich_table(rows, columns) if rows else f"{runs_dir}: no runs match")
         return
@@ -565,8 +566,6 @@ def serve(
     from maskcls.serve import Limits
     from maskcls.serve import serve as run_server
 
-    if tta not in ("none", "flip"):
-        raise UserError(f"unknown tta {tta!r}; known: none, flip")
     predictor = Predictor(source, backend=backend, tta=tta)
     limits = Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_files)
     err.print(f"maskcls: serving {source} ({len(predictor.runs)} model(s), {backend}) on http://{host}:{port}/")

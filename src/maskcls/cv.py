@@ -31,10 +31,23 @@ from maskcls.data.images import Progress
 from maskcls.errors import UserError
 from maskcls.files import write_json_atomic, write_text_atomic
 from maskcls.metrics import summary
-from maskcls.predict import PROBABILITY_COLUMNS
+from maskcls.predict import PROBABILITY_COLUMNS, read_probabilities
 from maskcls.runs import write_rows
 
 GROUP_FILE = "group.json"
+
+
+def read_out_of_fold(source: str | Path, needs: set[str], purpose: str) -> tuple[pd.DataFrame, Path]:
+    """A cv group's ``oof_probabilities.csv`` (or such a CSV itself), checked for ``needs``."""
+    source = Path(source)
+    path = source / "oof_probabilities.csv" if source.is_dir() else source
+    if not path.exists():
+        raise UserError(f"{path}: not found ({purpose} needs out-of-fold probabilities: a finished maskcls cv)")
+    table = read_probabilities(path)
+    missing = needs - set(table.columns)
+    if missing:
+        raise UserError(f"{path} line 1: missing column(s) {', '.join(sorted(missing))}")
+    return table, path
 
 
 def group_folder(runs_dir: str | Path, config: Config) -> Path:

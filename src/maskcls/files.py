@@ -35,6 +35,19 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             os.unlink(temporary)
 
 
+def read_json(path: str | Path) -> dict:
+    """A JSON file's object, ``{}`` when the file does not exist; a broken file names itself."""
+    from maskcls.errors import UserError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+
+
 def write_text_atomic(target: str | Path, text: str) -> None:
     with atomic_path(target) as temporary:
         temporary.write_text(text, encoding="utf-8")

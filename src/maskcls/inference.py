@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskcls.data.cache import load_resized
-from maskcls.errors import DataError, UserError
+from maskcls.errors import DataError
 from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.labels import HEAD_VALUE_NAMES, NUM_CLASSES, class_name, head_marginals
-from maskcls.predict import load_run, onnx_model, onnx_probabilities, run_folders, torch_probabilities
+from maskcls.predict import check_options, load_run, onnx_model, onnx_probabilities, run_folders, torch_probabilities
 
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "MPO"}  # what photos arrive as; MPO is a phone JPEG
 
@@ -124,8 +124,7 @@ class Predictor:
     """Every model of a run or cv group, with the face crop its training data had."""
 
     def __init__(self, source: str | Path, backend: str = "torch", device: str = "auto", tta: str = "none"):
-        if backend not in ("torch", "onnxruntime"):
-            raise UserError(f"unknown backend {backend!r}; known: torch, onnxruntime")
+        check_options(tta, backend)
         self.source, self.backend, self.tta = Path(source), backend, tta
         self.runs = run_folders([source])
         loaded = load_run(self.runs[0], device)

@@ -65,7 +65,12 @@ def centre_by_mask(embeddings: np.ndarray, probabilities: np.ndarray) -> np.ndar
     return normalise(centred)
 
 
-def cluster_people(embeddings: np.ndarray, per_person: int = PHOTOS_PER_PERSON, linkage: str = "ward") -> np.ndarray:
+def group_photos(embeddings: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Cluster ids of photos: embeddings centred per predicted mask state, then clustered."""
+    return cluster_people(centre_by_mask(embeddings, probabilities))
+
+
+def cluster_people(embeddings: np.ndarray, per_person: int = PHOTOS_PER_PERSON) -> np.ndarray:
     """Cluster ids: agglomerative clustering (Ward) of the normalised embeddings into
     ``len / per_person`` groups."""
     from sklearn.cluster import AgglomerativeClustering
@@ -74,7 +79,7 @@ def cluster_people(embeddings: np.ndarray, per_person: int = PHOTOS_PER_PERSON, 
     groups = max(1, round(count / per_person))
     if groups >= count:
         return np.arange(count)
-    return AgglomerativeClustering(n_clusters=groups, linkage=linkage).fit_predict(embeddings)
+    return AgglomerativeClustering(n_clusters=groups, linkage="ward").fit_predict(embeddings)
 
 
 def vote_in_people(probabilities: np.ndarray, clusters: np.ndarray) -> np.ndarray:
@@ -113,25 +118,21 @@ class GroupingCheck:
         return self.f1_grouped > self.f1_per_photo
 
 
-def check_on_validation(runs: list[Path], cache_dir, device: str = "auto") -> GroupingCheck | None:
+def check_on_validation(loaded_runs: list, cache_dir) -> GroupingCheck | None:
     """Cluster each run's validation photos (its own model), vote, and compare with the known
     persons and labels; pooled over the runs. None when a run's data or predictions are missing."""
-    from maskcls.predict import load_run
-
     clusters, people, plain, grouped, targets, offset = [], [], [], [], [], 0
-    for run in runs:
-        table_path = run / "valid_probabilities.csv"
+    for loaded in loaded_runs:
+        table_path = loaded.run / "valid_probabilities.csv"
         if not table_path.exists():
             return None
         table = pd.read_csv(table_path)
-        loaded = load_run(run, device)
         root = Path(loaded.config.data.root)
         if not root.is_dir():
             return None
         images = cached_images(root, list(table["path"]), loaded.image_size, cache_dir)
         probabilities = table[PROBABILITY_COLUMNS].to_numpy()
-        embeddings = centre_by_mask(backbone_embeddings(loaded, images), probabilities)
-        found = cluster_people(embeddings)
+        found = group_photos(backbone_embeddings(loaded, images), probabilities)
         clusters.append(found + offset)
         offset += int(found.max()) + 1
         people.append(table["profile"].to_numpy())

@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,13 @@ from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.models import FaceAttributeModel, create_model
 from maskcls.runs import write_rows
 
+if TYPE_CHECKING:
+    from maskcls.people import GroupingCheck
+
 log = logging.getLogger("maskcls")
 
 BACKENDS = ("torch", "onnxruntime")
+TTA_MODES = ("none", "flip")
 
 
 @dataclass
@@ -129,7 +134,7 @@ class Prediction:
     models: int
     per_run: dict[Path, pd.DataFrame]  # each model's own table (the same layout)
     people: pd.DataFrame | None = None  # ImageID, person cluster (with group_people)
-    grouping_check: object | None = None  # people.GroupingCheck on the validation photos
+    grouping_check: GroupingCheck | None = None  # the grouping tried on the validation photos
 
 
 def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path, Path]:
@@ -188,10 +193,7 @@ def predict_dataset(
 def raw_prediction(
     sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people=False
 ) -> Prediction:
-    if tta not in ("none", "flip"):
-        raise UserError(f"unknown tta {tta!r}; known: none, flip")
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    check_options(tta, backend)
     runs = run_folders(sources)
     root = Path(data_root)
     dataset = read_dataset(root, require_eval=True)
@@ -218,12 +220,13 @@ def raw_prediction(
     if group_people:
         from maskcls.people import vote_in_people
 
-        clusters = people_clusters(runs, root, paths, mean, batch_size, cache_dir, device)
+        loaded_runs = [load_run(run, device) for run in runs]  # once, for the test and the validation photos
+        clusters = people_clusters(loaded_runs, root, paths, mean, batch_size, cache_dir)
         mean = vote_in_people(mean, clusters)
         per_run = {run: vote_in_people(probabilities, clusters) for run, probabilities in per_run.items()}
         image_ids = info["ImageID"].to_numpy()[table["row"].to_numpy(dtype=int)]
         people = pd.DataFrame({"ImageID": image_ids, "person": clusters})
-        check = grouping_check(runs, cache_dir, device)
+        check = grouping_check(loaded_runs, cache_dir)
     return Prediction(
         table=full_table(info, table, mean),
         images_per_second=total / max(seconds, 1e-9),
@@ -234,11 +237,11 @@ def raw_prediction(
     )
 
 
-def grouping_check(runs: list[Path], cache_dir, device):
+def grouping_check(loaded_runs: list[LoadedRun], cache_dir):
     """The grouping tried on the runs' validation photos; warns when it lowers their macro F1."""
     from maskcls.people import check_on_validation
 
-    check = check_on_validation(runs, cache_dir, device)
+    check = check_on_validation(loaded_runs, cache_dir)
     if check is None:
         log.warning("--group-people: could not check the grouping on the validation photos (data not found)")
     elif not check.helps:
@@ -249,15 +252,22 @@ def grouping_check(runs: list[Path], cache_dir, device):
     return check
 
 
-def people_clusters(runs, root, paths, probabilities, batch_size, cache_dir, device) -> np.ndarray:
+def people_clusters(loaded_runs: list[LoadedRun], root, paths, probabilities, batch_size, cache_dir) -> np.ndarray:
     """Person clusters from every run's backbone embeddings side by side (torch, whatever the backend)."""
-    from maskcls.people import backbone_embeddings, centre_by_mask, cluster_people, normalise
+    from maskcls.people import backbone_embeddings, group_photos, normalise
 
-    parts = []
-    for run in runs:
-        loaded = load_run(run, device)
-        parts.append(backbone_embeddings(loaded, cached_images(root, paths, loaded.image_size, cache_dir), batch_size))
-    return cluster_people(centre_by_mask(normalise(np.concatenate(parts, axis=1)), probabilities))
+    parts = [
+        backbone_embeddings(loaded, cached_images(root, paths, loaded.image_size, cache_dir), batch_size)
+        for loaded in loaded_runs
+    ]
+    return group_photos(normalise(np.concatenate(parts, axis=1)), probabilities)
+
+
+def check_options(tta: str, backend: str) -> None:
+    if tta not in TTA_MODES:
+        raise UserError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
 
 
 def run_probabilities(

@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from maskcls.errors import UserError
-from maskcls.files import write_text_atomic
+from maskcls.files import read_json, write_text_atomic
 from maskcls.labels import HEAD_SIZES, HEAD_VALUE_NAMES, NUM_CLASSES, PROBABILITY_COLUMNS, class_name, decode_classes
 from maskcls.metrics import confusion, f1_per_class, summary
 from maskcls.runs import read_rows
@@ -41,7 +41,7 @@ def load_subject(folder: str | Path) -> Subject:
     folder = Path(folder)
     if (folder / "group.json").exists():
         group = json.loads((folder / "group.json").read_text(encoding="utf-8"))
-        cv = read_json_or_empty(folder / "cv.json")
+        cv = read_json(folder / "cv.json")
         curves = {run: read_rows(folder / run / "summary.csv") for run in group["runs"]}
         headline = {
             "kind": f"cv group, {group['folds']} folds",
@@ -53,7 +53,7 @@ def load_subject(folder: str | Path) -> Subject:
         )
     if (folder / "config.json").exists():
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        result = read_json_or_empty(folder / "result.json")
+        result = read_json(folder / "result.json")
         headline = {
             "kind": f"run, fold {config['train']['fold']} of {config['train']['folds']}",
             "best valid macro F1": f"{number(result.get('valid_f1'))} at epoch {result.get('best_epoch', '?')}",
@@ -62,10 +62,6 @@ def load_subject(folder: str | Path) -> Subject:
         curves = {folder.name: read_rows(folder / "summary.csv")}
         return Subject(folder, "run", config, curves, read_probabilities(folder, "valid_probabilities.csv"), headline)
     raise UserError(f"{folder}: not a run folder (config.json) or a cv group (group.json)")
-
-
-def read_json_or_empty(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def read_probabilities(folder: Path, name: str) -> pd.DataFrame:

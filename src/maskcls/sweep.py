@@ -10,16 +10,19 @@ when one thing changes. Re-running the same sweep skips finished variants and re
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from maskcls.config import Config, ConfigError, check_known_keys, format_validation_error, set_dotted, to_plain_dict
 from maskcls.data.images import Progress
 from maskcls.errors import UserError
-from maskcls.files import write_json_atomic
+from maskcls.files import read_json, write_json_atomic
 
 SWEEP_FILE = "sweep.json"
 FIXED_KEYS = {"name", "data.root", "train.fold", "train.folds", "train.holdout"}
@@ -105,9 +108,8 @@ def variant_config(base: Config, changes: dict[str, Any], name: str, folds: int 
         raw["train"]["folds"] = folds
     try:
         return Config.model_validate(raw)
-    except Exception as error:  # pydantic's ValidationError, named by the variant
-        lines = format_validation_error(error, f"sweep variant {name}") if hasattr(error, "errors") else [str(error)]
-        raise ConfigError(*lines) from None
+    except ValidationError as error:
+        raise ConfigError(*format_validation_error(error, f"sweep variant {name}")) from None
 
 
 def leaf(key: str) -> str:
@@ -146,8 +148,6 @@ def run_sweep(
 
 def record_plan(folder: Path, base: Config, varied: list[Varied], grid: bool, folds: int | None) -> None:
     """Write ``sweep.json``; an existing one must describe the same sweep (then it resumes)."""
-    import json
-
     plan = {
         "base": to_plain_dict(base),
         "vary": {item.key: item.values for item in varied},
@@ -156,8 +156,7 @@ def record_plan(folder: Path, base: Config, varied: list[Varied], grid: bool, fo
     }
     existing = folder / SWEEP_FILE
     if existing.exists():
-        saved = json.loads(existing.read_text(encoding="utf-8"))
-        if saved != json.loads(json.dumps(plan)):
+        if read_json(existing) != json.loads(json.dumps(plan)):  # as stored: tuples become lists
             raise UserError(f"{folder}: holds a different sweep (other base config or values); rename the base `name`")
         return
     folder.mkdir(parents=True, exist_ok=True)
