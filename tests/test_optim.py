@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from maskcls.errors import UserError
-from maskcls.optim import OPTIMIZERS, create_optimizer, create_scheduler
+from maskcls.optim import OPTIMIZERS, create_optimizer, create_scheduler, weight_decay_groups
 
 
 def params():
@@ -59,3 +59,31 @@ def test_unknown_names_fail_clearly():
         create_optimizer("adamww", params())
     with pytest.raises(UserError, match="known: cosine, cyclic, none, step"):
         create_scheduler("onecycle", create_optimizer("sgd", params()), epochs=1, steps_per_epoch=1)
+
+
+def test_no_weight_decay_on_biases_and_norm_weights():
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(4, 2)
+    )
+    groups = weight_decay_groups(model, 0.05)
+    decayed = [id(p) for p in groups[0]["params"]]
+    assert decayed == [id(model[0].weight), id(model[3].weight)] and groups[0]["weight_decay"] == 0.05
+    plain = [id(p) for p in groups[1]["params"]]
+    assert plain == [id(model[0].bias), id(model[1].weight), id(model[1].bias), id(model[3].bias)]
+    assert groups[1]["weight_decay"] == 0.0
+    everything = weight_decay_groups(model, 0.05, decay_bias_and_norm=True)
+    assert len(everything) == 1 and len(everything[0]["params"]) == 6 and everything[0]["weight_decay"] == 0.05
+    optimizer = create_optimizer("adamw", groups, lr=0.1, weight_decay=0.05)
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [0.05, 0.0]
+
+
+def test_a_misspelt_option_names_the_accepted_ones():
+    with pytest.raises(UserError) as error:
+        create_optimizer("adamw", params(), lr=0.1, weight_decy=0.1)
+    assert str(error.value) == (
+        "optimizer 'adamw' has no option 'weight_decy' (did you mean 'weight_decay'?); "
+        "accepted: params, lr, weight_decay, betas"
+    )
+    optimizer = create_optimizer("sgd", params(), lr=0.1)
+    with pytest.raises(UserError, match=r"scheduler 'cosine' has no option 'min_rate' \(did you mean 'min_lr'\?\)"):
+        create_scheduler("cosine", optimizer, epochs=2, steps_per_epoch=3, min_rate=0.1)

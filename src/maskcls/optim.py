@@ -46,6 +46,18 @@ def create_optimizer(name: str, params: Iterable, **kwargs) -> torch.optim.Optim
     return OPTIMIZERS.create(name, params=params, **kwargs)
 
 
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float, decay_bias_and_norm: bool = False) -> list[dict]:
+    """Parameter groups as timm and torchvision make them: biases and norm weights (every tensor
+    of one dimension or less) without weight decay, the rest with it."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if decay_bias_and_norm:
+        return [{"params": parameters, "weight_decay": weight_decay}]
+    return [
+        {"params": [p for p in parameters if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+
+
 @SCHEDULERS.register("none")
 def constant(optimizer, epochs: int, steps_per_epoch: int):
     return lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

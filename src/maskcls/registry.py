@@ -6,6 +6,7 @@ Unknown names fail with the list of known ones and the closest match.
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -38,4 +39,18 @@ class Registry(Generic[T]):
             close = difflib.get_close_matches(name, self._entries, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UserError(f"unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}") from None
+        check_options(f"{self.kind} {name!r}", factory, kwargs)
         return factory(**kwargs)
+
+
+def check_options(what: str, factory: Callable, options: dict) -> None:
+    """A misspelt option is a one-line error listing the accepted ones, never a raw TypeError."""
+    parameters = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [p for p in parameters if parameters[p].kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"{what} has no option {unknown[0]!r}{hint}; accepted: {', '.join(accepted)}")

@@ -36,7 +36,7 @@ from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, enc
 from maskcls.losses import HeadLoss, create_loss
 from maskcls.metrics import summary as metric_summary
 from maskcls.models import create_model
-from maskcls.optim import create_optimizer, create_scheduler
+from maskcls.optim import create_optimizer, create_scheduler, weight_decay_groups
 from maskcls.runs import environment, new_run_folder, read_rows, write_rows
 
 log = logging.getLogger("maskcls")
@@ -205,8 +205,9 @@ class Trainer:
             )
         parts = [(part.name, part.weight, part.options) for part in config.loss]
         self.criterion = HeadLoss(lambda: create_loss(parts), config.model.head, config.model.head_weights)
+        groups = weight_decay_groups(self.model, optim.weight_decay, optim.decay_bias_and_norm)
         self.optimizer = create_optimizer(
-            optim.name, self.model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, **optim.options
+            optim.name, groups, lr=optim.lr, weight_decay=optim.weight_decay, **optim.options
         )
         self.batch_size = max(1, train.batch_size // context.world_size)  # train.batch_size is the global batch
         self.steps_per_epoch = max(1, -(-len(context.shard(data.train_rows)) // self.batch_size))

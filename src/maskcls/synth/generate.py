@@ -5,7 +5,8 @@
     OUT/train/train.csv, OUT/train/images/<id>_<gender>_Asian_<age>/{mask1..5,incorrect_mask,normal}.jpg
     OUT/eval/info.csv (40-hex names, ans 0), OUT/eval/images/
     OUT/truth/  eval.csv (answers, person, public/private half), boxes.csv (face box of every
-                image), corruptions.csv (training labels planted wrong), meta.json
+                image), corruptions.csv (training labels planted wrong), people.csv (each
+                person's labels and latent cues: apparent age, masculinity), meta.json
 
 Deterministic for a given seed and version: every person draws from their own random stream,
 so the result does not depend on the number of worker processes. The dataset is written to a
@@ -130,6 +131,7 @@ def write_dataset(root: Path, spec: SynthSpec, workers: int | None, progress: Pr
     write_train_csv(root, train)
     answers = write_eval_files(root, evaluation, spec.seed)
     write_truth(root, boxes, answers, train)
+    write_people(root, train + evaluation)
     summary = SynthSummary(root, train_images=7 * len(train), eval_images=7 * len(evaluation))
     summary.corruptions = corruption_records(train)
     if spec.quirks:
@@ -278,6 +280,22 @@ def write_truth(root: Path, boxes: list, answers: list[dict], train: list[Profil
     box_rows = [{"path": path, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3]} for path, b in boxes]
     write_csv(root / "truth/boxes.csv", ["path", "x0", "y0", "x1", "y1"], box_rows)
     write_csv(root / "truth/corruptions.csv", ["profile", "kind", "given", "true"], corruption_records(train))
+
+
+def write_people(root: Path, profiles: list[Profile]) -> None:
+    """Every person's true labels and latent cues, for the oracle that bounds what a model can do."""
+    rows = [
+        {
+            "split": p.split,
+            "person": p.folder,
+            "gender": int(p.person.gender),
+            "age": p.person.age,
+            "apparent_age": round(p.person.apparent_age, 4),
+            "masculinity": round(p.person.masculinity, 4),
+        }
+        for p in profiles
+    ]
+    write_csv(root / "truth/people.csv", list(rows[0]), rows)
 
 
 def corruption_records(train: list[Profile]) -> list[dict]:
