@@ -72,7 +72,10 @@ def test_weights_that_do_not_fit_are_refused_with_the_first_mismatch(tmp_path):
     state = list(timm.create_model("test_resnet").state_dict().values())
     state[3] = torch.zeros(7, 7)
     torch.save({f"t{k}": value for k, value in enumerate(state)}, tmp_path / "bad.pth")
-    expected = f"{tmp_path / 'bad.pth'}: cannot map by order: tensor 3 't3' has shape 7x7, the model's 'conv1.1.running_mean' needs 16"
+    expected = (
+        f"{tmp_path / 'bad.pth'}: cannot map by order: tensor 3 't3' has shape 7x7, "
+        "the model's 'conv1.1.running_mean' needs 16"
+    )
     with pytest.raises(UserError) as error:
         create_model("test_resnet", weights=tmp_path / "bad.pth")
     assert str(error.value) == expected

@@ -393,8 +393,11 @@ def score(
     out.print(leaderboard_table(results, oracle))
     if oracle:
         low, high = oracle["age_borders"]
-        out.print(f"{ORACLE_ROW}: the synthetic set's latent cues read without image noise (masculinity > 0, "
-                  f"apparent age cut at {low:g}/{high:g}); the share column is private F1 / the oracle's", highlight=False)  # fmt: skip
+        out.print(
+            f"{ORACLE_ROW}: the synthetic set's latent cues read without image noise (masculinity > 0, apparent "
+            f"age cut at {low:g}/{high:g}); the share column is the F1 over the oracle's",
+            highlight=False,
+        )
     if per_class:
         from maskcls.labels import class_name
 

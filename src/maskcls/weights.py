@@ -122,9 +122,8 @@ def fit_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
         mismatch = next((key for key in target if source[key].shape != target[key].shape), None)
         if mismatch is None:
             return FittedState(dict(source), "exact names")
-        raise UserError(
-            f"{path}: tensor {mismatch!r} has shape {shape(source[mismatch])}, the model needs {shape(target[mismatch])}"
-        )
+        theirs, ours = shape(source[mismatch]), shape(target[mismatch])
+        raise UserError(f"{path}: tensor {mismatch!r} has shape {theirs}, the model needs {ours}")
     if len(source) != len(target):
         missing = next((key for key in target if key not in source), None)
         raise UserError(
