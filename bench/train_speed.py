@@ -7,6 +7,8 @@
   (`data.cache: false`): images/s and epoch time.
 - options: images/s of training steps with and without channels_last and bf16 autocast, for
   the demo model (resnet10t at 48x64) and resnet18 at 128x96.
+- pretrained: images/s of training steps for the pretrained recipe's backbone
+  (tf_efficientnet_lite0) at several sizes, fp32, with and without channels_last.
 - overhead: `fit()` wall time against a bare PyTorch loop over the same model, the same cached
   batches and the same number of epochs (train steps plus one validation pass per epoch); the
   difference is what logging, metrics, checkpoints and figures cost.
@@ -78,6 +80,16 @@ def options(data: Path, scratch: str, steps: int = 5) -> None:
                 speed = step_speed(prepared, model_name, channels_last, amp, steps)
                 label = f"{model_name}@{size[0]}x{size[1]} channels_last={channels_last!s:5} bf16={amp is not None!s:5}"
                 print(f"{label}  {speed:6.1f} images/s")
+
+
+def pretrained(data: Path, scratch: str, steps: int = 5) -> None:
+    print(f"## pretrained recipe: tf_efficientnet_lite0 training images/s over {steps} batches of 64, fp32")
+    for width, height in ((48, 64), (72, 96), (96, 128), (120, 160)):
+        config = demo_config(data, scratch, f"train.image_size=[{width},{height}]")
+        prepared = prepare_data(config, f"{scratch}/runs")
+        for channels_last in (False, True):
+            speed = step_speed(prepared, "tf_efficientnet_lite0", channels_last, None, steps)
+            print(f"tf_efficientnet_lite0@{width}x{height} channels_last={channels_last!s:5}  {speed:6.1f} images/s")
 
 
 def step_speed(prepared, model_name: str, channels_last: bool, amp, steps: int) -> float:
@@ -153,10 +165,11 @@ def bare_loop(config, prepared, epochs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("demo-data"))
-    parser.add_argument("--part", choices=["pipeline", "options", "overhead", "all"], default="all")
+    parser.add_argument("--part", choices=["pipeline", "options", "pretrained", "overhead", "all"], default="all")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        for name, part in (("pipeline", pipeline), ("options", options), ("overhead", overhead)):
+        parts = (("pipeline", pipeline), ("options", options), ("pretrained", pretrained), ("overhead", overhead))
+        for name, part in parts:
             if args.part in (name, "all"):
                 part(args.data, scratch)
 

@@ -1,6 +1,7 @@
 """From a config to a scored submission: cv, predict (TTA, onnxruntime), ensemble, score."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -8,6 +9,7 @@ import pytest
 from PIL import Image
 
 from maskcls.config import load_config
+from maskcls import predict
 from maskcls.cv import cross_validate
 from maskcls.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
 from maskcls.train import fit
@@ -100,3 +102,33 @@ def test_onnx_export_matches_pytorch(finished_group, synth_small):
         torch_result.table[PROBABILITY_COLUMNS].to_numpy() - onnx_result.table[PROBABILITY_COLUMNS].to_numpy()
     )
     assert difference.max() < 1e-4
+
+
+def test_auto_backend_is_measured_once_per_run_and_kept(finished_group, synth_small, monkeypatch):
+    group, cache = finished_group
+    run = group / "fold1"
+    timed = []
+
+    def measured(run_folder, device="auto"):
+        timed.append(run_folder)
+        return {"torch": 10.0, "onnxruntime": 30.0}
+
+    monkeypatch.setattr(predict, "measure_backends", measured)
+    assert predict.preferred_backend(run) == "onnxruntime"
+    record = json.loads((run / predict.BACKEND_FILE).read_text())
+    assert record["backend"] == "onnxruntime" and record["images_per_second"] == {"torch": 10.0, "onnxruntime": 30.0}
+    assert predict.preferred_backend(run) == "onnxruntime" and timed == [run]  # read back, not timed again
+    record["backend"] = "torch"  # as if torch had won: the kept choice is what predict uses
+    (run / predict.BACKEND_FILE).write_text(json.dumps(record))
+    auto = predict_dataset([run], synth_small, backend="auto", cache_dir=cache / "cache")
+    plain = predict_dataset([run], synth_small, backend="torch", cache_dir=cache / "cache")
+    pd.testing.assert_frame_equal(auto.table, plain.table)
+    os.utime(run / "best.pt")  # a newer checkpoint is timed again
+    assert predict.preferred_backend(run) == "onnxruntime" and timed == [run, run]
+
+
+def test_measured_backend_speeds_are_real_timings(finished_group):
+    group, _ = finished_group
+    speeds = predict.measure_backends(group / "fold2", batch_size=8, repeats=1)
+    assert set(speeds) == {"torch", "onnxruntime"} and all(speed > 0 for speed in speeds.values())
+    assert (group / "fold2/model.onnx").exists()

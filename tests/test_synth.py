@@ -11,7 +11,9 @@ from PIL import Image
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError
 from maskcls.labels import age_groups, encode_classes
+from maskcls.metrics import macro_f1
 from maskcls.synth.generate import SynthSpec, generate_dataset
+from maskcls.synth.oracle import MASKS_PER_PERSON, oracle_predictions, oracle_score
 
 
 def file_digest(path):
@@ -101,3 +103,41 @@ def test_distribution_is_like_the_competitions(tmp_path):
     old = np.mean([int(row["age"]) >= 60 for row in rows])
     assert 0.45 < female < 0.75
     assert 0.0 < old < 0.2
+
+
+def test_people_file_holds_every_persons_labels_and_latent_cues(synth_small):
+    people = pd.read_csv(synth_small / "truth/people.csv")
+    assert list(people.columns) == ["split", "person", "gender", "age", "apparent_age", "masculinity"]
+    assert people["split"].value_counts().to_dict() == {"train": 24, "eval": 8}
+    truth = pd.read_csv(synth_small / "truth/eval.csv").drop_duplicates("person").set_index("person")
+    cues = people[people["split"] == "eval"].set_index("person").loc[truth.index]
+    assert list(cues["gender"]) == list(truth["gender"]) and list(cues["age"]) == list(truth["age"])
+    train = pd.read_csv(synth_small / "train/train.csv")
+    assert sorted(train["path"]) == sorted(people.loc[people["split"] == "train", "person"])
+
+
+def test_oracle_reads_the_cues_with_borders_fitted_on_training_people(synth_small):
+    truth, predicted, halves, borders = oracle_predictions(synth_small / "truth")
+    answers = pd.read_csv(synth_small / "truth/eval.csv")
+    cues = pd.read_csv(synth_small / "truth/people.csv").set_index("person").loc[answers["person"]]
+    gender = (cues["masculinity"].to_numpy() > 0).astype(int)
+    age = np.digitize(cues["apparent_age"].to_numpy(), borders)
+    assert list(predicted) == list(encode_classes(answers["mask"].to_numpy(), gender, age))
+    assert list(truth) == list(answers["ans"]) and list(halves) == list(answers["half"])
+    train = pd.read_csv(synth_small / "truth/people.csv").query("split == 'train'")
+    masks = np.tile(MASKS_PER_PERSON, len(train))
+
+    def train_f1(low, high):
+        genders = np.repeat((train["masculinity"].to_numpy() > 0).astype(int), 7)
+        wanted = encode_classes(
+            masks, np.repeat(train["gender"].to_numpy(), 7), np.repeat(age_groups(train["age"].to_numpy()), 7)
+        )
+        guessed = encode_classes(
+            masks, genders, np.digitize(np.repeat(train["apparent_age"].to_numpy(), 7), [low, high])
+        )
+        return macro_f1(wanted, guessed)
+
+    assert train_f1(*borders) >= max(train_f1(30, 60), train_f1(29.5, 58), train_f1(31, 61))
+    score = oracle_score(synth_small / "truth")
+    assert score["all"]["f1"] == pytest.approx(macro_f1(truth, predicted)) and score["all"]["f1_mask"] == 1.0
+    assert oracle_score(synth_small / "eval") is None  # answers without people.csv: no oracle

@@ -30,6 +30,10 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)  # tables stay whole in logs
 err = Console(stderr=True, soft_wrap=True)
+BACKEND_HELP = (
+    "torch, onnxruntime (exports model.onnx if missing), or auto: the faster of the two for this run on this "
+    "device, timed once and kept in RUN/backend.json."
+)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 DataArg = Annotated[Path, typer.Argument(help="Dataset folder in the competition layout.")]
@@ -297,7 +301,7 @@ def predict(
     sources: Annotated[list[Path], typer.Argument(help="Run folders or cv groups (their models are averaged).")],
     data: Annotated[Path, typer.Option(help="Dataset folder whose eval/ is predicted.")],
     tta: Annotated[str, typer.Option(help="Test-time augmentation: none or flip.")] = "none",
-    backend: Annotated[str, typer.Option(help="torch or onnxruntime (exports model.onnx if missing).")] = "torch",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="Folder for test_probabilities.csv and submission.csv (default: the source)."),
@@ -574,7 +578,7 @@ def serve(
     source: Annotated[Path, typer.Argument(help="Run folder or cv group (its models are averaged).")],
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 opens it to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    backend: Annotated[str, typer.Option(help="torch or onnxruntime (exports model.onnx if missing).")] = "torch",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     tta: Annotated[str, typer.Option(help="Test-time augmentation: none or flip.")] = "none",
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 20.0,
     max_pixels: Annotated[int, typer.Option(help="Largest photo, pixels (decompression-bomb guard).")] = 40_000_000,

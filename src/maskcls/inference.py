@@ -24,7 +24,15 @@ from maskcls.errors import DataError
 from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.labels import HEAD_VALUE_NAMES, NUM_CLASSES, class_name, head_marginals
-from maskcls.predict import check_options, load_run, onnx_model, onnx_probabilities, run_folders, torch_probabilities
+from maskcls.predict import (
+    check_options,
+    load_run,
+    onnx_model,
+    onnx_probabilities,
+    preferred_backend,
+    run_folders,
+    torch_probabilities,
+)
 
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "MPO"}  # what photos arrive as; MPO is a phone JPEG
 
@@ -130,6 +138,8 @@ class Predictor:
         loaded = load_run(self.runs[0], device)
         self.config = loaded.config
         self.image_size = loaded.image_size
+        if backend == "auto":
+            self.backend = backend = preferred_backend(self.runs[0], device)  # the folds share the model
         if backend == "torch":
             self.models = [loaded, *(load_run(run, device) for run in self.runs[1:])]
         else:

@@ -3,7 +3,8 @@
 A source is a run folder (its ``best.pt``) or a cv group folder (every fold's ``best.pt``);
 the probabilities of all models are averaged (a soft vote). Images come from the same cache as
 training, batched; ``tta="flip"`` averages each image with its mirror. The ``onnxruntime``
-backend runs each run's ``model.onnx`` (exported on first use).
+backend runs each run's ``model.onnx`` (exported on first use); ``auto`` times both once per
+run on this kind of device and keeps the faster (``RUN/backend.json``).
 
 The probabilities file (``PROBABILITIES_COLUMNS``): ``ImageID`` then ``p0`` .. ``p17``, one row
 per line of ``eval/info.csv`` in the same order. Training's validation and out-of-fold files
@@ -30,6 +31,7 @@ from maskcls.data.images import Progress
 from maskcls.data.layout import read_dataset
 from maskcls.engine import StepSettings, finish, forward_probabilities, prepare, resolve_device
 from maskcls.errors import UserError
+from maskcls.files import read_json, write_json_atomic
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.models import FaceAttributeModel, create_model
 from maskcls.runs import write_rows
@@ -39,7 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("maskcls")
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "auto")
+BACKEND_FILE = "backend.json"  # the measured choice of "auto", beside the run's checkpoints
 TTA_MODES = ("none", "flip")
 
 
@@ -274,6 +277,8 @@ def run_probabilities(
     run: Path, root: Path, paths: list[str], tta: str, backend: str, batch_size: int, cache_dir, device, on_batch
 ) -> tuple[np.ndarray, float]:
     """Probabilities of one run's model and the seconds its forward passes took (no loading)."""
+    if backend == "auto":
+        backend = preferred_backend(run, device)
     if backend == "onnxruntime":
         session = onnx_model(run)
         width, height = session.get_inputs()[0].shape[2], session.get_inputs()[0].shape[1]
@@ -284,6 +289,46 @@ def run_probabilities(
     images = cached_images(root, paths, loaded.image_size, cache_dir)
     started = time.perf_counter()
     return torch_probabilities(loaded, images, batch_size, tta, on_batch), time.perf_counter() - started
+
+
+def preferred_backend(run: Path, device: str = "auto") -> str:
+    """The faster of torch and onnxruntime for ``run`` on this kind of device: measured on first
+    use, then read from ``RUN/backend.json`` (measured again when ``best.pt`` changed)."""
+    target = resolve_device(device).type
+    if target != "cpu":
+        return "torch"  # the onnxruntime backend here runs on the CPU only
+    path, checkpoint_time = run / BACKEND_FILE, (run / "best.pt").stat().st_mtime
+    if path.exists():
+        record = read_json(path)
+        if record.get("device") == target and record.get("checkpoint_mtime") == checkpoint_time:
+            return record["backend"]
+    speeds = measure_backends(run, device)
+    choice = max(speeds, key=speeds.get)
+    record = {"backend": choice, "images_per_second": speeds, "device": target, "checkpoint_mtime": checkpoint_time}
+    write_json_atomic(path, record)
+    shown = ", ".join(f"{name} {speed:.0f}" for name, speed in speeds.items())
+    log.info(f"{run}: backend {choice} (images/s measured once on this {target}: {shown}; kept in {BACKEND_FILE})")
+    return choice
+
+
+def measure_backends(run: Path, device: str = "auto", batch_size: int = 64, repeats: int = 3) -> dict[str, float]:
+    """Images/s of each backend on random images of the run's size (after one warm-up batch)."""
+    loaded = load_run(run, device)
+    width, height = loaded.image_size
+    images = np.random.default_rng(0).integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8)
+    session = onnx_model(run)
+    runners = {
+        "torch": lambda: torch_probabilities(loaded, images, batch_size, "none"),
+        "onnxruntime": lambda: onnx_probabilities(session, images, batch_size, "none"),
+    }
+    speeds = {}
+    for name, runner in runners.items():
+        runner()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            runner()
+        speeds[name] = round(repeats * batch_size / (time.perf_counter() - started), 1)
+    return speeds
 
 
 def full_table(
