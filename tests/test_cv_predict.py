@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskcls.config import load_config
 from maskcls import predict
+from maskcls.config import load_config
 from maskcls.cv import cross_validate
 from maskcls.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
 from maskcls.train import fit
