@@ -15,24 +15,25 @@ $BIN/maskcls crop "$DATA" "$DATA-faces" --size 192x256 --overwrite "${QUIET[@]}"
 echo "== stats of the cropped set"
 $BIN/maskcls stats "$DATA-faces" "${QUIET[@]}"
 RUNS=${DEMO_RUNS:-demo-runs}
-GROUP=$RUNS/cpu-demo-cv3
+RECIPE=${DEMO_RECIPE:-configs/cpu-pretrained.yaml}   # the name inside each recipe is its file name
+GROUP=$RUNS/$(basename "$RECIPE" .yaml)-cv3
 rm -rf "$RUNS"
-echo "== cv: configs/cpu-demo.yaml on 3 folds of the cropped set (runs in $GROUP)"
-$BIN/maskcls cv configs/cpu-demo.yaml --data "$DATA-faces" --folds 3 --runs-dir "$RUNS" "${QUIET[@]}"
+echo "== cv: $RECIPE on 3 folds of the cropped set (runs in $GROUP)"
+$BIN/maskcls cv "$RECIPE" --data "$DATA-faces" --folds 3 --runs-dir "$RUNS" "${QUIET[@]}"
 echo "== predict: the test set with every fold's model and flip TTA"
 $BIN/maskcls predict "$GROUP" --data "$DATA-faces" --tta flip "${QUIET[@]}"
 echo "== ensemble: hard vote of the folds (predict already wrote their soft vote: $GROUP/submission.csv)"
 $BIN/maskcls ensemble "$GROUP"/fold*/test_probabilities.csv --method hard --out "$GROUP/submission-hard.csv"
 $BIN/maskcls ensemble "$GROUP" --oof
-echo "== calibrate: per-class biases for macro F1, checked on held-out folds; predict with them"
+echo "== calibrate: per-class biases for macro F1, checked on held-out folds; applied to the test probabilities"
 $BIN/maskcls calibrate "$GROUP"
-$BIN/maskcls predict "$GROUP" --data "$DATA-faces" --tta flip --calibration "$GROUP/calibration.json" \
-    --out "$GROUP/calibrated" "${QUIET[@]}"
+$BIN/maskcls ensemble "$GROUP/test_probabilities.csv" --calibration "$GROUP/calibration.json" \
+    --out "$GROUP/submission-calibrated.csv"
 echo "== audit: training labels that are probably wrong (a corrections file to review, nothing edited)"
 $BIN/maskcls audit "$GROUP" --top 10
 echo "== score: the local leaderboard (synthetic answers in $DATA-faces/truth)"
 $BIN/maskcls score "$GROUP/submission.csv" "$GROUP/submission-hard.csv" "$GROUP/fold0/submission.csv" \
-    "$GROUP/calibrated/submission.csv" --truth "$DATA-faces"
+    "$GROUP/submission-calibrated.csv" --truth "$DATA-faces"
 echo "== sheet: the 7 photos of a few people, before and after cropping"
 $BIN/maskcls sheet "$DATA" "$DATA/sheet.png" --people 6
 $BIN/maskcls sheet "$DATA-faces" "$DATA-faces/sheet.png" --people 6

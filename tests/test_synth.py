@@ -120,7 +120,7 @@ def test_oracle_reads_the_cues_with_borders_fitted_on_training_people(synth_smal
     truth, predicted, halves, borders = oracle_predictions(synth_small / "truth")
     answers = pd.read_csv(synth_small / "truth/eval.csv")
     cues = pd.read_csv(synth_small / "truth/people.csv").set_index("person").loc[answers["person"]]
-    gender = (cues["masculinity"].to_numpy() > 0).astype(int)
+    gender = np.where(cues["masculinity"].to_numpy() > 0, 0, 1)  # male 0, female 1
     age = np.digitize(cues["apparent_age"].to_numpy(), borders)
     assert list(predicted) == list(encode_classes(answers["mask"].to_numpy(), gender, age))
     assert list(truth) == list(answers["ans"]) and list(halves) == list(answers["half"])
@@ -128,7 +128,7 @@ def test_oracle_reads_the_cues_with_borders_fitted_on_training_people(synth_smal
     masks = np.tile(MASKS_PER_PERSON, len(train))
 
     def train_f1(low, high):
-        genders = np.repeat((train["masculinity"].to_numpy() > 0).astype(int), 7)
+        genders = np.repeat(np.where(train["masculinity"].to_numpy() > 0, 0, 1), 7)
         wanted = encode_classes(
             masks, np.repeat(train["gender"].to_numpy(), 7), np.repeat(age_groups(train["age"].to_numpy()), 7)
         )
@@ -140,4 +140,6 @@ def test_oracle_reads_the_cues_with_borders_fitted_on_training_people(synth_smal
     assert train_f1(*borders) >= max(train_f1(30, 60), train_f1(29.5, 58), train_f1(31, 61))
     score = oracle_score(synth_small / "truth")
     assert score["all"]["f1"] == pytest.approx(macro_f1(truth, predicted)) and score["all"]["f1_mask"] == 1.0
+    assert score["all"]["f1_gender"] == 1.0  # the cue's sign is the gender for all 8 test people of this set
+    assert borders == (33.5, 58.75)  # the first best pair of the quarter-year grid for this seed
     assert oracle_score(synth_small / "eval") is None  # answers without people.csv: no oracle

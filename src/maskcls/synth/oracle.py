@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import DataError
-from maskcls.labels import AGE_BORDERS, age_groups, encode_classes
+from maskcls.labels import AGE_BORDERS, Gender, age_groups, encode_classes
 from maskcls.metrics import macro_f1
 
 PEOPLE_FILE = "people.csv"
@@ -33,10 +33,14 @@ def has_oracle(truth_dir: Path) -> bool:
     return (truth_dir / PEOPLE_FILE).exists() and (truth_dir / "eval.csv").exists()
 
 
+def genders_from_cues(masculinity: np.ndarray) -> np.ndarray:
+    return np.where(masculinity > 0, int(Gender.MALE), int(Gender.FEMALE))
+
+
 def oracle_borders(train: pd.DataFrame, step: float = 0.25) -> tuple[float, float]:
     """The two apparent-age borders that maximise macro F1 over the training people's 7 photos."""
     masks = np.tile(MASKS_PER_PERSON, len(train))
-    genders = np.repeat((train["masculinity"].to_numpy() > 0).astype(int), len(MASKS_PER_PERSON))
+    genders = np.repeat(genders_from_cues(train["masculinity"].to_numpy()), len(MASKS_PER_PERSON))
     truth = encode_classes(
         masks, np.repeat(train["gender"].to_numpy(), 7), np.repeat(age_groups(train["age"].to_numpy()), 7)
     )
@@ -61,7 +65,7 @@ def oracle_predictions(truth_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
     if missing:
         raise DataError(f"{truth_dir / PEOPLE_FILE}: no cues for test person {missing[0]!r}")
     rows = cues.loc[answers["person"]]
-    genders = (rows["masculinity"].to_numpy() > 0).astype(int)
+    genders = genders_from_cues(rows["masculinity"].to_numpy())
     ages = np.digitize(rows["apparent_age"].to_numpy(), borders)
     predicted = encode_classes(answers["mask"].to_numpy(), genders, ages)
     return answers["ans"].to_numpy(), predicted, answers["half"].to_numpy(), borders
