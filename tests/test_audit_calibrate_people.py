@@ -140,8 +140,13 @@ def test_vote_in_people_keeps_each_mask_and_shares_gender_and_age():
     cube, voted_cube = probabilities.reshape(-1, 3, 2, 3), voted.reshape(-1, 3, 2, 3)
     assert np.allclose(voted.sum(axis=1), 1)
     assert np.allclose(voted_cube.sum(axis=(2, 3)), cube.sum(axis=(2, 3)))  # own mask
-    gender = voted_cube.sum(axis=(1, 3))
-    assert np.allclose(gender[:7], cube[:7].sum(axis=(1, 3)).mean(axis=0))  # the person's mean
+    for members in (slice(0, 7), slice(7, 14)):  # every cluster: its mean gender and its mean age
+        for axes in ((1, 3), (1, 2)):
+            expected = cube[members].sum(axis=axes).mean(axis=0)
+            assert np.allclose(voted_cube[members].sum(axis=axes), expected), (members, axes)
+    joint = voted_cube[0]  # mask x gender x age: the product of the three, nothing else
+    heads = cube[0].sum(axis=(1, 2)), cube[:7].sum(axis=(1, 3)).mean(axis=0), cube[:7].sum(axis=(1, 2)).mean(axis=0)
+    assert np.allclose(joint, heads[0][:, None, None] * heads[1][None, :, None] * heads[2][None, None, :])
 
 
 def test_clustering_recovers_well_separated_people_and_purity_counts_them():

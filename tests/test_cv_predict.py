@@ -93,6 +93,37 @@ def test_predict_keeps_info_order_with_quirky_extensions_and_flip_tta(finished_g
     assert np.allclose(pd.read_csv(probabilities)[PROBABILITY_COLUMNS], mean, atol=1e-6)
 
 
+def textured_layout(root, names, mirrored=False):
+    """PNG eval images with distinct random textures (the mirror image differs from the image)."""
+    data = make_layout(root, ["000001_female_Asian_45"], eval_names=names)
+    for k, name in enumerate(names):
+        image = Image.fromarray(np.random.default_rng(k).integers(0, 255, (64, 48, 3), dtype=np.uint8))
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else image
+        image.save(data / "eval/images" / name, format="PNG")
+    return data
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_each_row_is_its_own_image_and_flip_tta_is_the_mean_with_the_mirror(finished_group, tmp_path, backend):
+    group, cache = finished_group
+    run = group / "fold0"
+    names = [f"{letter * 40}.png" for letter in "dbca"]
+    together = predict_dataset([run], textured_layout(tmp_path / "all", names), backend=backend, cache_dir=cache / "c")
+    for k, name in enumerate(names):  # each image alone, in a dataset of its own
+        alone_data = textured_layout(tmp_path / f"alone{k}", [name])
+        (alone_data / "eval/images" / name).write_bytes((tmp_path / "all/eval/images" / name).read_bytes())
+        alone = predict_dataset([run], alone_data, backend=backend, cache_dir=cache / "c")
+        expected = alone.table[PROBABILITY_COLUMNS].to_numpy()[0]
+        assert np.allclose(together.table[PROBABILITY_COLUMNS].to_numpy()[k], expected, atol=2e-6), name
+    plain = together.table[PROBABILITY_COLUMNS].to_numpy()
+    mirror_data = textured_layout(tmp_path / "mirrored", names, mirrored=True)
+    mirrored = predict_dataset([run], mirror_data, backend=backend, cache_dir=cache / "c").table
+    flipped = predict_dataset([run], tmp_path / "all", tta="flip", backend=backend, cache_dir=cache / "c").table
+    expected = (plain + mirrored[PROBABILITY_COLUMNS].to_numpy()) / 2
+    assert np.allclose(flipped[PROBABILITY_COLUMNS].to_numpy(), expected, atol=2e-6)
+    assert np.abs(plain - expected).max() > 1e-4  # the mirror matters, so the checks have teeth
+
+
 def test_onnx_export_matches_pytorch(finished_group, synth_small):
     group, cache = finished_group
     torch_result = predict_dataset([group / "fold0"], synth_small, cache_dir=cache / "cache")
@@ -123,6 +154,7 @@ def test_auto_backend_is_measured_once_per_run_and_kept(finished_group, synth_sm
     auto = predict_dataset([run], synth_small, backend="auto", cache_dir=cache / "cache")
     plain = predict_dataset([run], synth_small, backend="torch", cache_dir=cache / "cache")
     pd.testing.assert_frame_equal(auto.table, plain.table)
+    assert auto.backends == plain.backends == ["torch"]
     os.utime(run / "best.pt")  # a newer checkpoint is timed again
     assert predict.preferred_backend(run) == "onnxruntime" and timed == [run, run]
 

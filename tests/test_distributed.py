@@ -1,13 +1,21 @@
 """Real multi-process data parallel training: torchrun, 2 processes, gloo on the CPU."""
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 
+from maskcls.data.cache import cached_images
 from maskcls.distributed import Distributed, merge_in_order
+from maskcls.labels import PROBABILITY_COLUMNS
+from maskcls.metrics import macro_f1
+from maskcls.predict import load_run, torch_probabilities
 
 
 def test_shards_are_equal_disjoint_and_merge_back_in_order():
@@ -28,9 +36,8 @@ def test_torchrun_two_processes_one_run_folder_gathered_metrics(synth_small, tmp
     ]  # fmt: skip
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [*command, "-m", "maskcls", "train", *options], capture_output=True, text=True, env=environment, timeout=300
-    )
+    worker = [str(Path(__file__).parent / "ddp_worker.py"), str(tmp_path)]  # maskcls train, keeping parameters
+    done = subprocess.run([*command, *worker, *options], capture_output=True, text=True, env=environment, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("best valid macro F1") == 1  # rank 0 alone reports
     runs = [path for path in (tmp_path / "runs").iterdir() if path.name not in ("folds", "hparams")]
@@ -43,3 +50,30 @@ def test_torchrun_two_processes_one_run_folder_gathered_metrics(synth_small, tmp
     probabilities = pd.read_csv(run / "valid_probabilities.csv")
     assert set(probabilities["profile"]) == valid_people  # both ranks' validation shards gathered
     assert len(probabilities) == 7 * len(valid_people)
+    check_ranks_trained_one_model(tmp_path, run)
+    check_gathered_probabilities_are_each_images_own(run, tmp_path / "cache")
+
+
+def check_ranks_trained_one_model(dump, run):
+    """Gradients were averaged: after the last step both ranks hold the same parameters, which are
+    the ones rank 0 saved, and they moved away from the first epoch's."""
+    ranks = [torch.load(dump / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for name in ranks[0]:
+        assert torch.equal(ranks[0][name], ranks[1][name]), f"{name} differs between the ranks"
+    saved = torch.load(run / "last.pt", weights_only=True)["model"]
+    for name, value in ranks[0].items():
+        assert torch.equal(saved[name], value), name
+
+
+def check_gathered_probabilities_are_each_images_own(run, cache_dir):
+    """Each rank scored its own shard: every gathered row equals that image predicted in one
+    process by the saved best model, and the F1 in result.json is the F1 of these rows."""
+    gathered = pd.read_csv(run / "valid_probabilities.csv")
+    loaded = load_run(run, "cpu")
+    data_root = Path(json.loads((run / "config.json").read_text())["data"]["root"])
+    images = cached_images(data_root, list(gathered["path"]), loaded.image_size, cache_dir)
+    alone = torch_probabilities(loaded, images, 16, "none")
+    assert np.allclose(gathered[PROBABILITY_COLUMNS].to_numpy(), alone, atol=1e-4)
+    recomputed = macro_f1(gathered["target"].to_numpy(), gathered[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1))
+    assert json.loads((run / "result.json").read_text())["valid_f1"] == pytest.approx(recomputed, abs=1e-6)

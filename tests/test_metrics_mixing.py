@@ -43,6 +43,28 @@ def test_cutmix_vertical_pastes_a_full_height_strip_and_weights_like_the_seed():
         assert (mixed.images[k, :, :, strip] == source).all()
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_cutmix_vertical_strip_and_weights_are_exactly_the_seeds(seed):
+    """Same draws as the retrospective: r ~ Beta(1, 1), a strip int(W * r) wide from the shuffled
+    batch, weight r on the batch's own targets and 1 - r on the pasted ones."""
+    batch, targets = images(width=40), torch.arange(8) * 10
+    mixed = cutmix_vertical(batch, targets, np.random.default_rng(seed))
+    draws = np.random.default_rng(seed)
+    ratio = draws.beta(1.0, 1.0)
+    cut = int(40 * ratio)
+    start = int(draws.integers(0, 40 - cut + 1))
+    order = torch.from_numpy(draws.permutation(8))
+    assert mixed.weight_a == ratio
+    assert torch.equal(mixed.targets_a, targets) and torch.equal(mixed.targets_b, targets[order])
+    expected = batch.clone()
+    expected[:, :, :, start : start + cut] = batch[order][:, :, :, start : start + cut]
+    assert torch.equal(mixed.images, expected)
+    logits = torch.randn(8, 80)
+    criterion = create_loss("cross_entropy")
+    expected_loss = ratio * criterion(logits, targets) + (1 - ratio) * criterion(logits, targets[order])
+    assert mixed_loss(criterion, logits, mixed).item() == pytest.approx(expected_loss.item(), rel=1e-6)
+
+
 def test_cutmix_box_weight_is_the_share_left():
     batch, targets = images(height=20, width=20), torch.arange(8)
     mixed = cutmix(batch, targets, np.random.default_rng(0))

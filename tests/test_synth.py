@@ -143,3 +143,43 @@ def test_oracle_reads_the_cues_with_borders_fitted_on_training_people(synth_smal
     assert score["all"]["f1_gender"] == 1.0  # the cue's sign is the gender for all 8 test people of this set
     assert borders == (33.5, 58.75)  # the first best pair of the quarter-year grid for this seed
     assert oracle_score(synth_small / "eval") is None  # answers without people.csv: no oracle
+
+
+def faces_from_truth(data, out, margin=0.25):
+    """A copy of the training folder cut to the true face boxes (as `crop` would, without MTCNN)."""
+    (out / "train").mkdir(parents=True)
+    (out / "train/train.csv").write_bytes((data / "train/train.csv").read_bytes())
+    for row in pd.read_csv(data / "truth/boxes.csv").itertuples():
+        if not row.path.startswith("train/"):
+            continue
+        pad_x, pad_y = margin * (row.x1 - row.x0), margin * (row.y1 - row.y0)
+        with Image.open(data / row.path) as image:
+            face = image.crop((row.x0 - pad_x, row.y0 - pad_y, row.x1 + pad_x, row.y1 + pad_y)).resize((48, 64))
+        (out / row.path).parent.mkdir(parents=True, exist_ok=True)
+        face.save(out / row.path, quality=95)
+    return out
+
+
+@pytest.mark.slow
+def test_a_tiny_model_learns_mask_and_gender_from_the_pictures(tmp_path):
+    """The labels are visible in the photos: a tiny network trained briefly on the faces beats
+    chance on mask, gender and age by a wide margin, on people it has not seen (it reaches about
+    0.80 / 0.89 / 0.70)."""
+    from maskcls.config import load_config
+    from maskcls.train import fit
+
+    data = generate_dataset(tmp_path / "d", SynthSpec(people=90, eval_people=1, seed=21), workers=2).root
+    faces = faces_from_truth(data, tmp_path / "faces")
+    config = load_config(
+        None,
+        [
+            f"data.root={faces}", "model.name=resnet10t", "model.head=multi", "train.epochs=12",
+            "train.image_size=[48,64]", "train.batch_size=32", "train.folds=3", "optim.lr=3e-3",
+            f"train.cache_dir={tmp_path / 'cache'}", "train.augmentation=none", "name=learn",
+        ],
+    )  # fmt: skip
+    result = pd.read_csv(fit(config, runs_dir=tmp_path / "runs") / "summary.csv").iloc[-1]
+    # the best constant guess scores macro F1 0.29 on mask (3 classes at 5:1:1), about 0.37 on gender
+    assert result["valid_f1_mask"] > 0.6, result.to_dict()
+    assert result["valid_f1_gender"] > 0.6, result.to_dict()
+    assert result["valid_f1_age"] > 0.5, result.to_dict()  # a constant guess: about 0.21

@@ -335,7 +335,8 @@ def predict(
             highlight=False,
         )
     out.print(
-        f"{submission}: {len(prediction.table)} images, {prediction.models} model(s), tta {tta}, {backend}, "
+        f"{submission}: {len(prediction.table)} images, {prediction.models} model(s), tta {tta}, "
+        f"{'+'.join(prediction.backends)}{' (auto)' if backend == 'auto' else ''}, "
         f"{prediction.images_per_second:.0f} images/s; probabilities in {probabilities}",
         highlight=False,
     )

@@ -135,6 +135,7 @@ class Prediction:
     table: pd.DataFrame  # ImageID, p0..p17 in info.csv order: the mean over all models
     images_per_second: float
     models: int
+    backends: list[str]  # what ran the models (``auto`` resolved)
     per_run: dict[Path, pd.DataFrame]  # each model's own table (the same layout)
     people: pd.DataFrame | None = None  # ImageID, person cluster (with group_people)
     grouping_check: GroupingCheck | None = None  # the grouping tried on the validation photos
@@ -213,11 +214,14 @@ def raw_prediction(
     per_run: dict[Path, np.ndarray] = {}
     seconds = 0.0
     paths = list(table["path"])
+    used = []
     for run in runs:
+        chosen = preferred_backend(run, device) if backend == "auto" else backend
         per_run[run], run_seconds = run_probabilities(
-            run, root, paths, tta, backend, batch_size, cache_dir, device, on_batch
+            run, root, paths, tta, chosen, batch_size, cache_dir, device, on_batch
         )
         seconds += run_seconds
+        used.append(chosen)
     mean = sum(per_run.values()) / len(runs)
     people = check = None
     if group_people:
@@ -234,6 +238,7 @@ def raw_prediction(
         table=full_table(info, table, mean),
         images_per_second=total / max(seconds, 1e-9),
         models=len(runs),
+        backends=sorted(set(used)),
         per_run={run: full_table(info, table, probabilities, warn=False) for run, probabilities in per_run.items()},
         people=people,
         grouping_check=check,
@@ -277,8 +282,6 @@ def run_probabilities(
     run: Path, root: Path, paths: list[str], tta: str, backend: str, batch_size: int, cache_dir, device, on_batch
 ) -> tuple[np.ndarray, float]:
     """Probabilities of one run's model and the seconds its forward passes took (no loading)."""
-    if backend == "auto":
-        backend = preferred_backend(run, device)
     if backend == "onnxruntime":
         session = onnx_model(run)
         width, height = session.get_inputs()[0].shape[2], session.get_inputs()[0].shape[1]

@@ -1,0 +1,347 @@
+"""Mutation bench: plant plausible bugs one at a time and see whether the tests notice.
+
+    .venv/bin/python bench/mutants.py [--tests-from REV] [--only ID,ID] [--jobs 1]
+
+Each mutant is one exact text replacement in one source file, applied to a temporary copy of
+the repository (``src/`` and ``tests/``), then the tests that claim to cover it run there
+(``python -m pytest -x``, the copy's ``src`` first on ``PYTHONPATH``, also for the subprocesses
+the tests start). A failing test run means the mutant was *killed*; a passing one means it
+*survived*: a bug of that kind would reach users unnoticed.
+
+``--tests-from REV`` takes ``tests/`` from another commit (e.g. the tests before a change), so
+the same mutants measure old and new tests. Tests that already fail on the unmutated copy are
+left out (deselected) for that run, so a test broken for another reason kills nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str  # under src/maskcls/
+    old: str
+    new: str
+    tests: tuple[str, ...]  # pytest node ids or files, relative to the repository
+
+
+def m(name: str, file: str, old: str, new: str, *tests: str) -> Mutant:
+    return Mutant(name, file, old, new, tests)
+
+
+MUTANTS = [
+    # metrics
+    m(
+        "f1-denominator",
+        "metrics.py",
+        "matrix.sum(axis=0) + matrix.sum(axis=1)",
+        "2 * matrix.sum(axis=1)",
+        "tests/test_metrics_mixing.py",
+    ),
+    m(
+        "confusion-transposed",
+        "metrics.py",
+        "truth * classes + predicted",
+        "predicted * classes + truth",
+        "tests/test_metrics_mixing.py",
+        "tests/test_experiments.py::test_report_renders_in_chromium",
+    ),
+    # losses
+    m(
+        "focal-gamma-ignored",
+        "losses.py",
+        "(1 - log_pt.exp()) ** self.gamma",
+        "(1 - log_pt.exp()) ** 1.0",
+        "tests/test_losses.py",
+    ),
+    m(
+        "smoothing-spread",
+        "losses.py",
+        "self.smoothing / (classes - 1)",
+        "self.smoothing / classes",
+        "tests/test_losses.py",
+    ),
+    m(
+        "symmetric-ce-alpha",
+        "losses.py",
+        "self.alpha * cross_entropy + self.beta * reverse",
+        "self.beta * cross_entropy + self.alpha * reverse",
+        "tests/test_losses.py",
+    ),
+    # mixing
+    m(
+        "cutmix-vertical-weight-1-r",
+        "mixing.py",
+        "return MixedBatch(mixed, targets, targets[order], ratio)",
+        "return MixedBatch(mixed, targets, targets[order], 1 - ratio)",
+        "tests/test_metrics_mixing.py",
+    ),
+    m(
+        "cutmix-vertical-weight-1",
+        "mixing.py",
+        "return MixedBatch(mixed, targets, targets[order], ratio)",
+        "return MixedBatch(mixed, targets, targets[order], 1.0)",
+        "tests/test_metrics_mixing.py",
+    ),
+    m(
+        "mixed-loss-b-weight",
+        "mixing.py",
+        "(1 - batch.weight_a) * criterion(",
+        "batch.weight_a * criterion(",
+        "tests/test_metrics_mixing.py",
+    ),
+    # split
+    m(
+        "folds-unstratified",
+        "data/split.py",
+        "    labels = strata(people)\n",
+        "    labels = np.zeros(len(people), dtype=int)\n",
+        "tests/test_split.py",
+    ),
+    # transforms
+    m(
+        "flip-vertical",
+        "data/transforms.py",
+        "out[flip] = batch[flip].flip(-1)",
+        "out[flip] = batch[flip].flip(-2)",
+        "tests/test_transforms.py",
+    ),
+    m(
+        "brightness-range",
+        "data/transforms.py",
+        '"brightness": (0.2, 3.0)',
+        '"brightness": (0.5, 3.0)',
+        "tests/test_transforms.py",
+    ),
+    # prediction
+    m(
+        "tta-flip-vertical",
+        "engine.py",
+        "model(batch.flip(-1))",
+        "model(batch.flip(-2))",
+        "tests/test_cv_predict.py",
+        "tests/test_engine.py",
+    ),
+    m(
+        "tta-flip-dropped",
+        "engine.py",
+        "probabilities = (probabilities + mirrored) / 2",
+        "probabilities = probabilities",
+        "tests/test_cv_predict.py",
+        "tests/test_engine.py",
+    ),
+    m(
+        "onnx-flip-rows",
+        "predict.py",
+        "mirrored = np.ascontiguousarray(batch[:, :, ::-1])",
+        "mirrored = np.ascontiguousarray(batch[:, ::-1])",
+        "tests/test_cv_predict.py",
+    ),
+    m(
+        "predict-rows-reversed",
+        "predict.py",
+        'full[predicted["row"].to_numpy(dtype=int)] = probabilities',
+        'full[predicted["row"].to_numpy(dtype=int)] = probabilities[::-1]',
+        "tests/test_cv_predict.py",
+    ),
+    # ensemble, calibrate, score
+    m(
+        "hard-vote-ties-by-index",
+        "ensemble.py",
+        "classes = np.where(tied, summed, -np.inf).argmax(axis=1)",
+        "classes = votes.argmax(axis=1)",
+        "tests/test_ensemble_score.py",
+    ),
+    m(
+        "soft-vote-unweighted",
+        "ensemble.py",
+        "np.tensordot(weights / weights.sum(), stacked, axes=1)",
+        "np.tensordot(np.ones_like(weights) / len(weights), stacked, axes=1)",
+        "tests/test_ensemble_score.py",
+    ),
+    m(
+        "calibration-bias-sign",
+        "calibrate.py",
+        "heldout[~inside] = (log_probabilities[~inside] + biases).argmax(axis=1)",
+        "heldout[~inside] = (log_probabilities[~inside] - biases).argmax(axis=1)",
+        "tests/test_audit_calibrate_people.py",
+    ),
+    m(
+        "calibration-guard-off",
+        "calibrate.py",
+        "guard_passed = heldout_after > before",
+        "guard_passed = True",
+        "tests/test_audit_calibrate_people.py",
+    ),
+    m(
+        "score-order-unchecked",
+        "score.py",
+        "    if image_id != expected_id:\n",
+        "    if False:\n",
+        "tests/test_ensemble_score.py",
+    ),
+    m(
+        "score-class-17-plus-1",
+        "score.py",
+        "if not 0 <= int(answer) < NUM_CLASSES:",
+        "if not 0 <= int(answer) <= NUM_CLASSES:",
+        "tests/test_ensemble_score.py",
+    ),
+    # distributed training
+    m(
+        "ddp-no-gradient-sync",
+        "train.py",
+        "        if context.enabled:\n            ids =",
+        "        if False:\n            ids =",
+        "tests/test_distributed.py",
+    ),
+    m(
+        "ddp-every-rank-rank0-shard",
+        "distributed.py",
+        "return order[self.rank : usable : self.world_size]",
+        "return order[0 : usable : self.world_size]",
+        "tests/test_distributed.py",
+    ),
+    # serving page and report
+    m(
+        "serve-bar-half-width",
+        "web/index.html",
+        "fill.style.width = `${(100 * p).toFixed(1)}%`",
+        "fill.style.width = `${(50 * p).toFixed(1)}%`",
+        "tests/test_serve.py::test_page_in_chromium_shows_the_three_predictions",
+    ),
+    m(
+        "serve-box-unscaled",
+        "web/index.html",
+        "context.strokeRect(b[0] * scale, b[1] * scale,",
+        "context.strokeRect(b[0], b[1],",
+        "tests/test_serve.py::test_page_in_chromium_shows_the_three_predictions",
+    ),
+    m(
+        "serve-photo-undrawn",
+        "web/index.html",
+        "context.drawImage(image, 0, 0, canvas.width, canvas.height);",
+        "",
+        "tests/test_serve.py::test_page_in_chromium_shows_the_three_predictions",
+    ),
+    m(
+        "report-gallery-reversed",
+        "report.py",
+        'wrong.sort_values("confidence", ascending=False, kind="stable")',
+        'wrong.sort_values("confidence", ascending=True, kind="stable")',
+        "tests/test_experiments.py",
+    ),
+    m(
+        "report-headline-cv-f1",
+        "report.py",
+        '"CV macro F1 (out-of-fold)": number(cv.get("oof_f1")),',
+        '"CV macro F1 (out-of-fold)": number(cv.get("fold_f1_mean")),',
+        "tests/test_experiments.py",
+    ),
+    # person vote
+    m(
+        "people-vote-skips-age",
+        "people.py",
+        "voted_age[members] = age[members].mean(axis=0)",
+        "voted_age[members] = age[members]",
+        "tests/test_audit_calibrate_people.py",
+    ),
+    # synthetic data
+    m(
+        "synth-gender-invisible",
+        "synth/people.py",
+        "masculinity = float(np.clip((1.0 if gender == Gender.MALE else -1.0) + rng.normal(0, noise), -2, 2))",
+        "masculinity = float(np.clip(rng.normal(0, noise), -2, 2))",
+        "tests/test_synth.py",
+    ),
+]
+
+
+def copy_repository(target: Path, tests_from: str | None) -> None:
+    shutil.copytree(ROOT / "src", target / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    if tests_from:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", tests_from, "tests"], check=True,
+                                 capture_output=True).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    else:
+        shutil.copytree(ROOT / "tests", target / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", target / "pyproject.toml")
+    if (ROOT / "configs").exists():
+        shutil.copytree(ROOT / "configs", target / "configs")
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], deselect: list[str]) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": f"{copy / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                   "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rf", *tests]
+    command += [f"--deselect={node}" for node in deselect]
+    return subprocess.run(command, cwd=copy, env=environment, capture_output=True, text=True, timeout=900)
+
+
+def failing_nodes(output: str) -> list[str]:
+    return re.findall(r"^FAILED (\S+)", output, flags=re.MULTILINE)
+
+
+def baseline_failures(copy: Path, tests: tuple[str, ...]) -> list[str]:
+    """Tests that fail without any mutant (e.g. old tests of behaviour that changed on purpose)."""
+    failures: list[str] = []
+    while True:
+        done = run_tests(copy, tests, failures)
+        if done.returncode == 0:
+            return failures
+        new = [node for node in failing_nodes(done.stdout) if node not in failures]
+        if not new:
+            raise RuntimeError(f"baseline of {tests} fails without a FAILED line:\n{done.stdout[-2000:]}")
+        failures += new
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests-from", help="take tests/ from this git revision")
+    parser.add_argument("--only", help="comma-separated mutant names")
+    args = parser.parse_args()
+    chosen = [mutant for mutant in MUTANTS if not args.only or mutant.name in args.only.split(",")]
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "repo"
+        copy_repository(copy, args.tests_from)
+        baselines: dict[tuple[str, ...], list[str]] = {}
+        killed = 0
+        for mutant in chosen:
+            if mutant.tests not in baselines:
+                baselines[mutant.tests] = baseline_failures(copy, mutant.tests)
+            path = copy / "src" / "maskcls" / mutant.file
+            original = path.read_text()
+            if original.count(mutant.old) != 1:
+                raise SystemExit(f"{mutant.name}: the text to replace occurs {original.count(mutant.old)} times")
+            path.write_text(original.replace(mutant.old, mutant.new))
+            started = time.perf_counter()
+            try:
+                done = run_tests(copy, mutant.tests, baselines[mutant.tests])
+            finally:
+                path.write_text(original)
+            verdict = "killed" if done.returncode != 0 else "SURVIVED"
+            killed += done.returncode != 0
+            by = failing_nodes(done.stdout)[:1]
+            print(f"{mutant.name:30} {verdict:9} {time.perf_counter() - started:5.1f} s  {by[0] if by else ''}",
+                  flush=True)  # fmt: skip
+        for nodes in baselines.values():
+            if nodes:
+                print(f"left out (fail unmutated): {', '.join(nodes)}")
+        print(f"{killed} of {len(chosen)} mutants killed")
+
+
+if __name__ == "__main__":
+    main()
