@@ -107,8 +107,8 @@ MUTANTS = [
     m(
         "folds-unstratified",
         "data/split.py",
-        "    labels = strata(people)\n",
-        "    labels = np.zeros(len(people), dtype=int)\n",
+        "    labels = strata(people)\n    assignment",
+        "    labels = np.zeros(len(people), dtype=int)\n    assignment",
         "tests/test_split.py",
     ),
     # transforms
@@ -314,6 +314,10 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated mutant names")
     args = parser.parse_args()
     chosen = [mutant for mutant in MUTANTS if not args.only or mutant.name in args.only.split(",")]
+    for mutant in chosen:  # every mutant applies to today's code, before anything runs
+        count = (ROOT / "src" / "maskcls" / mutant.file).read_text().count(mutant.old)
+        if count != 1:
+            raise SystemExit(f"{mutant.name}: the text to replace occurs {count} times in {mutant.file}")
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "repo"
         copy_repository(copy, args.tests_from)
@@ -324,8 +328,6 @@ def main() -> None:
                 baselines[mutant.tests] = baseline_failures(copy, mutant.tests)
             path = copy / "src" / "maskcls" / mutant.file
             original = path.read_text()
-            if original.count(mutant.old) != 1:
-                raise SystemExit(f"{mutant.name}: the text to replace occurs {original.count(mutant.old)} times")
             path.write_text(original.replace(mutant.old, mutant.new))
             started = time.perf_counter()
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,14 @@ def synth_small(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "small"
     generate_dataset(root, SynthSpec(people=24, eval_people=8, seed=5), workers=2)
     return root
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With MASKCLS_FORBID_SKIPS=1 (CI sets it) a skipped test fails the run: a check that was
+    meant to run and did not is not a pass."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped and os.environ.get("MASKCLS_FORBID_SKIPS") == "1" and exitstatus == 0:
+        names = ", ".join(report.nodeid for report in skipped[:5])
+        reporter.write_line(f"MASKCLS_FORBID_SKIPS=1: {len(skipped)} test(s) skipped: {names}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -11,6 +11,7 @@ from PIL import Image
 from maskcls import predict
 from maskcls.config import load_config
 from maskcls.cv import cross_validate
+from maskcls.metrics import macro_f1
 from maskcls.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
 from maskcls.train import fit
 from tests.conftest import make_layout
@@ -40,7 +41,15 @@ def test_cv_writes_out_of_fold_probabilities_for_every_training_image(finished_g
     assert len(oof) == 24 * 7 and oof["path"].is_unique and sorted(oof["fold"].unique()) == [0, 1, 2]
     assert oof.groupby("profile")["fold"].nunique().max() == 1  # a person sits in one fold
     result = json.loads((group / "cv.json").read_text())
-    assert len(result["folds"]) == 3 and 0 <= result["oof_f1"] <= 1 and result["images"] == 168
+    assert len(result["folds"]) == 3 and result["images"] == 168
+    recomputed = macro_f1(oof["target"].to_numpy(), oof[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1))
+    assert result["oof_f1"] == pytest.approx(recomputed, abs=1e-6)
+    for fold, score in enumerate(result["folds"]):  # each fold's F1 is its run's best valid F1
+        run_result = json.loads((group / f"fold{fold}" / "result.json").read_text())
+        summary = pd.read_csv(group / f"fold{fold}" / "summary.csv")
+        assert run_result["best_epoch"] == int(summary["valid_f1"].idxmax())
+        assert run_result["valid_f1"] == summary["valid_f1"].max()
+        assert score["valid_f1"] == run_result["valid_f1"] and score["best_epoch"] == run_result["best_epoch"]
 
 
 def test_every_experiment_reuses_the_same_folds(finished_group, synth_small):

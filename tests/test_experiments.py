@@ -6,6 +6,7 @@ import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -24,6 +25,8 @@ from maskcls.catalog import (  # noqa: I001
 from maskcls.config import load_config
 from maskcls.cv import cross_validate
 from maskcls.errors import UserError
+from maskcls.labels import PROBABILITY_COLUMNS
+from maskcls.metrics import summary
 from maskcls.report import write_report
 from maskcls.sweep import parse_vary, plan_sweep, run_sweep
 from tests.browser import headless_chromium
@@ -123,7 +126,10 @@ def test_runs_table_filters_sorts_and_exports(swept, capsys):
     with pytest.raises(UserError, match="did you mean 'optim.lr'"):
         filter_entries(entries, ["optim.lrr=1"])
     best_first = sort_entries(entries, "valid_f1", columns)
-    assert best_first[0].valid_f1 >= best_first[1].valid_f1
+    assert [e.valid_f1 for e in best_first] == sorted((e.valid_f1 for e in entries), reverse=True)
+    for entry in entries:  # the table's F1 is the run's own best epoch
+        summary = pd.read_csv(runs / entry.name / "summary.csv")
+        assert entry.valid_f1 == pytest.approx(summary["valid_f1"].max())
     code, out, _ = run_cli("runs", "--dir", str(runs), "--format", "csv", "--sort", "optim.lr", capsys=capsys)
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -207,6 +213,41 @@ def test_report_renders_in_chromium(swept, synth_small, tmp_path):
             for name, chart in charts.items():
                 assert chart_is_drawn(screenshot, chart), f"{page}: chart {name} is blank in the screenshot"
             assert "optim" in driver.find_element("id", "config").text
+            headline = {
+                row.find_elements("tag name", "td")[0].text: row.find_elements("tag name", "td")[1].text
+                for row in driver.find_elements("css selector", "table.headline tr")
+            }
+            check_headline(headline, index, folder / "tiny-lr_3e-3", group)
+            captions = [figure.text for figure in driver.find_elements("css selector", "#mistakes figure")]
+            check_gallery(captions, group if index else folder / "tiny-lr_3e-3", index)
+
+
+def check_headline(headline: dict, index: int, run, group) -> None:
+    """The numbers at the top are the ones in the run's own files."""
+    if index == 0:
+        result = json.loads((run / "result.json").read_text())
+        assert headline["best valid macro F1"] == f"{result['valid_f1']:.4f} at epoch {result['best_epoch']}"
+        probabilities = pd.read_csv(run / "valid_probabilities.csv")
+    else:
+        cv = json.loads((group / "cv.json").read_text())
+        assert headline["CV macro F1 (out-of-fold)"] == f"{cv['oof_f1']:.4f}"
+        assert headline["fold F1 mean ± std"] == f"{cv['fold_f1_mean']:.4f} ± {cv['fold_f1_std']:.4f}"
+        probabilities = pd.read_csv(group / "oof_probabilities.csv")
+    scores = summary(probabilities["target"].to_numpy(), probabilities[PROBABILITY_COLUMNS].to_numpy().argmax(1))
+    what = "out-of-fold" if index else "validation"
+    assert headline[f"{what} accuracy"] == f"{scores['accuracy']:.4f}"
+    parts = " / ".join(f"{scores[f'f1_{head}']:.4f}" for head in ("mask", "gender", "age"))
+    assert headline["F1 mask / gender / age"] == parts
+
+
+def check_gallery(captions: list[str], folder, index: int) -> None:
+    """The mistakes shown are the most confident wrong predictions, most confident first."""
+    probabilities = pd.read_csv(folder / ("oof_probabilities.csv" if index else "valid_probabilities.csv"))
+    values = probabilities[PROBABILITY_COLUMNS].to_numpy()
+    wrong = probabilities.assign(confidence=values.max(1), predicted=values.argmax(1))
+    wrong = wrong[wrong["predicted"] != wrong["target"]].sort_values("confidence", ascending=False, kind="stable")
+    expected = list(wrong["path"].head(24))
+    assert [caption.splitlines()[-1] for caption in captions] == expected
 
 
 def test_report_of_a_folder_that_is_not_a_run(tmp_path, capsys):

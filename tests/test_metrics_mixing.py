@@ -4,7 +4,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from maskcls.losses import create_loss
-from maskcls.metrics import accuracy, macro_f1, summary
+from maskcls.metrics import accuracy, confusion, macro_f1, summary
 from maskcls.mixing import cutmix, cutmix_vertical, maybe_mix, mixed_loss, mixup
 
 
@@ -16,6 +16,13 @@ def test_macro_f1_matches_scikit_learn(seed):
     expected = f1_score(truth, predicted, average="macro", labels=range(18), zero_division=0)
     assert macro_f1(truth, predicted) == pytest.approx(expected)
     assert accuracy(truth, predicted) == pytest.approx((truth == predicted).mean())
+
+
+def test_confusion_rows_are_truth_and_columns_predictions():
+    matrix = confusion(np.array([0, 0, 2, 17]), np.array([1, 0, 2, 3]))
+    expected = np.zeros((18, 18), dtype=int)
+    expected[0, 1] = expected[0, 0] = expected[2, 2] = expected[17, 3] = 1
+    assert np.array_equal(matrix, expected)
 
 
 def test_summary_per_attribute():

@@ -2,7 +2,6 @@
 with ``maskcls crop`` + ``maskcls predict``, and the web page driven in headless Chromium."""
 
 import io
-import os
 import socket
 import threading
 import time
@@ -156,9 +155,13 @@ def test_page_in_chromium_shows_the_three_predictions(served, client, live_serve
     from selenium.webdriver.support.ui import WebDriverWait
 
     name, data = eval_photos(served[0], 1)[0]
+    with Image.open(io.BytesIO(data)) as image:  # twice the size, so that the page must scale it down
+        big = image.convert("RGB").resize((768, 1024), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    big.save(buffer, format="JPEG", quality=92)
     photo = tmp_path / name
-    photo.write_bytes(data)
-    expected = client.post("/predict", files={"file": (name, data, "image/jpeg")}).json()["results"][0]
+    photo.write_bytes(buffer.getvalue())
+    expected = client.post("/predict", files={"file": (name, photo.read_bytes(), "image/jpeg")}).json()["results"][0]
     with headless_chromium(1100, 900) as driver:
         driver.get(live_server + "/")
         WebDriverWait(driver, 20).until(lambda d: "test_resnet" in d.find_element(By.ID, "model").text)
@@ -172,9 +175,36 @@ def test_page_in_chromium_shows_the_three_predictions(served, client, live_serve
             shown = {row.get_attribute("data-name"): float(row.find_element(By.CLASS_NAME, "value").get_attribute(
                 "data-value")) for row in rows}  # fmt: skip
             assert shown == pytest.approx(expected[head], abs=1e-6), head
-        driver.save_screenshot(str(tmp_path / "serve-page.png"))
-        if os.environ.get("MASKCLS_KEEP_SCREENSHOTS"):
-            driver.save_screenshot(os.environ["MASKCLS_KEEP_SCREENSHOTS"] + "/serve-page.png")
-        canvas = np.asarray(Image.open(tmp_path / "serve-page.png").convert("RGB"), dtype=float)
-        assert canvas.std() > 20  # the photo and the bars are drawn, not a blank page
+            for row in rows:  # each bar as long as its probability
+                bar = row.find_element(By.CLASS_NAME, "bar")
+                fill = bar.find_element(By.TAG_NAME, "div")
+                share = fill.size["width"] / bar.size["width"]
+                assert share == pytest.approx(expected[head][row.get_attribute("data-name")], abs=0.01), head
+        canvas = canvas_pixels(driver)
         assert driver.find_element(By.ID, "error").text == ""
+    check_photo_and_boxes(canvas, big, expected)
+
+
+def canvas_pixels(driver) -> np.ndarray:
+    import base64
+
+    url = driver.execute_script("return document.getElementById('photo').toDataURL('image/png')")
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as image:
+        return np.asarray(image.convert("RGB"), dtype=float)
+
+
+def check_photo_and_boxes(canvas: np.ndarray, photo: Image.Image, result: dict) -> None:
+    """The photo fills the canvas at the page's scale, and the crop box (orange, dashed) and the
+    face box (green) sit where the API put them."""
+    scale = min(420 / photo.width, 520 / photo.height, 1)
+    assert canvas.shape[:2] == (round(photo.height * scale), round(photo.width * scale))
+    shrunk = np.asarray(photo.resize((canvas.shape[1], canvas.shape[0]), Image.Resampling.BILINEAR), dtype=float)
+    assert np.median(np.abs(canvas - shrunk).sum(axis=2)) < 30  # the photo itself, apart from the boxes
+    boxes = [(result["crop_box"], (240, 160, 0), 0.4)]
+    if result["face_box"]:
+        boxes.append((result["face_box"], (26, 152, 80), 0.8))
+    for box, colour, least in boxes:
+        x0, y0, x1, y1 = (round(value * scale) for value in box)
+        left_edge = canvas[y0 + 4 : y1 - 4, min(max(x0, 0), canvas.shape[1] - 1)]
+        drawn = (np.abs(left_edge - colour).sum(axis=1) < 60).mean()
+        assert drawn >= least, f"box {box} in {colour}: {drawn:.0%} of its left edge drawn"
