@@ -61,3 +61,20 @@ def test_channel_stats_and_normalize():
     assert np.allclose(mean, reference.mean(0), atol=1e-6) and np.allclose(std, reference.std(0), atol=1e-6)
     normalized = normalize(to_float(torch.from_numpy(images)), mean, std)
     assert normalized.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+
+
+def test_seed_jitter_is_one_of_the_four_with_the_retrospectives_ranges():
+    """RandomChoice of ColorJitter brightness (0.2, 3) | contrast (0.2, 3) | saturation (0.2, 3) |
+    hue (-0.3, 0.3), one choice and one uniform factor per image: replayed from the same draws."""
+    from maskcls.data.transforms import seed_color_jitter
+
+    images = to_float(batch(40))
+    got = seed_color_jitter(images, torch.Generator().manual_seed(5))
+    draws = torch.Generator().manual_seed(5)
+    choice = torch.randint(0, 4, (40,), generator=draws)
+    for index, (name, low, high) in enumerate(
+        [("brightness", 0.2, 3.0), ("contrast", 0.2, 3.0), ("saturation", 0.2, 3.0), ("hue", -0.3, 0.3)]
+    ):
+        rows = torch.nonzero(choice == index).flatten()
+        factor = low + (high - low) * torch.rand(len(rows), generator=draws)
+        assert torch.allclose(got[rows], apply_jitter(images[rows], name, factor), atol=1e-6), name
