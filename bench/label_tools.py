@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maskcls.audit import audit
-from maskcls.calibrate import calibrate
+from maskcls.evaluation.audit import audit
+from maskcls.evaluation.calibrate import calibrate
+from maskcls.inference.people import purity
+from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset
 from maskcls.metrics import summary
-from maskcls.people import purity
-from maskcls.predict import PROBABILITY_COLUMNS, predict_dataset
 
 
 def audit_quality(group: Path, data: Path) -> None:

@@ -27,10 +27,10 @@ import torch
 
 from maskcls.config import load_config
 from maskcls.data.transforms import augment, normalize, to_float
-from maskcls.engine import StepSettings, batches, train_one_epoch
-from maskcls.losses import HeadLoss, create_loss
-from maskcls.models import create_model
-from maskcls.train import fit, prepare_data
+from maskcls.training.engine import StepSettings, batches, train_one_epoch
+from maskcls.training.losses import HeadLoss, create_loss
+from maskcls.training.models import create_model
+from maskcls.training.train import fit, prepare_data
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "cpu-demo.yaml"
 

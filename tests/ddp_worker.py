@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-import maskcls.train as training
+import maskcls.training.train as training
 from maskcls.cli import main
 
 dump = Path(sys.argv[1])

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskcls.audit import age_inside, audit, corrections_yaml
-from maskcls.calibrate import apply_biases, calibrate, read_calibration
 from maskcls.data.layout import read_dataset
-from maskcls.ensemble import ensemble
 from maskcls.errors import UserError
+from maskcls.evaluation.audit import age_inside, audit, corrections_yaml
+from maskcls.evaluation.calibrate import apply_biases, calibrate, read_calibration
+from maskcls.evaluation.ensemble import ensemble
+from maskcls.inference.people import cluster_people, purity, vote_in_people
+from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset
 from maskcls.labels import MASK_STEMS, encode_class
-from maskcls.people import cluster_people, purity, vote_in_people
-from maskcls.predict import PROBABILITY_COLUMNS, predict_dataset
 from tests.conftest import make_layout
 from tests.test_cli import run_cli
 
@@ -159,8 +159,8 @@ def test_clustering_recovers_well_separated_people_and_purity_counts_them():
 
 
 def test_predict_group_people_writes_people_and_keeps_mask(tmp_path, synth_small):
-    from maskcls.cv import cross_validate
-    from maskcls.predict import write_predictions
+    from maskcls.experiments.cv import cross_validate
+    from maskcls.inference.predict import write_predictions
     from tests.test_cv_predict import cv_config
 
     group = cross_validate(cv_config(synth_small, tmp_path, "train.folds=2"), runs_dir=tmp_path / "runs")

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskcls import predict
 from maskcls.config import load_config
-from maskcls.cv import cross_validate
+from maskcls.experiments.cv import cross_validate
+from maskcls.inference import predict
+from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
 from maskcls.metrics import macro_f1
-from maskcls.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
-from maskcls.train import fit
+from maskcls.training.train import fit
 from tests.conftest import make_layout
 
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from maskcls.data.cache import cached_images
-from maskcls.distributed import Distributed, merge_in_order
+from maskcls.inference.predict import load_run, torch_probabilities
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.metrics import macro_f1
-from maskcls.predict import load_run, torch_probabilities
+from maskcls.training.distributed import Distributed, merge_in_order
 
 
 def test_shards_are_equal_disjoint_and_merge_back_in_order():

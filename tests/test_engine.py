@@ -3,12 +3,12 @@ import pytest
 import torch
 from torch import nn
 
-from maskcls.engine import StepSettings, batches, evaluate, train_one_epoch
 from maskcls.errors import UserError
-from maskcls.losses import HeadLoss, create_loss
 from maskcls.metrics import accuracy
-from maskcls.models import FaceAttributeModel
-from maskcls.optim import create_optimizer, create_scheduler
+from maskcls.training.engine import StepSettings, batches, evaluate, train_one_epoch
+from maskcls.training.losses import HeadLoss, create_loss
+from maskcls.training.models import FaceAttributeModel
+from maskcls.training.optim import create_optimizer, create_scheduler
 
 
 def toy_data(count=256, seed=0):

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from maskcls.ensemble import ensemble, hard_vote, soft_vote
 from maskcls.errors import DataError, UserError
-from maskcls.predict import PROBABILITY_COLUMNS
-from maskcls.score import read_submission, score_predictions, score_submission
+from maskcls.evaluation.ensemble import ensemble, hard_vote, soft_vote
+from maskcls.evaluation.score import read_submission, score_predictions, score_submission
+from maskcls.inference.predict import PROBABILITY_COLUMNS
 
 
 def one_hot_rows(*rows: dict[int, float]) -> np.ndarray:

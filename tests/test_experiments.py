@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskcls.catalog import (  # noqa: I001
+from maskcls.config import load_config
+from maskcls.errors import UserError
+from maskcls.experiments.catalog import (  # noqa: I001
     Entry,
     differing_keys,
     filter_entries,
@@ -22,13 +24,11 @@ from maskcls.catalog import (  # noqa: I001
     write_hparams,
     write_xlsx,
 )
-from maskcls.config import load_config
-from maskcls.cv import cross_validate
-from maskcls.errors import UserError
+from maskcls.experiments.cv import cross_validate
+from maskcls.experiments.report import write_report
+from maskcls.experiments.sweep import parse_vary, plan_sweep, run_sweep
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.metrics import summary
-from maskcls.report import write_report
-from maskcls.sweep import parse_vary, plan_sweep, run_sweep
 from tests.browser import headless_chromium
 from tests.test_cli import run_cli
 

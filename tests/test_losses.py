@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from maskcls.errors import UserError
-from maskcls.losses import create_loss
+from maskcls.training.losses import create_loss
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0]])
 TARGET = torch.tensor([0, 2, 1])

@@ -3,9 +3,9 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from maskcls.losses import create_loss
 from maskcls.metrics import accuracy, confusion, macro_f1, summary
-from maskcls.mixing import cutmix, cutmix_vertical, maybe_mix, mixed_loss, mixup
+from maskcls.training.losses import create_loss
+from maskcls.training.mixing import cutmix, cutmix_vertical, maybe_mix, mixed_loss, mixup
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -8,8 +8,8 @@ import torch
 
 from maskcls.errors import UserError
 from maskcls.labels import encode_class
-from maskcls.models import create_backbone, create_model, create_timm_model, head_targets
-from maskcls.weights import PACKAGES, PackagedWeights
+from maskcls.training.models import create_backbone, create_model, create_timm_model, head_targets
+from maskcls.training.weights import PACKAGES, PackagedWeights
 
 
 @pytest.mark.parametrize(("head", "outputs"), [("single", 18), ("multi", 8)])
@@ -127,7 +127,7 @@ def test_unknown_model_lists_close_names():
 
 
 def test_pretrained_offline_fails_with_a_message_saying_what_to_do():
-    code = "from maskcls.cli import main; from maskcls.models import create_model\n" \
+    code = "from maskcls.cli import main; from maskcls.training.models import create_model\n" \
            "from maskcls.errors import UserError\n" \
            "try:\n    create_model('test_resnet', pretrained=True)\n" \
            "except UserError as e:\n    print(e)\n"  # fmt: skip

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from maskcls.errors import UserError
-from maskcls.optim import OPTIMIZERS, create_optimizer, create_scheduler, weight_decay_groups
+from maskcls.training.optim import OPTIMIZERS, create_optimizer, create_scheduler, weight_decay_groups
 
 
 def params():

@@ -14,11 +14,11 @@ from PIL import Image
 
 from maskcls.config import load_config
 from maskcls.faces.crop import CropOptions, crop_dataset
-from maskcls.inference import Predictor, head_probabilities
-from maskcls.predict import PROBABILITY_COLUMNS, predict_dataset
-from maskcls.serve import Limits, create_app
+from maskcls.inference.inference import Predictor, head_probabilities
+from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset
+from maskcls.inference.serve import Limits, create_app
 from maskcls.synth.generate import SynthSpec, generate_dataset
-from maskcls.train import fit
+from maskcls.training.train import fit
 from tests.browser import headless_chromium
 
 LIMITS = Limits(max_request_bytes=1_000_000, max_pixels=1_000_000, max_files=4)

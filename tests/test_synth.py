@@ -10,10 +10,10 @@ from PIL import Image
 
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError
+from maskcls.evaluation.oracle import MASKS_PER_PERSON, oracle_predictions, oracle_score
 from maskcls.labels import age_groups, encode_classes
 from maskcls.metrics import macro_f1
 from maskcls.synth.generate import SynthSpec, generate_dataset
-from maskcls.synth.oracle import MASKS_PER_PERSON, oracle_predictions, oracle_score
 
 
 def file_digest(path):
@@ -166,7 +166,7 @@ def test_a_tiny_model_learns_mask_and_gender_from_the_pictures(tmp_path):
     chance on mask, gender and age by a wide margin, on people it has not seen (it reaches about
     0.80 / 0.89 / 0.70)."""
     from maskcls.config import load_config
-    from maskcls.train import fit
+    from maskcls.training.train import fit
 
     data = generate_dataset(tmp_path / "d", SynthSpec(people=90, eval_people=1, seed=21), workers=2).root
     faces = faces_from_truth(data, tmp_path / "faces")

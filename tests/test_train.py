@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from maskcls.config import load_config
-from maskcls.train import fit
+from maskcls.training.train import fit
 
 TIMING = ["train_images_per_second", "seconds"]
 
@@ -79,7 +79,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(synth_sm
 
 
 def test_nan_loss_stops_with_the_last_good_checkpoint_kept(synth_small, tmp_path, monkeypatch):
-    import maskcls.train as train_module
+    import maskcls.training.train as train_module
     from maskcls.errors import NonFiniteLoss
 
     real_epoch, calls = train_module.train_one_epoch, []
@@ -99,7 +99,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_kept(synth_small, tmp_path
 
 
 def test_a_split_side_lacking_a_class_is_named():
-    from maskcls.train import missing_class_warnings
+    from maskcls.training.train import missing_class_warnings
 
     labels = np.array([0, 0, 1, 1, 5, 2])
     messages = missing_class_warnings(labels, train_rows=np.array([0, 2, 4, 5]), valid_rows=np.array([1, 3]), fold=2)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from maskcls import __version__
 from maskcls.errors import UserError
+from maskcls.rundir import names
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click.exceptions import ClickException
@@ -227,16 +228,16 @@ def train(
 ) -> None:
     """Train one model on one split; leaves runs/NAME with config, summary, TensorBoard, checkpoints."""
     from maskcls.config import load_config
-    from maskcls.distributed import is_main_process
     from maskcls.progress import progress_bar
-    from maskcls.runs import read_rows
-    from maskcls.train import fit
+    from maskcls.rundir.folders import read_rows
+    from maskcls.training.distributed import is_main_process
+    from maskcls.training.train import fit
 
     shortcuts = {"data.root": data, "train.fold": fold, "train.folds": folds, "seed": seed}
     settings = load_config(config, with_shortcuts(override, shortcuts))
     with progress_bar("train", quiet) as progress:
         run = fit(settings, runs_dir=runs_dir, resume=resume, progress=progress, run_dir=run_dir)
-    rows = read_rows(run / "summary.csv")
+    rows = read_rows(run / names.SUMMARY)
     if rows and is_main_process():
         best = max(rows, key=lambda row: float(row["valid_f1"]))
         speed = sum(float(row["train_images_per_second"]) for row in rows) / len(rows)
@@ -274,7 +275,7 @@ def cv(
 ) -> None:
     """Train every fold (skipping finished ones); write out-of-fold probabilities and the CV score."""
     from maskcls.config import load_config
-    from maskcls.cv import cross_validate
+    from maskcls.experiments.cv import cross_validate
     from maskcls.progress import progress_bar
 
     settings = load_config(config, with_shortcuts(override, {"data.root": data, "train.folds": folds, "seed": seed}))
@@ -286,7 +287,7 @@ def cv(
     with progress_bar("cv", quiet) as progress:
         device_list = [name.strip() for name in devices.split(",")] if devices else None
         group = cross_validate(settings, runs_dir=runs_dir, devices=device_list, progress=progress, on_fold=on_fold)
-    result = json.loads((group / "cv.json").read_text())
+    result = json.loads((group / names.CV_RESULT).read_text())
     per_fold = " ".join(f"{fold['valid_f1']:.4f}" for fold in result["folds"])
     out.print(
         f"{group}: CV macro F1 {result['oof_f1']:.4f} (out-of-fold, {result['images']} images), accuracy "
@@ -315,7 +316,7 @@ def predict(
     quiet: Quiet = False,
 ) -> None:
     """Per-image 18-class probabilities for the test set, and a submission file."""
-    from maskcls.predict import predict_dataset, write_predictions
+    from maskcls.inference.predict import predict_dataset, write_predictions
     from maskcls.progress import progress_bar
 
     if out_dir is None and len(sources) > 1:
@@ -353,9 +354,9 @@ def ensemble(
     calibration: CalibrationOpt = None,
 ) -> None:
     """Soft or hard voting across folds and experiments; OOF inputs report the ensemble's CV score."""
-    from maskcls.ensemble import ensemble as combine
+    from maskcls.evaluation.ensemble import ensemble as combine
+    from maskcls.inference.predict import write_probabilities, write_submission
     from maskcls.metrics import summary
-    from maskcls.predict import write_probabilities, write_submission
 
     weight_list = parse_floats(weights, "--weights") if weights else None
     result = combine(inputs, method=method, weights=weight_list, oof=oof, calibration=calibration)
@@ -384,8 +385,8 @@ def score(
 ) -> None:
     """Validate submissions and print macro F1 / accuracy on public, private and all rows, next to
     the valid / CV F1 of the run or group each file came from."""
-    from maskcls.score import score_submission, truth_file, write_score
-    from maskcls.synth.oracle import oracle_score
+    from maskcls.evaluation.oracle import oracle_score
+    from maskcls.evaluation.score import score_submission, truth_file, write_score
 
     results = {}
     for submission in submissions:
@@ -438,7 +439,7 @@ def export(
     out_file: Annotated[Path | None, typer.Option("--out", help="Output file (default RUN/model.onnx).")] = None,
 ) -> None:
     """Export a run's best model as ONNX with the normalisation inside (uint8 NHWC in, 18 probabilities out)."""
-    from maskcls.export import export_onnx
+    from maskcls.inference.export import export_onnx
 
     if not onnx:
         raise UserError("only --onnx export is supported")
@@ -452,8 +453,8 @@ def calibrate(
     out_file: Annotated[Path | None, typer.Option("--out", help="Default GROUP/calibration.json.")] = None,
 ) -> None:
     """Per-class biases that raise out-of-fold macro F1, checked on held-out folds; for --calibration."""
-    from maskcls.calibrate import calibrate as fit_calibration
-    from maskcls.calibrate import default_path
+    from maskcls.evaluation.calibrate import calibrate as fit_calibration
+    from maskcls.evaluation.calibrate import default_path
 
     result = fit_calibration(source)
     path = result.write(out_file or default_path(source))
@@ -473,13 +474,13 @@ def audit(
     min_share: Annotated[float, typer.Option(help="Share of a person's images that must agree.")] = 0.5,
 ) -> None:
     """Training labels that are probably wrong: a ranked table and a corrections YAML to review."""
-    from maskcls.audit import audit as find_suspects
-    from maskcls.audit import write_corrections
+    from maskcls.evaluation.audit import audit as find_suspects
+    from maskcls.evaluation.audit import write_corrections
 
     suggestions = find_suspects(group, min_share=min_share).head(top)
     columns = ["profile", "attribute", "given", "suggested", "score", "evidence"]
     out.print(rich_table(suggestions[columns].to_dict("records"), columns, title=f"{group}: top {top} suspects"))
-    path = write_corrections(suggestions, out_file or group / "audit.yaml", str(group))
+    path = write_corrections(suggestions, out_file or group / names.AUDIT, str(group))
     out.print(
         f"{path}: {len(suggestions)} suggested fixes (verified: false); check the photos, then train with "
         f"-o data.corrections={path}",
@@ -501,7 +502,7 @@ def runs(
     hparams: Annotated[bool, typer.Option(help="Refresh DIR/hparams/ for TensorBoard's HPARAMS tab.")] = True,
 ) -> None:
     """One row per run or cv group, showing only the config keys that differ between them."""
-    from maskcls.catalog import (
+    from maskcls.experiments.catalog import (
         filter_entries,
         find_entries,
         refresh_hparams,
@@ -539,10 +540,10 @@ def sweep(
     quiet: Quiet = False,
 ) -> None:
     """Train the base recipe once per value of one key (resumable), then print the comparison."""
-    from maskcls.catalog import find_entries, table_columns, table_rows
     from maskcls.config import load_config
+    from maskcls.experiments.catalog import find_entries, table_columns, table_rows
+    from maskcls.experiments.sweep import parse_vary, run_sweep
     from maskcls.progress import progress_bar
-    from maskcls.sweep import parse_vary, run_sweep
 
     base = load_config(config, override)
     varied = [parse_vary(text) for text in vary]
@@ -568,7 +569,7 @@ def report(
     ] = None,
 ) -> None:
     """A self-contained HTML report: learning curves, confusion matrix, F1 bars, confident mistakes, config."""
-    from maskcls.report import write_report
+    from maskcls.experiments.report import write_report
 
     path = write_report(source, out_file, data)
     out.print(f"{path}: report ({path.stat().st_size / 1e6:.1f} MB, open it in a browser)", highlight=False)
@@ -587,9 +588,9 @@ def serve(
     quiet: Quiet = False,
 ) -> None:
     """Serve a model over HTTP: POST /predict, GET /health, GET /model, and a web page at /."""
-    from maskcls.inference import Predictor
-    from maskcls.serve import Limits
-    from maskcls.serve import serve as run_server
+    from maskcls.inference.inference import Predictor
+    from maskcls.inference.serve import Limits
+    from maskcls.inference.serve import serve as run_server
 
     predictor = Predictor(source, backend=backend, tta=tta)
     limits = Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_files)
@@ -598,7 +599,7 @@ def serve(
 
 
 def rich_table(rows: list[dict], columns: list[str], title: str | None = None) -> Table:
-    from maskcls.catalog import cell_text
+    from maskcls.experiments.catalog import cell_text
 
     table = Table(*columns, title=title)
     for row in rows:

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import UserError
+from maskcls.inference.predict import PROBABILITY_COLUMNS, read_probabilities
 from maskcls.labels import NUM_CLASSES
-from maskcls.predict import PROBABILITY_COLUMNS, read_probabilities
+from maskcls.rundir import names
 
 METHODS = ("soft", "hard")
 KEYS = ("ImageID", "path")
@@ -38,11 +39,11 @@ def input_file(source: str | Path, oof: bool = False) -> Path:
     source = Path(source)
     if not source.is_dir():
         return source
-    names = ["oof_probabilities.csv", "valid_probabilities.csv"] if oof else ["test_probabilities.csv"]
-    for name in names:
+    candidates = [names.OOF_PROBABILITIES, names.VALID_PROBABILITIES] if oof else [names.TEST_PROBABILITIES]
+    for name in candidates:
         if (source / name).exists():
             return source / name
-    raise UserError(f"{source}: no {' or '.join(names)} (run `maskcls predict` or `maskcls cv` first)")
+    raise UserError(f"{source}: no {' or '.join(candidates)} (run `maskcls predict` or `maskcls cv` first)")
 
 
 def soft_vote(probabilities: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
@@ -90,7 +91,7 @@ def ensemble(
     if method == "soft":
         combined = soft_vote(probabilities, weight_array)
         if calibration is not None:
-            from maskcls.calibrate import apply_biases, read_calibration
+            from maskcls.evaluation.calibrate import apply_biases, read_calibration
 
             combined = apply_biases(combined, read_calibration(calibration))
         classes = combined.argmax(axis=1)

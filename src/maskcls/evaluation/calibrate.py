@@ -22,6 +22,7 @@ from maskcls.errors import UserError
 from maskcls.files import write_json_atomic
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.metrics import macro_f1
+from maskcls.rundir import names
 
 BIAS_STEPS = np.round(np.arange(-2.0, 2.0001, 0.1), 2)
 EPSILON = 1e-7
@@ -90,7 +91,7 @@ def fit_biases(log_probabilities: np.ndarray, target: np.ndarray, rounds: int = 
 
 
 def calibrate(source: str | Path) -> Calibration:
-    from maskcls.cv import read_out_of_fold
+    from maskcls.experiments.cv import read_out_of_fold
 
     table, path = read_out_of_fold(source, {"target", "fold"}, "calibrate")
     log_probabilities = np.log(np.clip(table[PROBABILITY_COLUMNS].to_numpy(dtype=np.float64), EPSILON, None))
@@ -120,4 +121,4 @@ def calibrate(source: str | Path) -> Calibration:
 
 def default_path(source: str | Path) -> Path:
     source = Path(source)
-    return source / "calibration.json" if source.is_dir() else source.with_suffix(".calibration.json")
+    return source / names.CALIBRATION if source.is_dir() else source.with_suffix(".calibration.json")

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from maskcls.models import head_targets, split_head_logits
 from maskcls.registry import Registry
+from maskcls.training.models import head_targets, split_head_logits
 
 LOSSES: Registry[nn.Module] = Registry("loss")
 

@@ -23,8 +23,9 @@ from maskcls.config import Config, ConfigError, check_known_keys, format_validat
 from maskcls.data.images import Progress
 from maskcls.errors import UserError
 from maskcls.files import read_json, write_json_atomic
+from maskcls.rundir import names
 
-SWEEP_FILE = "sweep.json"
+SWEEP_FILE = names.SWEEP
 FIXED_KEYS = {"name", "data.root", "train.fold", "train.folds", "train.holdout"}
 
 
@@ -164,17 +165,17 @@ def record_plan(folder: Path, base: Config, varied: list[Varied], grid: bool, fo
 
 
 def train_variant(variant: Variant, folder: Path, runs_dir: str | Path, folds: int | None, progress) -> str:
-    from maskcls.cv import cross_validate
-    from maskcls.train import fit
+    from maskcls.experiments.cv import cross_validate
+    from maskcls.training.train import fit
 
     target = folder / variant.name
     if folds is not None:
-        finished = (target / "cv.json").exists()
+        finished = (target / names.CV_RESULT).exists()
         cross_validate(variant.config, runs_dir=runs_dir, progress=progress, group=target)
         return "already finished" if finished else "trained"
-    if (target / "result.json").exists():
+    if (target / names.RESULT).exists():
         return "already finished"
-    if (target / "last.pt").exists():
+    if (target / names.LAST_CHECKPOINT).exists():
         fit(variant.config, runs_dir=runs_dir, resume=target, progress=progress)
         return "resumed and finished"
     fit(variant.config, runs_dir=runs_dir, progress=progress, run_dir=target)

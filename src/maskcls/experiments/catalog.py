@@ -21,7 +21,8 @@ from typing import Any
 from maskcls.config import flatten, parse_override, suggestion
 from maskcls.errors import UserError
 from maskcls.files import atomic_path, read_json, write_text_atomic
-from maskcls.runs import read_rows
+from maskcls.rundir import names
+from maskcls.rundir.folders import read_rows
 
 # stored beside the config but not part of the experiment's recipe
 NOT_RECIPE = {"name", "mean", "std", "git_commit", "python", "torch", "timm", "train.fold"}
@@ -64,9 +65,9 @@ def find_entries(root: str | Path) -> list[Entry]:
     entries = []
     for folder, subfolders, files in os.walk(root):
         here = Path(folder)
-        if "group.json" in files:
+        if names.GROUP in files:
             entries.append(read_group(here, root))
-        elif "config.json" in files:
+        elif names.CONFIG in files:
             entries.append(read_run(here, root))
         else:
             subfolders.sort()
@@ -80,15 +81,15 @@ def recipe(config: dict) -> dict[str, Any]:
 
 
 def read_run(folder: Path, root: Path) -> Entry:
-    config = read_json(folder / "config.json")
-    result = read_json(folder / "result.json")
-    rows = read_rows(folder / "summary.csv")
+    config = read_json(folder / names.CONFIG)
+    result = read_json(folder / names.RESULT)
+    rows = read_rows(folder / names.SUMMARY)
     train = config.get("train", {})
     entry = Entry(
         name=relative_name(folder, root),
         folder=folder,
         kind="run",
-        date=modified(folder / "config.json"),
+        date=modified(folder / names.CONFIG),
         commit=(config.get("git_commit") or "")[:8],
         folds="holdout" if train.get("holdout") else f"{train.get('fold', 0)}/{train.get('folds', '?')}",
         status="finished" if result.get("finished") else f"stopped after {len(rows)} epochs",
@@ -103,16 +104,16 @@ def read_run(folder: Path, root: Path) -> Entry:
 
 
 def read_group(folder: Path, root: Path) -> Entry:
-    group = read_json(folder / "group.json")
-    cv = read_json(folder / "cv.json")
-    folds = [read_run(folder / run, root) for run in group.get("runs", []) if (folder / run / "config.json").exists()]
+    group = read_json(folder / names.GROUP)
+    cv = read_json(folder / names.CV_RESULT)
+    folds = [read_run(folder / run, root) for run in group.get("runs", []) if (folder / run / names.CONFIG).exists()]
     finished = [fold for fold in folds if fold.status == "finished"]
     complete = bool(cv) and len(finished) == group.get("folds")
     entry = Entry(
         name=relative_name(folder, root),
         folder=folder,
         kind="cv",
-        date=modified(folder / "group.json"),
+        date=modified(folder / names.GROUP),
         commit=folds[0].commit if folds else "",
         folds=str(group.get("folds", "?")),
         status="finished" if complete else f"{len(finished)}/{group.get('folds')} folds",

@@ -22,7 +22,8 @@ from maskcls.errors import UserError
 from maskcls.files import read_json, write_text_atomic
 from maskcls.labels import HEAD_SIZES, HEAD_VALUE_NAMES, NUM_CLASSES, PROBABILITY_COLUMNS, class_name, decode_classes
 from maskcls.metrics import confusion, f1_per_class, summary
-from maskcls.runs import read_rows
+from maskcls.rundir import names
+from maskcls.rundir.folders import read_rows
 
 
 @dataclass
@@ -39,28 +40,28 @@ class Subject:
 
 def load_subject(folder: str | Path) -> Subject:
     folder = Path(folder)
-    if (folder / "group.json").exists():
-        group = json.loads((folder / "group.json").read_text(encoding="utf-8"))
-        cv = read_json(folder / "cv.json")
-        curves = {run: read_rows(folder / run / "summary.csv") for run in group["runs"]}
+    if (folder / names.GROUP).exists():
+        group = json.loads((folder / names.GROUP).read_text(encoding="utf-8"))
+        cv = read_json(folder / names.CV_RESULT)
+        curves = {run: read_rows(folder / run / names.SUMMARY) for run in group["runs"]}
         headline = {
             "kind": f"cv group, {group['folds']} folds",
             "CV macro F1 (out-of-fold)": number(cv.get("oof_f1")),
             "fold F1 mean ± std": f"{number(cv.get('fold_f1_mean'))} ± {number(cv.get('fold_f1_std'))}",
         }
         return Subject(
-            folder, "cv", group["config"], curves, read_probabilities(folder, "oof_probabilities.csv"), headline
+            folder, "cv", group["config"], curves, read_probabilities(folder, names.OOF_PROBABILITIES), headline
         )
-    if (folder / "config.json").exists():
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        result = read_json(folder / "result.json")
+    if (folder / names.CONFIG).exists():
+        config = json.loads((folder / names.CONFIG).read_text(encoding="utf-8"))
+        result = read_json(folder / names.RESULT)
         headline = {
             "kind": f"run, fold {config['train']['fold']} of {config['train']['folds']}",
             "best valid macro F1": f"{number(result.get('valid_f1'))} at epoch {result.get('best_epoch', '?')}",
             "git commit": str(config.get("git_commit") or "unknown"),
         }
-        curves = {folder.name: read_rows(folder / "summary.csv")}
-        return Subject(folder, "run", config, curves, read_probabilities(folder, "valid_probabilities.csv"), headline)
+        curves = {folder.name: read_rows(folder / names.SUMMARY)}
+        return Subject(folder, "run", config, curves, read_probabilities(folder, names.VALID_PROBABILITIES), headline)
     raise UserError(f"{folder}: not a run folder (config.json) or a cv group (group.json)")
 
 
@@ -115,9 +116,9 @@ def confusion_figure(truth: np.ndarray, predicted: np.ndarray, title: str):
     matrix = confusion(truth, predicted)
     figure, axis = plt.subplots(figsize=(9, 8))
     image = axis.imshow(matrix, cmap="Blues")
-    names = [f"{k} {class_name(k)}" for k in range(NUM_CLASSES)]
-    axis.set_xticks(range(NUM_CLASSES), names, rotation=90, fontsize=7)
-    axis.set_yticks(range(NUM_CLASSES), names, fontsize=7)
+    labels = [f"{k} {class_name(k)}" for k in range(NUM_CLASSES)]
+    axis.set_xticks(range(NUM_CLASSES), labels, rotation=90, fontsize=7)
+    axis.set_yticks(range(NUM_CLASSES), labels, fontsize=7)
     axis.set(xlabel="predicted class", ylabel="true class", title=title)
     threshold = matrix.max() / 2 if matrix.size else 0
     for (row, column), count in np.ndenumerate(matrix):
@@ -265,6 +266,6 @@ def write_report(folder: str | Path, out: str | Path | None = None, data_root: s
     """Render the report of a run or cv group to ``out`` (default ``FOLDER/report.html``)."""
     subject = load_subject(folder)
     root = Path(data_root) if data_root is not None else Path(subject.config["data"]["root"])
-    target = Path(out) if out is not None else subject.folder / "report.html"
+    target = Path(out) if out is not None else subject.folder / names.REPORT
     write_text_atomic(target, render_report(subject, root))
     return target

@@ -24,25 +24,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from maskcls.checkpoint import load_checkpoint
 from maskcls.config import Config
 from maskcls.data.cache import cached_images
 from maskcls.data.images import Progress
 from maskcls.data.layout import read_dataset
-from maskcls.engine import StepSettings, finish, forward_probabilities, prepare, resolve_device
 from maskcls.errors import UserError
 from maskcls.files import read_json, write_json_atomic
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
-from maskcls.models import FaceAttributeModel, create_model
-from maskcls.runs import write_rows
+from maskcls.rundir import names
+from maskcls.rundir.checkpoint import load_checkpoint
+from maskcls.rundir.folders import write_rows
+from maskcls.training.engine import StepSettings, finish, forward_probabilities, prepare, resolve_device
+from maskcls.training.models import FaceAttributeModel, create_model
 
 if TYPE_CHECKING:
-    from maskcls.people import GroupingCheck
+    from maskcls.inference.people import GroupingCheck
 
 log = logging.getLogger("maskcls")
 
 BACKENDS = ("torch", "onnxruntime", "auto")
-BACKEND_FILE = "backend.json"  # the measured choice of "auto", beside the run's checkpoints
+BACKEND_FILE = names.BACKEND  # the measured choice of "auto", beside the run's checkpoints
 TTA_MODES = ("none", "flip")
 
 
@@ -64,14 +65,14 @@ def run_folders(sources: list[str | Path]) -> list[Path]:
     """Run folders named by ``sources``: a run itself, or every fold run of a cv group."""
     runs: list[Path] = []
     for source in map(Path, sources):
-        if (source / "best.pt").exists():
+        if (source / names.BEST_CHECKPOINT).exists():
             runs.append(source)
-        elif (source / "group.json").exists():
-            group = json.loads((source / "group.json").read_text())
+        elif (source / names.GROUP).exists():
+            group = json.loads((source / names.GROUP).read_text())
             runs.extend(source / name for name in group["runs"])
         else:
             raise UserError(f"{source}: neither a run folder (best.pt) nor a cv group (group.json)")
-    missing = [run for run in runs if not (run / "best.pt").exists()]
+    missing = [run for run in runs if not (run / names.BEST_CHECKPOINT).exists()]
     if missing:
         raise UserError(*(f"{run}: best.pt not found (the run has not finished an epoch)" for run in missing))
     return runs
@@ -79,7 +80,7 @@ def run_folders(sources: list[str | Path]) -> list[Path]:
 
 def load_run(run: Path, device: str = "auto") -> LoadedRun:
     """The best checkpoint of ``run`` (``weights_only=True``) in eval mode."""
-    checkpoint = load_checkpoint(run / "best.pt")
+    checkpoint = load_checkpoint(run / names.BEST_CHECKPOINT)
     config = Config.model_validate(checkpoint["config"])
     model = create_model(config.model.name, config.model.head, pretrained=False, dropout=config.model.dropout)
     model.load_state_dict(checkpoint["model"])
@@ -108,9 +109,9 @@ def torch_probabilities(loaded: LoadedRun, images: np.ndarray, batch_size: int, 
 
 def onnx_model(run: Path):
     """An onnxruntime session for ``run``'s ``model.onnx``, exported first when missing."""
-    from maskcls.export import export_onnx, onnx_session
+    from maskcls.inference.export import export_onnx, onnx_session
 
-    path = run / "model.onnx"
+    path = run / names.ONNX_MODEL
     if not path.exists():
         export_onnx(run, path)
     return onnx_session(path)
@@ -156,7 +157,7 @@ def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path,
 
 
 def write_table_and_submission(folder: Path, table: pd.DataFrame) -> tuple[Path, Path]:
-    probabilities, submission = folder / "test_probabilities.csv", folder / "submission.csv"
+    probabilities, submission = folder / names.TEST_PROBABILITIES, folder / names.SUBMISSION
     write_probabilities(probabilities, table)
     write_submission(submission, table["ImageID"], table[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1))
     return probabilities, submission
@@ -183,7 +184,7 @@ def predict_dataset(
 
     Images listed in info.csv that cannot be read get the mean probabilities of the others
     (and a warning), so the submission still has every row."""
-    from maskcls.calibrate import calibrate_table, read_calibration
+    from maskcls.evaluation.calibrate import calibrate_table, read_calibration
 
     biases = read_calibration(calibration) if calibration is not None else None  # a bad file fails first
     prediction = raw_prediction(sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people)
@@ -225,7 +226,7 @@ def raw_prediction(
     mean = sum(per_run.values()) / len(runs)
     people = check = None
     if group_people:
-        from maskcls.people import vote_in_people
+        from maskcls.inference.people import vote_in_people
 
         loaded_runs = [load_run(run, device) for run in runs]  # once, for the test and the validation photos
         clusters = people_clusters(loaded_runs, root, paths, mean, batch_size, cache_dir)
@@ -247,7 +248,7 @@ def raw_prediction(
 
 def grouping_check(loaded_runs: list[LoadedRun], cache_dir):
     """The grouping tried on the runs' validation photos; warns when it lowers their macro F1."""
-    from maskcls.people import check_on_validation
+    from maskcls.inference.people import check_on_validation
 
     check = check_on_validation(loaded_runs, cache_dir)
     if check is None:
@@ -262,7 +263,7 @@ def grouping_check(loaded_runs: list[LoadedRun], cache_dir):
 
 def people_clusters(loaded_runs: list[LoadedRun], root, paths, probabilities, batch_size, cache_dir) -> np.ndarray:
     """Person clusters from every run's backbone embeddings side by side (torch, whatever the backend)."""
-    from maskcls.people import backbone_embeddings, group_photos, normalise
+    from maskcls.inference.people import backbone_embeddings, group_photos, normalise
 
     parts = [
         backbone_embeddings(loaded, cached_images(root, paths, loaded.image_size, cache_dir), batch_size)
@@ -300,7 +301,7 @@ def preferred_backend(run: Path, device: str = "auto") -> str:
     target = resolve_device(device).type
     if target != "cpu":
         return "torch"  # the onnxruntime backend here runs on the CPU only
-    path, checkpoint_time = run / BACKEND_FILE, (run / "best.pt").stat().st_mtime
+    path, checkpoint_time = run / BACKEND_FILE, (run / names.BEST_CHECKPOINT).stat().st_mtime
     if path.exists():
         record = read_json(path)
         if record.get("device") == target and record.get("checkpoint_mtime") == checkpoint_time:
@@ -343,8 +344,8 @@ def full_table(
     full[predicted["row"].to_numpy(dtype=int)] = probabilities
     missing = sorted(set(range(len(info))) - set(predicted["row"].astype(int)))
     if missing and warn:
-        names = ", ".join(info["ImageID"].iloc[missing[:5]])
-        log.warning(f"{len(missing)} eval image(s) could not be read and get the average prediction: {names}")
+        shown = ", ".join(info["ImageID"].iloc[missing[:5]])
+        log.warning(f"{len(missing)} eval image(s) could not be read and get the average prediction: {shown}")
     frame = pd.DataFrame(full, columns=PROBABILITY_COLUMNS)
     frame.insert(0, "ImageID", info["ImageID"].to_numpy())
     return frame

@@ -21,23 +21,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from maskcls.checkpoint import load_checkpoint, save_checkpoint
 from maskcls.config import Config, to_plain_dict
 from maskcls.data.cache import DecodedImages, cached_images
 from maskcls.data.images import Progress
 from maskcls.data.layout import read_dataset
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
 from maskcls.data.transforms import channel_stats
-from maskcls.distributed import Distributed, merge_in_order, start_from_environment, stop
-from maskcls.engine import StepSettings, batches, epoch_order, evaluate, resolve_device, train_one_epoch
 from maskcls.errors import NonFiniteLoss, UserError
 from maskcls.files import write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes
-from maskcls.losses import HeadLoss, create_loss
 from maskcls.metrics import summary as metric_summary
-from maskcls.models import create_model
-from maskcls.optim import create_optimizer, create_scheduler, weight_decay_groups
-from maskcls.runs import environment, new_run_folder, read_rows, write_rows
+from maskcls.rundir import names
+from maskcls.rundir.checkpoint import load_checkpoint, save_checkpoint
+from maskcls.rundir.folders import environment, new_run_folder, read_rows, write_rows
+from maskcls.training.distributed import Distributed, merge_in_order, start_from_environment, stop
+from maskcls.training.engine import StepSettings, batches, epoch_order, evaluate, resolve_device, train_one_epoch
+from maskcls.training.losses import HeadLoss, create_loss
+from maskcls.training.models import create_model
+from maskcls.training.optim import create_optimizer, create_scheduler, weight_decay_groups
 
 log = logging.getLogger("maskcls")
 
@@ -62,7 +63,7 @@ def fit(
     """Train one model on one split; returns the run folder (``runs_dir/NAME-foldK``, made
     unique, or exactly ``run_dir``). ``runs_dir/folds/`` keeps the folds files every run shares.
     Under torchrun every process calls this; rank 0 alone writes, and all return the same path."""
-    checkpoint = load_checkpoint(Path(resume) / "last.pt") if resume is not None else None
+    checkpoint = load_checkpoint(Path(resume) / names.LAST_CHECKPOINT) if resume is not None else None
     if checkpoint is not None:
         config = Config.model_validate(checkpoint["config"])
     context, device = start_from_environment(config.train.device)
@@ -85,7 +86,7 @@ def fit(
 
 def refresh_runs_table(runs_dir: str | Path) -> None:
     """TensorBoard's HPARAMS tab (``runs_dir/hparams``) now includes this run; never fails training."""
-    from maskcls.catalog import refresh_hparams
+    from maskcls.experiments.catalog import refresh_hparams
 
     try:
         refresh_hparams(runs_dir)
@@ -98,10 +99,10 @@ def start_run_folder(config: Config, runs_dir: str | Path, mean, std, run_dir: s
         run = new_run_folder(runs_dir, f"{config.name}-fold{config.train.fold}")
     else:
         run = Path(run_dir)
-        if (run / "last.pt").exists():
+        if (run / names.LAST_CHECKPOINT).exists():
             raise UserError(f"{run}: already holds a run (continue it with --resume)")
         run.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run / "config.json", {**to_plain_dict(config), "mean": mean, "std": std, **environment()})
+    write_json_atomic(run / names.CONFIG, {**to_plain_dict(config), "mean": mean, "std": std, **environment()})
     crop_settings = Path(config.data.root) / "crop.json"  # how the training faces were cut (serve repeats it)
     if crop_settings.exists():
         write_text_atomic(run / "crop.json", crop_settings.read_text(encoding="utf-8"))
@@ -171,8 +172,8 @@ def missing_class_warnings(labels: np.ndarray, train_rows: np.ndarray, valid_row
     for side, rows in (("training", train_rows), ("validation", valid_rows)):
         missing = sorted(present - set(np.unique(labels[rows]).tolist()))
         if missing and len(rows):
-            names = ", ".join(f"{k} ({class_name(k)})" for k in missing)
-            messages.append(f"fold {fold}: the {side} part has no images of class {names}")
+            listed = ", ".join(f"{k} ({class_name(k)})" for k in missing)
+            messages.append(f"fold {fold}: the {side} part has no images of class {listed}")
     return messages
 
 
@@ -258,11 +259,11 @@ class Trainer:
         return SummaryWriter(str(self.run_dir), purge_step=self.epoch)
 
     def write_epoch(self, writer, row: dict, improved: bool) -> None:
-        write_rows(self.run_dir / "summary.csv", self.rows)
+        write_rows(self.run_dir / names.SUMMARY, self.rows)
         log_scalars(writer, row, row["epoch"])
-        self.save("last.pt")
+        self.save(names.LAST_CHECKPOINT)
         if improved:
-            self.save("best.pt")
+            self.save(names.BEST_CHECKPOINT)
             self.write_valid_probabilities()
 
     def one_epoch(self, total: int) -> dict:
@@ -338,7 +339,7 @@ class Trainer:
             "valid_accuracy": best.get("valid_accuracy"),
             "seconds": round(sum(row["seconds"] for row in self.rows), 2),
         }
-        write_json_atomic(self.run_dir / "result.json", result)
+        write_json_atomic(self.run_dir / names.RESULT, result)
 
     def last_good_checkpoint(self) -> str:
         if self.epoch == 0:
@@ -375,7 +376,7 @@ class Trainer:
         self.best_epoch, self.stale = state["best_epoch"], state["stale"]
         self.rows = [
             {key: float(value) if key != "epoch" else int(value) for key, value in row.items()}
-            for row in read_rows(self.run_dir / "summary.csv")
+            for row in read_rows(self.run_dir / names.SUMMARY)
         ][: self.epoch]
 
     # --- outputs -------------------------------------------------------------------------------
@@ -386,13 +387,13 @@ class Trainer:
         frame.insert(0, "target", self.data.true_labels[self.data.valid_rows])
         frame.insert(0, "profile", rows["profile"].to_numpy())
         frame.insert(0, "path", rows["path"].to_numpy())
-        write_rows(self.run_dir / "valid_probabilities.csv", frame.to_dict("records"))
+        write_rows(self.run_dir / names.VALID_PROBABILITIES, frame.to_dict("records"))
 
     def finish(self, writer) -> None:
         best = next((row for row in self.rows if row["epoch"] == self.best_epoch), None)
         if best is None:
             return
-        best_probabilities = pd.read_csv(self.run_dir / "valid_probabilities.csv")
+        best_probabilities = pd.read_csv(self.run_dir / names.VALID_PROBABILITIES)
         figures = validation_figures(self.data, best_probabilities, self.run_dir)
         for name, figure in figures.items():
             writer.add_figure(f"valid/{name}", figure, self.best_epoch)
@@ -438,7 +439,7 @@ def validation_figures(data: TrainingData, probabilities: pd.DataFrame, run: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskcls.report import confusion_figure
+    from maskcls.experiments.report import confusion_figure
 
     predicted = probabilities[[f"p{k}" for k in range(NUM_CLASSES)]].to_numpy().argmax(1)
     truth = probabilities["target"].to_numpy()

@@ -74,7 +74,7 @@ def oracle_predictions(truth_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
 def oracle_score(truth_dir: Path) -> dict | None:
     """The oracle scored like a submission (public / private / all, per attribute), or None
     where the answers come without ``people.csv`` (real data, older synthetic sets)."""
-    from maskcls.score import score_predictions
+    from maskcls.evaluation.score import score_predictions
 
     if not has_oracle(truth_dir):
         return None

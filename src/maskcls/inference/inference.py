@@ -23,8 +23,7 @@ from maskcls.data.cache import load_resized
 from maskcls.errors import DataError
 from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
-from maskcls.labels import HEAD_VALUE_NAMES, NUM_CLASSES, class_name, head_marginals
-from maskcls.predict import (
+from maskcls.inference.predict import (
     check_options,
     load_run,
     onnx_model,
@@ -33,6 +32,7 @@ from maskcls.predict import (
     run_folders,
     torch_probabilities,
 )
+from maskcls.labels import HEAD_VALUE_NAMES, NUM_CLASSES, class_name, head_marginals
 
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "MPO"}  # what photos arrive as; MPO is a phone JPEG
 

@@ -24,9 +24,10 @@ import pandas as pd
 import torch
 
 from maskcls.data.cache import cached_images
-from maskcls.engine import finish, prepare
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS, head_marginals
 from maskcls.metrics import macro_f1
+from maskcls.rundir import names
+from maskcls.training.engine import finish, prepare
 
 PHOTOS_PER_PERSON = 7
 
@@ -123,7 +124,7 @@ def check_on_validation(loaded_runs: list, cache_dir) -> GroupingCheck | None:
     persons and labels; pooled over the runs. None when a run's data or predictions are missing."""
     clusters, people, plain, grouped, targets, offset = [], [], [], [], [], 0
     for loaded in loaded_runs:
-        table_path = loaded.run / "valid_probabilities.csv"
+        table_path = loaded.run / names.VALID_PROBABILITIES
         if not table_path.exists():
             return None
         table = pd.read_csv(table_path)

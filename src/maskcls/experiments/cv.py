@@ -30,17 +30,18 @@ from maskcls.config import Config, to_plain_dict
 from maskcls.data.images import Progress
 from maskcls.errors import UserError
 from maskcls.files import write_json_atomic, write_text_atomic
+from maskcls.inference.predict import PROBABILITY_COLUMNS, read_probabilities
 from maskcls.metrics import summary
-from maskcls.predict import PROBABILITY_COLUMNS, read_probabilities
-from maskcls.runs import write_rows
+from maskcls.rundir import names
+from maskcls.rundir.folders import write_rows
 
-GROUP_FILE = "group.json"
+GROUP_FILE = names.GROUP
 
 
 def read_out_of_fold(source: str | Path, needs: set[str], purpose: str) -> tuple[pd.DataFrame, Path]:
     """A cv group's ``oof_probabilities.csv`` (or such a CSV itself), checked for ``needs``."""
     source = Path(source)
-    path = source / "oof_probabilities.csv" if source.is_dir() else source
+    path = source / names.OOF_PROBABILITIES if source.is_dir() else source
     if not path.exists():
         raise UserError(f"{path}: not found ({purpose} needs out-of-fold probabilities: a finished maskcls cv)")
     table = read_probabilities(path)
@@ -92,7 +93,7 @@ def start_group(config: Config, group: Path) -> Path:
             raise UserError(f"{group}: a cv group with another config already uses this name (set a new `name`)")
         return group
     group.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(group / "config.yaml", yaml.safe_dump(plain, sort_keys=False))
+    write_text_atomic(group / names.CONFIG_YAML, yaml.safe_dump(plain, sort_keys=False))
     runs = [f"fold{fold}" for fold in range(config.train.folds)]
     record = {"name": config.name, "folds": config.train.folds, "seed": config.seed, "runs": runs, "config": plain}
     write_json_atomic(group / GROUP_FILE, record)
@@ -100,14 +101,14 @@ def start_group(config: Config, group: Path) -> Path:
 
 
 def fold_finished(run: Path) -> bool:
-    return (run / "result.json").exists()
+    return (run / names.RESULT).exists()
 
 
 def train_fold(config: Config, group: Path, runs_dir, fold: int, progress: Progress | None) -> Path:
-    from maskcls.train import fit
+    from maskcls.training.train import fit
 
     run = group / f"fold{fold}"
-    if (run / "last.pt").exists():
+    if (run / names.LAST_CHECKPOINT).exists():
         return fit(config, runs_dir=runs_dir, resume=run, progress=progress)
     fold_config = config.model_copy(deep=True)
     fold_config.train.fold = fold
@@ -146,9 +147,9 @@ def train_in_processes(group: Path, runs_dir, folds: list[int], devices: list[st
 def fold_command(group: Path, runs_dir, fold: int, device: str) -> list[str]:
     run = group / f"fold{fold}"
     command = [sys.executable, "-m", "maskcls", "train", "--quiet", "--runs-dir", str(runs_dir)]
-    if (run / "last.pt").exists():
+    if (run / names.LAST_CHECKPOINT).exists():
         return [*command, "--resume", str(run)]
-    config = str(group / "config.yaml")
+    config = str(group / names.CONFIG_YAML)
     return [*command, config, "--run-dir", str(run), "-o", f"train.fold={fold}", "-o", f"train.device={device}"]
 
 
@@ -158,13 +159,13 @@ def write_cv_results(group: Path) -> dict:
     parts, folds = [], []
     for fold, name in enumerate(record["runs"]):
         run = group / name
-        frame = pd.read_csv(run / "valid_probabilities.csv")
+        frame = pd.read_csv(run / names.VALID_PROBABILITIES)
         frame.insert(3, "fold", fold)
         parts.append(frame)
-        result = json.loads((run / "result.json").read_text())
+        result = json.loads((run / names.RESULT).read_text())
         folds.append({"fold": fold, **{key: result[key] for key in ("valid_f1", "valid_accuracy", "best_epoch")}})
     oof = pd.concat(parts, ignore_index=True)
-    write_rows(group / "oof_probabilities.csv", oof.to_dict("records"))
+    write_rows(group / names.OOF_PROBABILITIES, oof.to_dict("records"))
     scores = np.array([fold["valid_f1"] for fold in folds])
     metrics = summary(oof["target"].to_numpy(), oof[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1))
     result = {
@@ -174,5 +175,5 @@ def write_cv_results(group: Path) -> dict:
         **{f"oof_{key}": round(value, 6) for key, value in metrics.items()},
         "images": len(oof),
     }
-    write_json_atomic(group / "cv.json", result)
+    write_json_atomic(group / names.CV_RESULT, result)
     return result

@@ -19,6 +19,7 @@ from maskcls.errors import DataError
 from maskcls.files import write_json_atomic
 from maskcls.labels import NUM_CLASSES
 from maskcls.metrics import confusion, f1_per_class, summary
+from maskcls.rundir import names
 
 SUBMISSION_HEADER = ["ImageID", "ans"]
 MAX_LISTED_PROBLEMS = 20
@@ -98,7 +99,7 @@ def predicted_classes(path: str | Path, expected_ids: list[str]) -> np.ndarray:
         header = handle.readline()
     if "p0" not in header.strip().split(","):
         return read_submission(path, expected_ids)
-    from maskcls.predict import PROBABILITY_COLUMNS, read_probabilities
+    from maskcls.inference.predict import PROBABILITY_COLUMNS, read_probabilities
 
     frame = read_probabilities(path)
     ids = list(frame.get("ImageID", []))
@@ -132,7 +133,7 @@ def score_predictions(truth: np.ndarray, predicted: np.ndarray, halves: np.ndarr
 def validation_f1(submission: str | Path) -> float | None:
     """The CV F1 (cv group) or best valid F1 (run) of the folder a submission was written to."""
     folder = Path(submission).resolve().parent
-    for name, key in (("cv.json", "oof_f1"), ("result.json", "valid_f1")):
+    for name, key in ((names.CV_RESULT, "oof_f1"), (names.RESULT, "valid_f1")):
         if (folder / name).exists():
             return json.loads((folder / name).read_text()).get(key)
     return None

@@ -17,7 +17,7 @@ from torch import nn
 
 from maskcls.data.transforms import augment, normalize, to_float
 from maskcls.errors import NonFiniteLoss
-from maskcls.mixing import maybe_mix, mixed_loss
+from maskcls.training.mixing import maybe_mix, mixed_loss
 
 
 @dataclass

@@ -25,7 +25,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from maskcls import __version__
-from maskcls.inference import BadImage, Predictor, decode_photo
+from maskcls.inference.inference import BadImage, Predictor, decode_photo
 
 log = logging.getLogger("maskcls")
 
@@ -79,7 +79,7 @@ async def send_json(send, status: int, body: dict) -> None:
 
 
 def page_html() -> str:
-    return resources.files("maskcls").joinpath("web/index.html").read_text(encoding="utf-8")
+    return resources.files("maskcls.inference").joinpath("web/index.html").read_text(encoding="utf-8")
 
 
 def create_app(predictor: Predictor, limits: Limits = Limits()):

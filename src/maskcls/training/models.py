@@ -15,7 +15,7 @@ from torch import nn
 
 from maskcls.errors import UserError
 from maskcls.labels import HEAD_SIZES, NUM_CLASSES
-from maskcls.weights import check_weights_fit_model, fit_state_dict, read_state_dict, resolve_weights_path
+from maskcls.training.weights import check_weights_fit_model, fit_state_dict, read_state_dict, resolve_weights_path
 
 log = logging.getLogger("maskcls")
 
@@ -64,7 +64,7 @@ def create_backbone(name: str, pretrained: bool = False, weights: str | Path | N
     """A timm model without its classifier, and its feature size.
 
     ``pretrained`` downloads timm's weights (needs the internet); ``weights`` loads a local
-    file or ``package:NAME`` instead (see :mod:`maskcls.weights`).
+    file or ``package:NAME`` instead (see :mod:`maskcls.training.weights`).
     """
     keep_classifier = weights is not None  # a weights file may hold it: it must be there to map by order
     backbone = create_timm_model(name, pretrained, weights, classifier=keep_classifier)
