@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from maskcls.data.cache import cached_images
-from maskcls.inference.predict import load_run, torch_probabilities
+from maskcls.inference.loading import load_run
+from maskcls.inference.predict import torch_probabilities
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.metrics import macro_f1
 from maskcls.training.distributed import Distributed, merge_in_order

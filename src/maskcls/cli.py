@@ -228,6 +228,7 @@ def train(
 ) -> None:
     """Train one model on one split; leaves runs/NAME with config, summary, TensorBoard, checkpoints."""
     from maskcls.config import load_config
+    from maskcls.experiments.catalog import refresh_runs_table
     from maskcls.progress import progress_bar
     from maskcls.rundir.folders import read_rows
     from maskcls.training.distributed import is_main_process
@@ -236,7 +237,10 @@ def train(
     shortcuts = {"data.root": data, "train.fold": fold, "train.folds": folds, "seed": seed}
     settings = load_config(config, with_shortcuts(override, shortcuts))
     with progress_bar("train", quiet) as progress:
-        run = fit(settings, runs_dir=runs_dir, resume=resume, progress=progress, run_dir=run_dir)
+        run = fit(
+            settings, runs_dir=runs_dir, resume=resume, progress=progress, run_dir=run_dir,
+            on_finished=refresh_runs_table,
+        )  # fmt: skip
     rows = read_rows(run / names.SUMMARY)
     if rows and is_main_process():
         best = max(rows, key=lambda row: float(row["valid_f1"]))
@@ -355,8 +359,8 @@ def ensemble(
 ) -> None:
     """Soft or hard voting across folds and experiments; OOF inputs report the ensemble's CV score."""
     from maskcls.evaluation.ensemble import ensemble as combine
-    from maskcls.inference.predict import write_probabilities, write_submission
     from maskcls.metrics import summary
+    from maskcls.rundir.tables import write_probabilities, write_submission
 
     weight_list = parse_floats(weights, "--weights") if weights else None
     result = combine(inputs, method=method, weights=weight_list, oof=oof, calibration=calibration)

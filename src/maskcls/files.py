@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from maskcls.errors import UserError
+
 
 def current_umask() -> int:
     mask = os.umask(0)
@@ -37,8 +39,6 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 def read_json(path: str | Path) -> dict:
     """A JSON file's object, ``{}`` when the file does not exist; a broken file names itself."""
-    from maskcls.errors import UserError
-
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))

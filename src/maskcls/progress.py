@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from maskcls.data.images import Progress as ProgressCallback
+from maskcls.callbacks import Progress as ProgressCallback
 
 
 def progress_wanted(quiet: bool) -> bool:

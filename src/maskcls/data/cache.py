@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskcls.data.images import Progress
+from maskcls.callbacks import Progress
 from maskcls.errors import DataError
 from maskcls.files import atomic_path
 

@@ -4,15 +4,14 @@ reads every byte, so truncated and corrupt files are found at a fraction of a fu
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 from PIL import Image
 
-Progress = Callable[[int, int], None]
-"""``progress(done, total)``: how library code reports progress without printing."""
+from maskcls.callbacks import Progress
 
 
 def image_error(path: str | Path) -> str | None:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from maskcls.callbacks import Progress
 from maskcls.data.corrections import apply_corrections, load_corrections
-from maskcls.data.images import Progress, image_errors
+from maskcls.data.images import image_errors
 from maskcls.data.problems import Problem
 from maskcls.errors import DataError
 from maskcls.labels import IMAGE_EXTENSIONS, MASK_STEMS, parse_gender

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from maskcls.experiments.cv import read_out_of_fold
 from maskcls.files import write_text_atomic
 from maskcls.labels import AGE_BORDERS, HEAD_VALUE_NAMES, PROBABILITY_COLUMNS, Mask, decode_classes, head_marginals
+from maskcls.rundir.tables import read_out_of_fold
 
 AUDIT_COLUMNS = ["profile", "attribute", "given", "suggested", "evidence", "score", "agreeing", "images"]
 

@@ -23,6 +23,7 @@ from maskcls.files import write_json_atomic
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.metrics import macro_f1
 from maskcls.rundir import names
+from maskcls.rundir.tables import read_out_of_fold
 
 BIAS_STEPS = np.round(np.arange(-2.0, 2.0001, 0.1), 2)
 EPSILON = 1e-7
@@ -91,8 +92,6 @@ def fit_biases(log_probabilities: np.ndarray, target: np.ndarray, rounds: int = 
 
 
 def calibrate(source: str | Path) -> Calibration:
-    from maskcls.experiments.cv import read_out_of_fold
-
     table, path = read_out_of_fold(source, {"target", "fold"}, "calibrate")
     log_probabilities = np.log(np.clip(table[PROBABILITY_COLUMNS].to_numpy(dtype=np.float64), EPSILON, None))
     target, folds = table["target"].to_numpy(), table["fold"].to_numpy()

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import UserError
-from maskcls.inference.predict import PROBABILITY_COLUMNS, read_probabilities
-from maskcls.labels import NUM_CLASSES
+from maskcls.evaluation.calibrate import apply_biases, read_calibration
+from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.rundir import names
+from maskcls.rundir.tables import read_probabilities
 
 METHODS = ("soft", "hard")
 KEYS = ("ImageID", "path")
@@ -91,8 +92,6 @@ def ensemble(
     if method == "soft":
         combined = soft_vote(probabilities, weight_array)
         if calibration is not None:
-            from maskcls.evaluation.calibrate import apply_biases, read_calibration
-
             combined = apply_biases(combined, read_calibration(calibration))
         classes = combined.argmax(axis=1)
     else:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import DataError
+from maskcls.evaluation.score import score_predictions
 from maskcls.labels import AGE_BORDERS, Gender, age_groups, encode_classes
 from maskcls.metrics import macro_f1
 
@@ -74,8 +75,6 @@ def oracle_predictions(truth_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
 def oracle_score(truth_dir: Path) -> dict | None:
     """The oracle scored like a submission (public / private / all, per attribute), or None
     where the answers come without ``people.csv`` (real data, older synthetic sets)."""
-    from maskcls.evaluation.score import score_predictions
-
     if not has_oracle(truth_dir):
         return None
     truth, predicted, halves, borders = oracle_predictions(truth_dir)

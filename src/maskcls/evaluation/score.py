@@ -17,9 +17,10 @@ import numpy as np
 
 from maskcls.errors import DataError
 from maskcls.files import write_json_atomic
-from maskcls.labels import NUM_CLASSES
+from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.metrics import confusion, f1_per_class, summary
 from maskcls.rundir import names
+from maskcls.rundir.tables import read_probabilities
 
 SUBMISSION_HEADER = ["ImageID", "ans"]
 MAX_LISTED_PROBLEMS = 20
@@ -99,8 +100,6 @@ def predicted_classes(path: str | Path, expected_ids: list[str]) -> np.ndarray:
         header = handle.readline()
     if "p0" not in header.strip().split(","):
         return read_submission(path, expected_ids)
-    from maskcls.inference.predict import PROBABILITY_COLUMNS, read_probabilities
-
     frame = read_probabilities(path)
     ids = list(frame.get("ImageID", []))
     if ids != expected_ids:

@@ -11,6 +11,7 @@ import csv
 import fnmatch
 import io
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from maskcls.errors import UserError
 from maskcls.files import atomic_path, read_json, write_text_atomic
 from maskcls.rundir import names
 from maskcls.rundir.folders import read_rows
+
+log = logging.getLogger("maskcls")
 
 # stored beside the config but not part of the experiment's recipe
 NOT_RECIPE = {"name", "mean", "std", "git_commit", "python", "torch", "timm", "train.fold"}
@@ -288,6 +291,15 @@ def excel_value(value: Any) -> Any:
 # --- TensorBoard ------------------------------------------------------------------------------
 
 HPARAM_METRICS = ["valid_f1", "cv_f1", "public_f1", "private_f1"]
+
+
+def refresh_runs_table(runs_dir: str | Path) -> None:
+    """After a training run: TensorBoard's HPARAMS tab (``runs_dir/hparams``) includes it; a
+    failure here is a warning, never a failed run."""
+    try:
+        refresh_hparams(runs_dir)
+    except (OSError, UserError, ValueError) as error:
+        log.warning(f"{runs_dir}/hparams not refreshed: {error}")
 
 
 def refresh_hparams(root: str | Path, entries: list[Entry] | None = None) -> Path:

@@ -26,29 +26,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from maskcls.callbacks import Progress
 from maskcls.config import Config, to_plain_dict
-from maskcls.data.images import Progress
 from maskcls.errors import UserError
+from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.files import write_json_atomic, write_text_atomic
-from maskcls.inference.predict import PROBABILITY_COLUMNS, read_probabilities
+from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.metrics import summary
 from maskcls.rundir import names
 from maskcls.rundir.folders import write_rows
 
 GROUP_FILE = names.GROUP
-
-
-def read_out_of_fold(source: str | Path, needs: set[str], purpose: str) -> tuple[pd.DataFrame, Path]:
-    """A cv group's ``oof_probabilities.csv`` (or such a CSV itself), checked for ``needs``."""
-    source = Path(source)
-    path = source / names.OOF_PROBABILITIES if source.is_dir() else source
-    if not path.exists():
-        raise UserError(f"{path}: not found ({purpose} needs out-of-fold probabilities: a finished maskcls cv)")
-    table = read_probabilities(path)
-    missing = needs - set(table.columns)
-    if missing:
-        raise UserError(f"{path} line 1: missing column(s) {', '.join(sorted(missing))}")
-    return table, path
 
 
 def group_folder(runs_dir: str | Path, config: Config) -> Path:
@@ -109,10 +97,10 @@ def train_fold(config: Config, group: Path, runs_dir, fold: int, progress: Progr
 
     run = group / f"fold{fold}"
     if (run / names.LAST_CHECKPOINT).exists():
-        return fit(config, runs_dir=runs_dir, resume=run, progress=progress)
+        return fit(config, runs_dir=runs_dir, resume=run, progress=progress, on_finished=refresh_runs_table)
     fold_config = config.model_copy(deep=True)
     fold_config.train.fold = fold
-    return fit(fold_config, runs_dir=runs_dir, progress=progress, run_dir=run)
+    return fit(fold_config, runs_dir=runs_dir, progress=progress, run_dir=run, on_finished=refresh_runs_table)
 
 
 def train_in_processes(group: Path, runs_dir, folds: list[int], devices: list[str], on_fold) -> None:

@@ -19,9 +19,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from maskcls.callbacks import Progress
 from maskcls.config import Config, ConfigError, check_known_keys, format_validation_error, set_dotted, to_plain_dict
-from maskcls.data.images import Progress
 from maskcls.errors import UserError
+from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.files import read_json, write_json_atomic
 from maskcls.rundir import names
 
@@ -176,7 +177,7 @@ def train_variant(variant: Variant, folder: Path, runs_dir: str | Path, folds: i
     if (target / names.RESULT).exists():
         return "already finished"
     if (target / names.LAST_CHECKPOINT).exists():
-        fit(variant.config, runs_dir=runs_dir, resume=target, progress=progress)
+        fit(variant.config, runs_dir=runs_dir, resume=target, progress=progress, on_finished=refresh_runs_table)
         return "resumed and finished"
-    fit(variant.config, runs_dir=runs_dir, progress=progress, run_dir=target)
+    fit(variant.config, runs_dir=runs_dir, progress=progress, run_dir=target, on_finished=refresh_runs_table)
     return "trained"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskcls.data.images import Progress
+from maskcls.callbacks import Progress
 from maskcls.data.layout import EVAL_CSV, TRAIN_CSV, read_dataset
 from maskcls.errors import UserError
 from maskcls.faces.detectors import Box, Detection, Detector, FixedBoxDetector, create_detector

@@ -18,6 +18,7 @@ from torch import nn
 
 from maskcls.errors import UserError
 from maskcls.files import atomic_path
+from maskcls.inference.loading import load_run
 from maskcls.rundir import names
 
 OPSET = 18
@@ -39,8 +40,6 @@ class ExportedModel(nn.Module):
 
 def export_onnx(run: str | Path, out: str | Path | None = None) -> Path:
     """Write ``run``'s best model as ONNX (default ``RUN/model.onnx``); returns the path."""
-    from maskcls.inference.predict import load_run
-
     run = Path(run)
     out = Path(out) if out else run / names.ONNX_MODEL
     loaded = load_run(run, device="cpu")

@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from maskcls import __version__
 from maskcls.data.cache import load_resized
 from maskcls.errors import DataError
 from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
+from maskcls.inference.loading import load_run, run_folders
 from maskcls.inference.predict import (
     check_options,
-    load_run,
     onnx_model,
     onnx_probabilities,
     preferred_backend,
-    run_folders,
     torch_probabilities,
 )
 from maskcls.labels import HEAD_VALUE_NAMES, NUM_CLASSES, class_name, head_marginals
@@ -194,8 +194,6 @@ class Predictor:
         return (total / len(self.models)).astype(np.float32)
 
     def describe(self) -> dict:
-        from maskcls import __version__
-
         return {
             "source": str(self.source),
             "name": self.config.name,

@@ -13,85 +13,42 @@ use the same ``p*`` columns with ``path``, ``profile`` and ``target`` in front.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
-from maskcls.config import Config
+from maskcls.callbacks import Progress
 from maskcls.data.cache import cached_images
-from maskcls.data.images import Progress
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError
+from maskcls.evaluation.calibrate import calibrate_table, read_calibration
 from maskcls.files import read_json, write_json_atomic
+from maskcls.inference.export import export_onnx, onnx_session
+from maskcls.inference.loading import LoadedRun, load_run, run_folders
+from maskcls.inference.people import (
+    GroupingCheck,
+    backbone_embeddings,
+    check_on_validation,
+    group_photos,
+    normalise,
+    vote_in_people,
+)
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.rundir import names
-from maskcls.rundir.checkpoint import load_checkpoint
 from maskcls.rundir.folders import write_rows
-from maskcls.training.engine import StepSettings, finish, forward_probabilities, prepare, resolve_device
-from maskcls.training.models import FaceAttributeModel, create_model
-
-if TYPE_CHECKING:
-    from maskcls.inference.people import GroupingCheck
+from maskcls.rundir.tables import write_probabilities, write_submission
+from maskcls.training.engine import finish, forward_probabilities, prepare, resolve_device
 
 log = logging.getLogger("maskcls")
 
 BACKENDS = ("torch", "onnxruntime", "auto")
 BACKEND_FILE = names.BACKEND  # the measured choice of "auto", beside the run's checkpoints
 TTA_MODES = ("none", "flip")
-
-
-@dataclass
-class LoadedRun:
-    """A trained model ready for inference, with what its inputs need."""
-
-    run: Path
-    config: Config
-    model: FaceAttributeModel
-    settings: StepSettings
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(self.config.train.image_size)
-
-
-def run_folders(sources: list[str | Path]) -> list[Path]:
-    """Run folders named by ``sources``: a run itself, or every fold run of a cv group."""
-    runs: list[Path] = []
-    for source in map(Path, sources):
-        if (source / names.BEST_CHECKPOINT).exists():
-            runs.append(source)
-        elif (source / names.GROUP).exists():
-            group = json.loads((source / names.GROUP).read_text())
-            runs.extend(source / name for name in group["runs"])
-        else:
-            raise UserError(f"{source}: neither a run folder (best.pt) nor a cv group (group.json)")
-    missing = [run for run in runs if not (run / names.BEST_CHECKPOINT).exists()]
-    if missing:
-        raise UserError(*(f"{run}: best.pt not found (the run has not finished an epoch)" for run in missing))
-    return runs
-
-
-def load_run(run: Path, device: str = "auto") -> LoadedRun:
-    """The best checkpoint of ``run`` (``weights_only=True``) in eval mode."""
-    checkpoint = load_checkpoint(run / names.BEST_CHECKPOINT)
-    config = Config.model_validate(checkpoint["config"])
-    model = create_model(config.model.name, config.model.head, pretrained=False, dropout=config.model.dropout)
-    model.load_state_dict(checkpoint["model"])
-    target = resolve_device(device)
-    channels_last = config.train.channels_last
-    model = model.to(target, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
-    amp = torch.bfloat16 if config.train.amp == "bf16" else torch.float16 if config.train.amp == "fp16" else None
-    if amp is not None and target.type == "cpu" and config.train.amp == "fp16":
-        amp = None  # fp16 autocast is a GPU feature
-    settings = StepSettings(target, amp, channels_last, None, tuple(checkpoint["mean"]), tuple(checkpoint["std"]))
-    return LoadedRun(run, config, model, settings)
 
 
 @torch.no_grad()
@@ -109,8 +66,6 @@ def torch_probabilities(loaded: LoadedRun, images: np.ndarray, batch_size: int, 
 
 def onnx_model(run: Path):
     """An onnxruntime session for ``run``'s ``model.onnx``, exported first when missing."""
-    from maskcls.inference.export import export_onnx, onnx_session
-
     path = run / names.ONNX_MODEL
     if not path.exists():
         export_onnx(run, path)
@@ -184,8 +139,6 @@ def predict_dataset(
 
     Images listed in info.csv that cannot be read get the mean probabilities of the others
     (and a warning), so the submission still has every row."""
-    from maskcls.evaluation.calibrate import calibrate_table, read_calibration
-
     biases = read_calibration(calibration) if calibration is not None else None  # a bad file fails first
     prediction = raw_prediction(sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people)
     if biases is None:
@@ -226,8 +179,6 @@ def raw_prediction(
     mean = sum(per_run.values()) / len(runs)
     people = check = None
     if group_people:
-        from maskcls.inference.people import vote_in_people
-
         loaded_runs = [load_run(run, device) for run in runs]  # once, for the test and the validation photos
         clusters = people_clusters(loaded_runs, root, paths, mean, batch_size, cache_dir)
         mean = vote_in_people(mean, clusters)
@@ -248,8 +199,6 @@ def raw_prediction(
 
 def grouping_check(loaded_runs: list[LoadedRun], cache_dir):
     """The grouping tried on the runs' validation photos; warns when it lowers their macro F1."""
-    from maskcls.inference.people import check_on_validation
-
     check = check_on_validation(loaded_runs, cache_dir)
     if check is None:
         log.warning("--group-people: could not check the grouping on the validation photos (data not found)")
@@ -263,8 +212,6 @@ def grouping_check(loaded_runs: list[LoadedRun], cache_dir):
 
 def people_clusters(loaded_runs: list[LoadedRun], root, paths, probabilities, batch_size, cache_dir) -> np.ndarray:
     """Person clusters from every run's backbone embeddings side by side (torch, whatever the backend)."""
-    from maskcls.inference.people import backbone_embeddings, group_photos, normalise
-
     parts = [
         backbone_embeddings(loaded, cached_images(root, paths, loaded.image_size, cache_dir), batch_size)
         for loaded in loaded_runs
@@ -348,29 +295,4 @@ def full_table(
         log.warning(f"{len(missing)} eval image(s) could not be read and get the average prediction: {shown}")
     frame = pd.DataFrame(full, columns=PROBABILITY_COLUMNS)
     frame.insert(0, "ImageID", info["ImageID"].to_numpy())
-    return frame
-
-
-def write_probabilities(path: str | Path, table: pd.DataFrame) -> None:
-    write_rows(Path(path), table.to_dict("records"))
-
-
-def write_submission(path: str | Path, image_ids, classes: np.ndarray) -> None:
-    """``ImageID,ans`` in the given (info.csv) order."""
-    rows = [{"ImageID": image_id, "ans": int(k)} for image_id, k in zip(image_ids, classes, strict=True)]
-    write_rows(Path(path), rows)
-
-
-def read_probabilities(path: str | Path) -> pd.DataFrame:
-    """A probabilities file (test, validation or out-of-fold); names the file when it is not one."""
-    path = Path(path)
-    try:
-        frame = pd.read_csv(path, keep_default_na=False)
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not a probabilities CSV ({error})") from None
-    missing = [column for column in PROBABILITY_COLUMNS if column not in frame.columns]
-    if missing:
-        raise UserError(f"{path} line 1: missing column(s) {', '.join(missing[:3])} (expected p0..p17)")
     return frame

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from maskcls.data.images import Progress
+from maskcls.callbacks import Progress
 from maskcls.errors import UserError
 from maskcls.files import write_json_atomic
 from maskcls.labels import MASK_STEMS, Gender, Mask, age_group, encode_class
 from maskcls.synth.draw import draw_photo
-from maskcls.synth.people import Person, sample_person
+from maskcls.synth.people import Person, Profile, sample_person
+from maskcls.synth.quirks import name_quirks, plant_file_quirks
 
 GENERATOR_VERSION = 1
 RACE = "Asian"
@@ -50,19 +51,6 @@ class SynthSpec:
     @property
     def eval_count(self) -> int:
         return self.eval_people if self.eval_people is not None else max(1, round(self.people * 2 / 3))
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One person as written to disk: their folder (train) or hashed names (eval)."""
-
-    person: Person
-    split: str  # "train" or "eval"
-    folder: str  # profile folder name (train) or a synthetic person name (eval)
-    person_id: str
-    file_names: dict[str, str]  # stem -> file name
-    given_gender: Gender  # the label written to train.csv (differs from the truth if corrupted)
-    swap_incorrect_normal: bool = False
 
 
 @dataclass
@@ -119,8 +107,6 @@ def check_spec(spec: SynthSpec) -> None:
 
 
 def write_dataset(root: Path, spec: SynthSpec, workers: int | None, progress: Progress | None) -> SynthSummary:
-    from maskcls.synth.quirks import name_quirks, plant_file_quirks
-
     train = make_profiles(spec, "train")
     evaluation = make_profiles(spec, "eval")
     if spec.quirks:

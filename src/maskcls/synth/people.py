@@ -132,3 +132,16 @@ def sample_mask_style(rng: np.random.Generator) -> MaskStyle:
 def rgb(values: np.ndarray) -> tuple[int, int, int]:
     clipped = np.clip(np.asarray(values, dtype=float), 0, 255).round().astype(int)
     return int(clipped[0]), int(clipped[1]), int(clipped[2])
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One person as written to disk: their folder (train) or hashed names (eval)."""
+
+    person: Person
+    split: str  # "train" or "eval"
+    folder: str  # profile folder name (train) or a synthetic person name (eval)
+    person_id: str
+    file_names: dict[str, str]  # stem -> file name
+    given_gender: Gender  # the label written to train.csv (differs from the truth if corrupted)
+    swap_incorrect_normal: bool = False

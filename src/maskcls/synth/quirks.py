@@ -14,7 +14,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from maskcls.synth.generate import Profile
+from maskcls.synth.people import Profile
 
 APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
 

@@ -160,6 +160,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type of ``train.amp`` on ``device``, for training and prediction alike:
+    bf16 anywhere; fp16 on CUDA only (fp16 autocast is a GPU feature; on a CPU it runs fp32)."""
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16" and device.type == "cuda":
+        return torch.float16
+    return None
+
+
 def forward_probabilities(
     model: nn.Module, batch: torch.Tensor, settings: StepSettings, tta_flip: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +22,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from maskcls.callbacks import Progress
 from maskcls.config import Config, to_plain_dict
 from maskcls.data.cache import DecodedImages, cached_images
-from maskcls.data.images import Progress
 from maskcls.data.layout import read_dataset
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
 from maskcls.data.transforms import channel_stats
 from maskcls.errors import NonFiniteLoss, UserError
+from maskcls.figures import confusion_figure, pyplot
 from maskcls.files import write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes
 from maskcls.metrics import summary as metric_summary
@@ -35,7 +37,15 @@ from maskcls.rundir import names
 from maskcls.rundir.checkpoint import load_checkpoint, save_checkpoint
 from maskcls.rundir.folders import environment, new_run_folder, read_rows, write_rows
 from maskcls.training.distributed import Distributed, merge_in_order, start_from_environment, stop
-from maskcls.training.engine import StepSettings, batches, epoch_order, evaluate, resolve_device, train_one_epoch
+from maskcls.training.engine import (
+    StepSettings,
+    amp_dtype,
+    batches,
+    epoch_order,
+    evaluate,
+    resolve_device,
+    train_one_epoch,
+)
 from maskcls.training.losses import HeadLoss, create_loss
 from maskcls.training.models import create_model
 from maskcls.training.optim import create_optimizer, create_scheduler, weight_decay_groups
@@ -59,10 +69,12 @@ def fit(
     resume: str | Path | None = None,
     progress: Progress | None = None,
     run_dir: str | Path | None = None,
+    on_finished: Callable[[Path], None] | None = None,
 ) -> Path:
     """Train one model on one split; returns the run folder (``runs_dir/NAME-foldK``, made
     unique, or exactly ``run_dir``). ``runs_dir/folds/`` keeps the folds files every run shares.
-    Under torchrun every process calls this; rank 0 alone writes, and all return the same path."""
+    Under torchrun every process calls this; rank 0 alone writes, and all return the same path.
+    ``on_finished(runs_dir)`` runs in rank 0 after a finished run (the runs table refreshes itself)."""
     checkpoint = load_checkpoint(Path(resume) / names.LAST_CHECKPOINT) if resume is not None else None
     if checkpoint is not None:
         config = Config.model_validate(checkpoint["config"])
@@ -77,21 +89,11 @@ def fit(
             made = start_run_folder(config, runs_dir, mean, std, run_dir) if context.is_main else None
             run = Path(context.broadcast(str(made)))
         run = Trainer(config, data, run, mean, std, checkpoint, progress, context, device).run()
-        if context.is_main:
-            refresh_runs_table(runs_dir)
+        if context.is_main and on_finished is not None:
+            on_finished(Path(runs_dir))
         return run
     finally:
         stop(context)
-
-
-def refresh_runs_table(runs_dir: str | Path) -> None:
-    """TensorBoard's HPARAMS tab (``runs_dir/hparams``) now includes this run; never fails training."""
-    from maskcls.experiments.catalog import refresh_hparams
-
-    try:
-        refresh_hparams(runs_dir)
-    except (OSError, UserError, ValueError) as error:
-        log.warning(f"{runs_dir}/hparams not refreshed: {error}")
 
 
 def start_run_folder(config: Config, runs_dir: str | Path, mean, std, run_dir: str | Path | None = None) -> Path:
@@ -191,7 +193,7 @@ class Trainer:
         self.progress = progress if context.is_main else None
         train, optim = config.train, config.optim
         device = resolve_device(device)
-        amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[train.amp]
+        amp = amp_dtype(train.amp, device)
         self.settings = StepSettings(device, amp, train.channels_last, optim.grad_clip, tuple(mean), tuple(std))
         self.model = create_model(
             config.model.name, config.model.head, config.model.pretrained, config.model.weights, config.model.dropout
@@ -434,13 +436,7 @@ def log_scalars(writer, row: dict, epoch: int) -> None:
 
 def validation_figures(data: TrainingData, probabilities: pd.DataFrame, run: Path) -> dict:
     """A confusion-matrix heat map and a grid of validation images titled truth / prediction."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from maskcls.experiments.report import confusion_figure
-
+    plt = pyplot()
     predicted = probabilities[[f"p{k}" for k in range(NUM_CLASSES)]].to_numpy().argmax(1)
     truth = probabilities["target"].to_numpy()
     matrix_figure = confusion_figure(truth, predicted, "validation confusion matrix (best epoch)")
