@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from maskcls.config import load_config
+from maskcls.errors import UserError
 from maskcls.training.train import fit
 
 TIMING = ["train_images_per_second", "seconds"]
@@ -106,3 +108,30 @@ def test_a_split_side_lacking_a_class_is_named():
     assert messages == [
         "fold 2: the validation part has no images of class 2 (wear / male / 60+), 5 (wear / female / 60+)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.name=adamx", "unknown optimizer 'adamx' (did you mean 'adam'?); known: adam, adamw, madgrad, sgd"),
+        ("optim.scheduler=cosin", "unknown scheduler 'cosin' (did you mean 'cosine'?)"),
+        ("optim.options={betas_: [0.9, 0.99]}", "optimizer 'adamw' has no option 'betas_' (did you mean 'betas'?)"),
+        ("optim.scheduler_options={min_rate: 0.1}", "scheduler 'cosine' has no option 'min_rate'"),
+        ("loss=[{name: focal, options: {gama: 2}}]", "loss 'focal' has no option 'gama' (did you mean 'gamma'?)"),
+        ("model.name=resnet81", "unknown timm model 'resnet81'"),
+    ],
+)
+def test_a_bad_name_or_option_fails_before_any_folder_is_made(synth_small, tmp_path, override, message):
+    from maskcls.experiments.cv import cross_validate
+
+    config = config_for(synth_small, tmp_path, override)
+    with pytest.raises(UserError, match=re.escape(message)):
+        fit(config, runs_dir=tmp_path / "runs")
+    with pytest.raises(UserError, match=re.escape(message)):
+        cross_validate(config, runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_best_checkpoint_is_a_copy_of_the_improved_epochs_last(synth_small, tmp_path):
+    run = fit(config_for(synth_small, tmp_path, "train.epochs=1"), runs_dir=tmp_path / "runs")
+    assert (run / "best.pt").read_bytes() == (run / "last.pt").read_bytes()  # one epoch: it is the best

@@ -439,14 +439,11 @@ def leaderboard_table(results: dict[str, dict], oracle: dict | None) -> Table:
 @app.command()
 def export(
     run: Annotated[Path, typer.Argument(help="Run folder (its best.pt is exported).")],
-    onnx: Annotated[bool, typer.Option("--onnx", help="Write ONNX (the only format for now).")] = True,
     out_file: Annotated[Path | None, typer.Option("--out", help="Output file (default RUN/model.onnx).")] = None,
 ) -> None:
     """Export a run's best model as ONNX with the normalisation inside (uint8 NHWC in, 18 probabilities out)."""
     from maskcls.inference.export import export_onnx
 
-    if not onnx:
-        raise UserError("only --onnx export is supported")
     path = export_onnx(run, out_file)
     out.print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
 

@@ -33,6 +33,11 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def create(self, name: str, **kwargs) -> T:
+        return self.check(name, **kwargs)(**kwargs)
+
+    def check(self, name: str, **kwargs) -> Callable[..., T]:
+        """The factory of ``name``, once the name and every option are known to fit it (a
+        UserError otherwise): a config is checked before anything is built."""
         try:
             factory = self._entries[name]
         except KeyError:
@@ -40,7 +45,7 @@ class Registry(Generic[T]):
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UserError(f"unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}") from None
         check_options(f"{self.kind} {name!r}", factory, kwargs)
-        return factory(**kwargs)
+        return factory
 
 
 def check_options(what: str, factory: Callable, options: dict) -> None:

@@ -4,7 +4,8 @@ Images come from the cache as uint8; they are augmented after batching, which co
 than per-image PIL transforms in data-loader workers. Presets:
 
 - ``none``: nothing (valid and test always use this: resize happened in the cache, then normalize)
-- ``seed``: SEED.md item 3 exactly: one of four ColorJitters chosen at random per image
+- ``seed``: the competition retrospective's augmentation exactly: one of four ColorJitters chosen
+  at random per image
   (brightness (0.2, 3) | contrast (0.2, 3) | saturation (0.2, 3) | hue (-0.3, 0.3)), then a
   horizontal flip with p=0.5. The jitters compute what torchvision's functional ops compute.
 - ``strong``: ``seed`` plus a random scale/shift (0.85-1.15, up to 8%) and a small rotation.

@@ -38,7 +38,7 @@ class Entry:
     folder: Path
     kind: str  # "run" or "cv"
     date: datetime
-    commit: str
+    commit: str | None  # first 8 characters; None outside a git checkout
     folds: str  # "2/5" for one fold of five, "5" for a cv group, "holdout"
     status: str
     config: dict[str, Any] = field(default_factory=dict)  # flattened recipe
@@ -93,7 +93,7 @@ def read_run(folder: Path, root: Path) -> Entry:
         folder=folder,
         kind="run",
         date=modified(folder / names.CONFIG),
-        commit=(config.get("git_commit") or "")[:8],
+        commit=(config.get("git_commit") or "")[:8] or None,
         folds="holdout" if train.get("holdout") else f"{train.get('fold', 0)}/{train.get('folds', '?')}",
         status="finished" if result.get("finished") else f"stopped after {len(rows)} epochs",
         config=recipe(config),
@@ -117,7 +117,7 @@ def read_group(folder: Path, root: Path) -> Entry:
         folder=folder,
         kind="cv",
         date=modified(folder / names.GROUP),
-        commit=folds[0].commit if folds else "",
+        commit=folds[0].commit if folds else None,
         folds=str(group.get("folds", "?")),
         status="finished" if complete else f"{len(finished)}/{group.get('folds')} folds",
         config=recipe(group.get("config", {})),

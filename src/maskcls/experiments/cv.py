@@ -55,6 +55,9 @@ def cross_validate(
     folder (``runs_dir/NAME-cvK`` unless ``group`` names it). Folds files stay in ``runs_dir``."""
     if config.train.holdout is not None:
         raise UserError("train.holdout is set: cross-validation needs folds (remove train.holdout)")
+    from maskcls.training.train import check_parts
+
+    check_parts(config)  # a typo in the config leaves no group folder behind
     group = start_group(config, Path(group) if group is not None else group_folder(runs_dir, config))
     pending = [fold for fold in range(config.train.folds) if not fold_finished(group / f"fold{fold}")]
     if on_fold:

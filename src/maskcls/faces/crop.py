@@ -99,7 +99,7 @@ def crop_dataset(
         todo = todo[: options.limit]
     detector = create_detector(options.detector, **options.detector_options)
     started = time.perf_counter()
-    with ThreadPoolExecutor(max(1, options.workers)) as pool, open_boxes_csv(boxes_path) as rows:
+    with ThreadPoolExecutor(max(1, options.workers)) as pool, BoxesCsv(boxes_path) as rows:
         for count, row in enumerate(crop_items(data, out, todo, detector, options, pool), 1):
             rows.writerow(row)
             if progress and (count % options.batch_size == 0 or count == len(todo)):
@@ -294,13 +294,13 @@ def drop_partial_last_line(path: Path) -> None:
             temporary.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-class open_boxes_csv:
+class BoxesCsv:
     """Append rows to boxes.csv (header first when new), flushed row by row."""
 
     def __init__(self, path: Path):
         self.path = path
 
-    def __enter__(self) -> open_boxes_csv:
+    def __enter__(self) -> BoxesCsv:
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.handle = self.path.open("a", newline="", encoding="utf-8")
         self.writer = csv.DictWriter(self.handle, fieldnames=BOX_COLUMNS)

@@ -169,23 +169,24 @@ def raw_prediction(
     seconds = 0.0
     paths = list(table["path"])
     used = []
+    # person grouping needs every torch model: then each checkpoint is read once, here
+    loaded_runs = {run: load_run(run, device) for run in runs} if group_people else {}
     for run in runs:
         chosen = preferred_backend(run, device) if backend == "auto" else backend
         per_run[run], run_seconds = run_probabilities(
-            run, root, paths, tta, chosen, batch_size, cache_dir, device, on_batch
+            run, root, paths, tta, chosen, batch_size, cache_dir, device, on_batch, loaded_runs.get(run)
         )
         seconds += run_seconds
         used.append(chosen)
     mean = sum(per_run.values()) / len(runs)
     people = check = None
     if group_people:
-        loaded_runs = [load_run(run, device) for run in runs]  # once, for the test and the validation photos
-        clusters = people_clusters(loaded_runs, root, paths, mean, batch_size, cache_dir)
+        clusters = people_clusters(list(loaded_runs.values()), root, paths, mean, batch_size, cache_dir)
         mean = vote_in_people(mean, clusters)
         per_run = {run: vote_in_people(probabilities, clusters) for run, probabilities in per_run.items()}
         image_ids = info["ImageID"].to_numpy()[table["row"].to_numpy(dtype=int)]
         people = pd.DataFrame({"ImageID": image_ids, "person": clusters})
-        check = grouping_check(loaded_runs, cache_dir)
+        check = grouping_check(list(loaded_runs.values()), cache_dir)
     return Prediction(
         table=full_table(info, table, mean),
         images_per_second=total / max(seconds, 1e-9),
@@ -227,16 +228,26 @@ def check_options(tta: str, backend: str) -> None:
 
 
 def run_probabilities(
-    run: Path, root: Path, paths: list[str], tta: str, backend: str, batch_size: int, cache_dir, device, on_batch
+    run: Path,
+    root: Path,
+    paths: list[str],
+    tta: str,
+    backend: str,
+    batch_size: int,
+    cache_dir,
+    device,
+    on_batch,
+    loaded: LoadedRun | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Probabilities of one run's model and the seconds its forward passes took (no loading)."""
+    """Probabilities of one run's model and the seconds its forward passes took (no loading);
+    ``loaded``: the run already loaded, so that its checkpoint is not read again."""
     if backend == "onnxruntime":
         session = onnx_model(run)
         width, height = session.get_inputs()[0].shape[2], session.get_inputs()[0].shape[1]
         images = cached_images(root, paths, (int(width), int(height)), cache_dir)
         started = time.perf_counter()
         return onnx_probabilities(session, images, batch_size, tta, on_batch), time.perf_counter() - started
-    loaded = load_run(run, device)  # the checkpoint is read once: model and image size
+    loaded = loaded if loaded is not None else load_run(run, device)  # model and image size from one read
     images = cached_images(root, paths, loaded.image_size, cache_dir)
     started = time.perf_counter()
     return torch_probabilities(loaded, images, batch_size, tta, on_batch), time.perf_counter() - started

@@ -7,6 +7,7 @@ rank), so ``--resume`` continues exactly where a run stopped without storing ran
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,13 @@ from maskcls.files import atomic_path
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    """``target`` becomes a copy of ``source`` (atomically): an improved epoch's ``best.pt`` is
+    its ``last.pt``, written once and copied instead of serialised twice."""
+    with atomic_path(target) as temporary:
+        shutil.copyfile(source, temporary)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

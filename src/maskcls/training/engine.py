@@ -1,7 +1,7 @@
 """One epoch of training and one pass of evaluation over cached uint8 batches.
 
-The step order with AMP follows DESIGN.md: scale -> backward -> unscale_ -> clip -> step ->
-update. On a CPU, ``amp`` means bf16 autocast (no scaler needed); on CUDA fp16 uses a GradScaler.
+The step order with AMP is scale -> backward -> unscale_ -> clip -> step -> update, so that gradients
+are clipped at their true scale. bf16 autocast needs no scaler; fp16 (CUDA only) uses a GradScaler.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Batch mixing: ``cutmix_vertical`` (SEED.md item 9), box ``cutmix`` and ``mixup``.
+"""Batch mixing: ``cutmix_vertical`` (the retrospective's CutMix), box ``cutmix`` and ``mixup``.
 
 Each returns a :class:`MixedBatch`; the loss is ``weight * L(out, a) + (1 - weight) * L(out, b)``
 (:func:`mixed_loss`), which works for one head or three, since ``L`` splits the targets itself.

@@ -34,7 +34,7 @@ from maskcls.files import write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes
 from maskcls.metrics import summary as metric_summary
 from maskcls.rundir import names
-from maskcls.rundir.checkpoint import load_checkpoint, save_checkpoint
+from maskcls.rundir.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from maskcls.rundir.folders import environment, new_run_folder, read_rows, write_rows
 from maskcls.training.distributed import Distributed, merge_in_order, start_from_environment, stop
 from maskcls.training.engine import (
@@ -46,9 +46,10 @@ from maskcls.training.engine import (
     resolve_device,
     train_one_epoch,
 )
-from maskcls.training.losses import HeadLoss, create_loss
-from maskcls.training.models import create_model
-from maskcls.training.optim import create_optimizer, create_scheduler, weight_decay_groups
+from maskcls.training.losses import LOSSES, HeadLoss, create_loss
+from maskcls.training.models import check_model_name, create_model
+from maskcls.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler, weight_decay_groups
+from maskcls.training.weights import check_weights_fit_model, resolve_weights_path
 
 log = logging.getLogger("maskcls")
 
@@ -81,6 +82,7 @@ def fit(
     context, device = start_from_environment(config.train.device)
     try:
         configure_torch(config)
+        check_parts(config)  # before the data is touched or a folder made
         data = prepare_data_once(config, runs_dir, context)
         if checkpoint is not None:
             run, mean, std = Path(resume), checkpoint["mean"], checkpoint["std"]
@@ -94,6 +96,20 @@ def fit(
         return run
     finally:
         stop(context)
+
+
+def check_parts(config: Config) -> None:
+    """Every name and option of the model, optimizer, scheduler and losses, checked without
+    building anything: a typo fails in a moment, with nothing left behind."""
+    model, optim = config.model, config.optim
+    check_model_name(model.name)
+    if model.weights is not None:
+        check_weights_fit_model(model.weights, model.name)
+        resolve_weights_path(model.weights)
+    OPTIMIZERS.check(optim.name, params=[], lr=optim.lr, weight_decay=optim.weight_decay, **optim.options)
+    SCHEDULERS.check(optim.scheduler, optimizer=None, epochs=1, steps_per_epoch=1, **optim.scheduler_options)
+    for part in config.loss:
+        LOSSES.check(part.name, **part.options)
 
 
 def start_run_folder(config: Config, runs_dir: str | Path, mean, std, run_dir: str | Path | None = None) -> Path:
@@ -265,7 +281,7 @@ class Trainer:
         log_scalars(writer, row, row["epoch"])
         self.save(names.LAST_CHECKPOINT)
         if improved:
-            self.save(names.BEST_CHECKPOINT)
+            copy_checkpoint(self.run_dir / names.LAST_CHECKPOINT, self.run_dir / names.BEST_CHECKPOINT)
             self.write_valid_probabilities()
 
     def one_epoch(self, total: int) -> dict:
