@@ -62,21 +62,21 @@ MUTANTS = [
     # losses
     m(
         "focal-gamma-ignored",
-        "losses.py",
+        "training/losses.py",
         "(1 - log_pt.exp()) ** self.gamma",
         "(1 - log_pt.exp()) ** 1.0",
         "tests/test_losses.py",
     ),
     m(
         "smoothing-spread",
-        "losses.py",
+        "training/losses.py",
         "self.smoothing / (classes - 1)",
         "self.smoothing / classes",
         "tests/test_losses.py",
     ),
     m(
         "symmetric-ce-alpha",
-        "losses.py",
+        "training/losses.py",
         "self.alpha * cross_entropy + self.beta * reverse",
         "self.beta * cross_entropy + self.alpha * reverse",
         "tests/test_losses.py",
@@ -84,21 +84,21 @@ MUTANTS = [
     # mixing
     m(
         "cutmix-vertical-weight-1-r",
-        "mixing.py",
+        "training/mixing.py",
         "return MixedBatch(mixed, targets, targets[order], ratio)",
         "return MixedBatch(mixed, targets, targets[order], 1 - ratio)",
         "tests/test_metrics_mixing.py",
     ),
     m(
         "cutmix-vertical-weight-1",
-        "mixing.py",
+        "training/mixing.py",
         "return MixedBatch(mixed, targets, targets[order], ratio)",
         "return MixedBatch(mixed, targets, targets[order], 1.0)",
         "tests/test_metrics_mixing.py",
     ),
     m(
         "mixed-loss-b-weight",
-        "mixing.py",
+        "training/mixing.py",
         "(1 - batch.weight_a) * criterion(",
         "batch.weight_a * criterion(",
         "tests/test_metrics_mixing.py",
@@ -129,7 +129,7 @@ MUTANTS = [
     # prediction
     m(
         "tta-flip-vertical",
-        "engine.py",
+        "training/engine.py",
         "model(batch.flip(-1))",
         "model(batch.flip(-2))",
         "tests/test_cv_predict.py",
@@ -137,7 +137,7 @@ MUTANTS = [
     ),
     m(
         "tta-flip-dropped",
-        "engine.py",
+        "training/engine.py",
         "probabilities = (probabilities + mirrored) / 2",
         "probabilities = probabilities",
         "tests/test_cv_predict.py",
@@ -145,14 +145,14 @@ MUTANTS = [
     ),
     m(
         "onnx-flip-rows",
-        "predict.py",
+        "inference/predict.py",
         "mirrored = np.ascontiguousarray(batch[:, :, ::-1])",
         "mirrored = np.ascontiguousarray(batch[:, ::-1])",
         "tests/test_cv_predict.py",
     ),
     m(
         "predict-rows-reversed",
-        "predict.py",
+        "inference/predict.py",
         'full[predicted["row"].to_numpy(dtype=int)] = probabilities',
         'full[predicted["row"].to_numpy(dtype=int)] = probabilities[::-1]',
         "tests/test_cv_predict.py",
@@ -160,42 +160,42 @@ MUTANTS = [
     # ensemble, calibrate, score
     m(
         "hard-vote-ties-by-index",
-        "ensemble.py",
+        "evaluation/ensemble.py",
         "classes = np.where(tied, summed, -np.inf).argmax(axis=1)",
         "classes = votes.argmax(axis=1)",
         "tests/test_ensemble_score.py",
     ),
     m(
         "soft-vote-unweighted",
-        "ensemble.py",
+        "evaluation/ensemble.py",
         "np.tensordot(weights / weights.sum(), stacked, axes=1)",
         "np.tensordot(np.ones_like(weights) / len(weights), stacked, axes=1)",
         "tests/test_ensemble_score.py",
     ),
     m(
         "calibration-bias-sign",
-        "calibrate.py",
+        "evaluation/calibrate.py",
         "heldout[~inside] = (log_probabilities[~inside] + biases).argmax(axis=1)",
         "heldout[~inside] = (log_probabilities[~inside] - biases).argmax(axis=1)",
         "tests/test_audit_calibrate_people.py",
     ),
     m(
         "calibration-guard-off",
-        "calibrate.py",
+        "evaluation/calibrate.py",
         "guard_passed = heldout_after > before",
         "guard_passed = True",
         "tests/test_audit_calibrate_people.py",
     ),
     m(
         "score-order-unchecked",
-        "score.py",
+        "evaluation/score.py",
         "    if image_id != expected_id:\n",
         "    if False:\n",
         "tests/test_ensemble_score.py",
     ),
     m(
         "score-class-17-plus-1",
-        "score.py",
+        "evaluation/score.py",
         "if not 0 <= int(answer) < NUM_CLASSES:",
         "if not 0 <= int(answer) <= NUM_CLASSES:",
         "tests/test_ensemble_score.py",
@@ -203,14 +203,14 @@ MUTANTS = [
     # distributed training
     m(
         "ddp-no-gradient-sync",
-        "train.py",
+        "training/train.py",
         "        if context.enabled:\n            ids =",
         "        if False:\n            ids =",
         "tests/test_distributed.py",
     ),
     m(
         "ddp-every-rank-rank0-shard",
-        "distributed.py",
+        "training/distributed.py",
         "return order[self.rank : usable : self.world_size]",
         "return order[0 : usable : self.world_size]",
         "tests/test_distributed.py",
@@ -218,35 +218,35 @@ MUTANTS = [
     # serving page and report
     m(
         "serve-bar-half-width",
-        "web/index.html",
+        "inference/web/index.html",
         "fill.style.width = `${(100 * p).toFixed(1)}%`",
         "fill.style.width = `${(50 * p).toFixed(1)}%`",
         "tests/test_serve.py::test_page_in_chromium_shows_the_three_predictions",
     ),
     m(
         "serve-box-unscaled",
-        "web/index.html",
+        "inference/web/index.html",
         "context.strokeRect(b[0] * scale, b[1] * scale,",
         "context.strokeRect(b[0], b[1],",
         "tests/test_serve.py::test_page_in_chromium_shows_the_three_predictions",
     ),
     m(
         "serve-photo-undrawn",
-        "web/index.html",
+        "inference/web/index.html",
         "context.drawImage(image, 0, 0, canvas.width, canvas.height);",
         "",
         "tests/test_serve.py::test_page_in_chromium_shows_the_three_predictions",
     ),
     m(
         "report-gallery-reversed",
-        "report.py",
+        "experiments/report.py",
         'wrong.sort_values("confidence", ascending=False, kind="stable")',
         'wrong.sort_values("confidence", ascending=True, kind="stable")',
         "tests/test_experiments.py",
     ),
     m(
         "report-headline-cv-f1",
-        "report.py",
+        "experiments/report.py",
         '"CV macro F1 (out-of-fold)": number(cv.get("oof_f1")),',
         '"CV macro F1 (out-of-fold)": number(cv.get("fold_f1_mean")),',
         "tests/test_experiments.py",
@@ -254,7 +254,7 @@ MUTANTS = [
     # person vote
     m(
         "people-vote-skips-age",
-        "people.py",
+        "inference/people.py",
         "voted_age[members] = age[members].mean(axis=0)",
         "voted_age[members] = age[members]",
         "tests/test_audit_calibrate_people.py",
