@@ -68,7 +68,9 @@ IDS = ["a.jpg", "b.JPG", "c.png"]
     [
         ("ImageID,answer\na.jpg,1\nb.JPG,2\nc.png,3\n", r"line 1: header must be ImageID,ans"),
         ("ImageID,ans\nb.JPG,1\na.jpg,2\nc.png,3\n", r"line 2: ImageID 'b.JPG' where info.csv has 'a.jpg'"),
-        ("ImageID,ans\na.jpg,1\nb.JPG,2\n", r"line 4: missing rows: 1 of 3"),
+        ("ImageID,ans\na.jpg,1\nb.JPG,2\n", r"line 4: row missing: ImageID 'c.png' \(info.csv row 4\)"),
+        ("ImageID,ans\na.jpg,1\nc.png,3\n", r"line 3: row missing: ImageID 'b.JPG' \(info.csv row 3\) has no"),
+        ("ImageID,ans\na.jpg,1\nc.png,3\nc.png,3\n", r"line 3: ImageID 'c.png' where info.csv has 'b.JPG'"),
         ("ImageID,ans\na.jpg,1\nb.JPG,18\nc.png,3\n", r"line 3: ans 18 is outside 0..17"),
         ("ImageID,ans\na.jpg,1\nb.JPG,x\nc.png,3\n", r"line 3: ans 'x' is not an integer"),
         ("ImageID,ans\na.jpg,1\nb.JPG,2\nc.png,3\nd.jpg,4\n", r"line 5: extra row"),
@@ -105,3 +107,17 @@ def test_score_reads_answers_and_writes_nothing_wrong(tmp_path):
     assert result["private"]["accuracy"] == 1.0 and result["public"]["accuracy"] == 0.5
     probabilities = write_table(tmp_path / "p.csv", IDS, one_hot_rows({1: 1.0}, {2: 1.0}, {3: 1.0}))
     assert score_submission(probabilities, answers)["all"]["accuracy"] == 1.0
+
+
+def test_the_info_csv_placeholder_is_refused_as_answers_and_nothing_is_overwritten(tmp_path, capsys):
+    from tests.test_cli import run_cli
+
+    info = tmp_path / "info.csv"
+    info.write_text("ImageID,ans\na.jpg,0\nb.JPG,0\nc.png,0\n")
+    submission = tmp_path / "submission.csv"
+    submission.write_text("ImageID,ans\na.jpg,1\nb.JPG,2\nc.png,4\n")
+    (tmp_path / "submission.score.json").write_text('{"kept": true}')
+    code, _, err = run_cli("score", str(submission), "--truth", str(info), capsys=capsys)
+    assert code == 2
+    assert f"{info}: every ans is 0: that is the eval/info.csv placeholder, not the answers" in err
+    assert (tmp_path / "submission.score.json").read_text() == '{"kept": true}'

@@ -43,6 +43,11 @@ def read_answers(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray | 
         answers = np.array([int(row["ans"]) for _, row in rows])
     except ValueError:
         raise DataError(f"{path}: ans must be integers") from None
+    if len(answers) > 1 and not answers.any():
+        raise DataError(
+            f"{path}: every ans is 0: that is the eval/info.csv placeholder, not the answers "
+            "(give the answers CSV, or a synthetic dataset folder for its truth/eval.csv)"
+        )
     halves = np.array([row["half"] for _, row in rows]) if "half" in rows[0][1] else None
     return ids, answers, halves
 
@@ -57,6 +62,10 @@ def read_submission(path: str | Path, expected_ids: list[str]) -> np.ndarray:
         if [cell.strip() for cell in header or []] != SUBMISSION_HEADER:
             raise DataError(f"{path} line 1: header must be ImageID,ans (got {','.join(header or []) or 'nothing'})")
         rows = list(reader)
+    dropped = dropped_rows(path, [cells[0].strip() if cells else "" for cells in rows], expected_ids)
+    if dropped:
+        more = len(dropped) - MAX_LISTED_PROBLEMS
+        raise DataError(*dropped[:MAX_LISTED_PROBLEMS], f"... and {more} more rows missing" if more > 0 else "")
     predictions = np.full(len(expected_ids), -1)
     for index, cells in enumerate(rows):
         line = index + 2
@@ -78,6 +87,25 @@ def read_submission(path: str | Path, expected_ids: list[str]) -> np.ndarray:
         more = len(problems) - len(shown)
         raise DataError(*shown, f"... and {more} more problems" if more else "")
     return predictions
+
+
+def dropped_rows(path: Path, ids: list[str], expected_ids: list[str]) -> list[str]:
+    """When the submission is info.csv's rows in order with some left out, one line per missing
+    row (rather than an order error on every row after it); else nothing."""
+    if len(ids) >= len(expected_ids) or len(set(ids)) != len(ids):
+        return []
+    missing, position = [], 0
+    for index, expected in enumerate(expected_ids):
+        if position < len(ids) and ids[position] == expected:
+            position += 1
+        else:
+            missing.append((index, expected, position + 2))
+    if position != len(ids):  # the rows left are not in info.csv's order: report them one by one
+        return []
+    return [
+        f"{path} line {line}: row missing: ImageID {image_id!r} (info.csv row {index + 2}) has no prediction"
+        for index, image_id, line in missing
+    ]
 
 
 def row_problem(cells: list[str], expected_id: str) -> str | None:
