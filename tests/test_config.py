@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,27 @@ def test_bad_yaml_names_the_line(tmp_path):
 def test_every_shipped_recipe_is_valid(recipe):
     config = load_config(recipe)
     assert config.name == recipe.stem
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("epochs=1", "override 'epochs=1': unknown key 'epochs' (did you mean 'train.epochs'?)"),
+        ("lr=0.1", "override 'lr=0.1': unknown key 'lr' (did you mean 'optim.lr'?)"),
+        ("nme=x", "override 'nme=x': unknown key 'nme' (did you mean 'name'?)"),
+        ("train.epochs=abc", "override 'train.epochs=abc': train.epochs: Input should be a valid integer"),
+    ],
+)
+def test_override_errors_name_the_override_and_the_full_key(tmp_path, override, message):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("train: {epochs: 3}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(recipe, [override])
+    assert str(error.value).startswith(message)
+
+
+def test_a_bad_value_in_the_file_is_still_blamed_on_the_file(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("train: {epochs: abc}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{recipe}: train.epochs: Input should be a valid integer")):
+        load_config(recipe, ["optim.lr=0.1"])

@@ -116,15 +116,17 @@ def load_config(
     """Read a YAML file (or start from defaults), apply ``a.b=value`` overrides, validate."""
     source = str(path) if path else "defaults"
     raw: dict[str, Any] = read_yaml_mapping(Path(path)) if path else {}
+    sources: dict[str, str] = {}  # dotted key -> the -o that set it, to blame the right one
     for override in overrides or []:
         key, value = parse_override(override)
         check_known_keys(set_dotted({}, key, value), schema, f"override {override!r}")
         set_dotted(raw, key, value)
+        sources[key] = f"override {override!r}"
     check_known_keys(raw, schema, source)
     try:
         return schema.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(*format_validation_error(error, source)) from None
+        raise ConfigError(*format_validation_error(error, source, sources)) from None
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -175,7 +177,7 @@ def check_known_keys(raw: dict[str, Any], schema: type[BaseModel], source: str, 
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"{source}: unknown key {dotted!r}{suggestion(key, fields, prefix)}")
+            raise ConfigError(f"{source}: unknown key {dotted!r}{unknown_key_hint(key, schema, prefix)}")
         section = section_type(fields[key].annotation)
         if section is not None and isinstance(value, dict):
             check_known_keys(value, section, source, prefix=f"{dotted}.")
@@ -190,6 +192,26 @@ def section_type(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def unknown_key_hint(key: str, schema: type[BaseModel], prefix: str) -> str:
+    """The closest key of this section; at the top, a near-exact top key, else a section's key
+    (``epochs`` -> ``train.epochs``), else the closest or the list of top keys."""
+    fields = schema.model_fields
+    if prefix or difflib.get_close_matches(key, list(fields), n=1, cutoff=0.8):
+        return suggestion(key, fields, prefix)
+    return leaf_suggestion(key, schema) or suggestion(key, fields)
+
+
+def leaf_suggestion(key: str, schema: type[BaseModel]) -> str:
+    """A top-level key that is a section's key (``epochs`` -> ``train.epochs``), or ""."""
+    leaves = {}
+    for name, field in schema.model_fields.items():
+        section = section_type(field.annotation)
+        for leaf in section.model_fields if section is not None else ():
+            leaves.setdefault(leaf, f"{name}.{leaf}")
+    close = difflib.get_close_matches(key, list(leaves), n=1, cutoff=0.8)
+    return f" (did you mean {leaves[close[0]]!r}?)" if close else ""
+
+
 def suggestion(key: str, known: Any, prefix: str = "") -> str:
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
     if close:
@@ -197,11 +219,15 @@ def suggestion(key: str, known: Any, prefix: str = "") -> str:
     return f" (valid keys: {', '.join(prefix + name for name in known)})"
 
 
-def format_validation_error(error: ValidationError, source: str) -> list[str]:
+def format_validation_error(error: ValidationError, source: str, sources: dict[str, str] | None = None) -> list[str]:
+    """One line per wrong value, naming where it came from: the ``-o`` that set it (``sources``:
+    dotted key -> its origin, the longest matching key wins), else ``source``."""
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top)"
-        lines.append(f"{source}: {where}: {item['msg']}")
+        origins = [key for key in sources or {} if where == key or where.startswith(f"{key}.")]
+        origin = sources[max(origins, key=len)] if origins else source
+        lines.append(f"{origin}: {where}: {item['msg']}")
     return lines
 
 
