@@ -121,3 +121,16 @@ def test_the_info_csv_placeholder_is_refused_as_answers_and_nothing_is_overwritt
     assert code == 2
     assert f"{info}: every ans is 0: that is the eval/info.csv placeholder, not the answers" in err
     assert (tmp_path / "submission.score.json").read_text() == '{"kept": true}'
+
+
+def test_a_folder_without_probabilities_says_which_command_writes_them(tmp_path):
+    from maskcls.evaluation.ensemble import input_file
+
+    with pytest.raises(UserError) as error:
+        input_file(tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path}: no test_probabilities.csv (`maskcls predict {tmp_path} --data DATA` writes it; "
+        "--oof combines out-of-fold probabilities)"
+    )
+    with pytest.raises(UserError, match=r"no oof_probabilities.csv or valid_probabilities.csv \(a finished `maskcls cv`"):
+        input_file(tmp_path, oof=True)

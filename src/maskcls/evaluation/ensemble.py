@@ -44,7 +44,12 @@ def input_file(source: str | Path, oof: bool = False) -> Path:
     for name in candidates:
         if (source / name).exists():
             return source / name
-    raise UserError(f"{source}: no {' or '.join(candidates)} (run `maskcls predict` or `maskcls cv` first)")
+    fix = (
+        "a finished `maskcls cv` (or `maskcls train`) writes them"
+        if oof
+        else f"`maskcls predict {source} --data DATA` writes it; --oof combines out-of-fold probabilities"
+    )
+    raise UserError(f"{source}: no {' or '.join(candidates)} ({fix})")
 
 
 def soft_vote(probabilities: list[np.ndarray], weights: np.ndarray) -> np.ndarray:

@@ -165,6 +165,8 @@ def differing_keys(entries: list[Entry]) -> list[str]:
 def filter_entries(entries: list[Entry], conditions: list[str]) -> list[Entry]:
     """Keep entries matching every ``key=value`` (config key or column; ``*`` globs in text)."""
     for condition in conditions:
+        if "=" not in condition or not condition.partition("=")[0].strip():
+            raise UserError(f"--where {condition!r}: expected KEY=VALUE, e.g. --where optim.name=adamw")
         key, wanted = parse_override(condition)
         known = {*(key for entry in entries for key in entry.config), "name", "kind", "status", "commit", "folds"}
         if entries and key not in known:
