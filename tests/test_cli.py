@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
+
 from maskcls.cli import app, main
 
 COMMANDS = [command.name or command.callback.__name__ for command in app.registered_commands]
@@ -98,3 +100,49 @@ def test_train_command_prints_the_best_epoch(synth_small, tmp_path, capsys):
     assert code == 0 and "best valid macro F1" in out
     code, _, err = run_cli("train", "-o", "train.epoch=1", capsys=capsys)
     assert code == 2 and "did you mean 'train.epochs'" in err
+
+
+def train_args(synth_small, tmp_path, *more):
+    return [
+        "train", "--data", str(synth_small), "--folds", "3", "--runs-dir", str(tmp_path / "runs"),
+        "-o", "model.name=test_resnet", "-o", "train.image_size=[24,32]", "-o", "name=fb",
+        "-o", f"train.cache_dir={tmp_path / 'cache'}", *more,
+    ]  # fmt: skip
+
+
+def test_train_prints_one_line_per_epoch_off_a_terminal_and_refuses_overrides_on_resume(synth_small, tmp_path, capsys):
+    code, _, err = run_cli(*train_args(synth_small, tmp_path, "-o", "train.epochs=2"), capsys=capsys)
+    run = tmp_path / "runs/fb-fold0"
+    summary = pd.read_csv(run / "summary.csv")
+    lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert code == 0 and len(lines) == 2  # captured output is not a terminal: the lines are there all the same
+    for line, row in zip(lines, summary.itertuples(), strict=True):
+        assert line.startswith(f"epoch {row.epoch + 1}/2  loss {row.train_loss:.4f}  valid loss {row.valid_loss:.4f}")
+        assert f"valid F1 {row.valid_f1:.4f}" in line
+    assert lines[0].endswith("best")
+    quiet_code, _, quiet_err = run_cli(*train_args(synth_small, tmp_path, "-o", "train.epochs=1", "-q"), capsys=capsys)
+    assert quiet_code == 0 and "epoch 1/1" not in quiet_err
+    code, _, err = run_cli("train", "--resume", str(run), "-o", "train.epochs=5", capsys=capsys)
+    assert code == 2
+    assert f"--resume {run} continues that run with its own config; train.epochs=5 would not be applied" in err
+
+
+def test_ctrl_c_names_the_resume_command_and_resume_says_where_it_continues(synth_small, tmp_path, capsys, monkeypatch):
+    from maskcls.training import train as training
+
+    one_epoch = training.Trainer.one_epoch
+
+    def interrupted_second_epoch(self, total):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return one_epoch(self, total)
+
+    monkeypatch.setattr(training.Trainer, "one_epoch", interrupted_second_epoch)
+    code, _, err = run_cli(*train_args(synth_small, tmp_path, "-o", "train.epochs=3", "-q"), capsys=capsys)
+    run = tmp_path / "runs/fb-fold0"
+    assert code == 130
+    assert f"maskcls: interrupted after epoch 1 of 3; continue with: maskcls train --resume {run}" in err
+    monkeypatch.setattr(training.Trainer, "one_epoch", one_epoch)
+    code, _, err = run_cli("train", "--resume", str(run), "-q", capsys=capsys)
+    assert code == 0 and f"maskcls: {run}: resuming after epoch 1 of 3" in err
+    assert len(pd.read_csv(run / "summary.csv")) == 3

@@ -132,5 +132,7 @@ def test_a_folder_without_probabilities_says_which_command_writes_them(tmp_path)
         f"{tmp_path}: no test_probabilities.csv (`maskcls predict {tmp_path} --data DATA` writes it; "
         "--oof combines out-of-fold probabilities)"
     )
-    with pytest.raises(UserError, match=r"no oof_probabilities.csv or valid_probabilities.csv \(a finished `maskcls cv`"):
+    with pytest.raises(
+        UserError, match=r"no oof_probabilities.csv or valid_probabilities.csv \(a finished `maskcls cv`"
+    ):
         input_file(tmp_path, oof=True)

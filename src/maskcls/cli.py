@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maskcls import __version__
-from maskcls.errors import UserError
+from maskcls.errors import Interrupted, UserError
 from maskcls.rundir import names
 
 try:  # typer >= 0.20 carries its own copy of click
@@ -235,11 +235,22 @@ def train(
     from maskcls.training.train import fit
 
     shortcuts = {"data.root": data, "train.fold": fold, "train.folds": folds, "seed": seed}
-    settings = load_config(config, with_shortcuts(override, shortcuts))
+    given = with_shortcuts(override, shortcuts)
+    if resume is not None and (config is not None or given):
+        raise UserError(
+            f"--resume {resume} continues that run with its own config; {' '.join(given) or config} would not be "
+            "applied. Drop them, or start a new run with them"
+        )
+    settings = load_config(config, given)
+
+    def show_epoch(row: dict) -> None:
+        if not quiet:
+            err.print(epoch_line(row), highlight=False)
+
     with progress_bar("train", quiet) as progress:
         run = fit(
             settings, runs_dir=runs_dir, resume=resume, progress=progress, run_dir=run_dir,
-            on_finished=refresh_runs_table,
+            on_finished=refresh_runs_table, on_epoch=show_epoch,
         )  # fmt: skip
     rows = read_rows(run / names.SUMMARY)
     if rows and is_main_process():
@@ -249,6 +260,16 @@ def train(
             f"{run}: best valid macro F1 {float(best['valid_f1']):.4f} (accuracy {float(best['valid_accuracy']):.4f}) "
             f"at epoch {best['epoch']} of {len(rows)}; {speed:.0f} train images/s"
         )
+
+
+def epoch_line(row: dict) -> str:
+    """``epoch 3/10  loss 2.1300  valid loss 1.9000  valid F1 0.4960  12.3 s  best``: one line per
+    epoch, on a terminal and in logs alike."""
+    best = "  best" if row["improved"] else ""
+    return (
+        f"epoch {row['epoch'] + 1}/{row['epochs']}  loss {row['train_loss']:.4f}  valid loss {row['valid_loss']:.4f}"
+        f"  valid F1 {row['valid_f1']:.4f}  {row['seconds']:.1f} s{best}"
+    )
 
 
 def with_shortcuts(overrides: list[str] | None, shortcuts: dict) -> list[str]:
@@ -619,6 +640,14 @@ def percent(part: int, total: int) -> str:
     return f"{part / total:.1%}" if total else "-"
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (it may be replaced after setup)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 class LibraryLogFormat(logging.Formatter):
     """``maskcls: warning: ...`` for warnings, ``maskcls: ...`` for notes such as how weights were mapped."""
 
@@ -631,7 +660,7 @@ def show_library_warnings() -> None:
     """The library logs to the ``maskcls`` logger; the CLI prints warnings and notes on stderr."""
     logger = logging.getLogger("maskcls")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(LibraryLogFormat())
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -642,6 +671,9 @@ def main(argv: list[str] | None = None) -> None:
     show_library_warnings()
     try:
         code = app(args=argv, standalone_mode=False)  # typer.Exit(n) comes back as n here
+    except Interrupted as error:
+        err.print(f"maskcls: {error}", highlight=False, markup=False)
+        sys.exit(error.exit_code)
     except UserError as error:
         for line in error.lines:
             err.print(f"maskcls: error: {line}", highlight=False, markup=False)

@@ -22,5 +22,11 @@ class DataError(UserError):
     """A dataset folder that does not fit the competition layout."""
 
 
+class Interrupted(UserError):
+    """The user stopped a job (Ctrl-C); the message says how to continue. Exit code 130."""
+
+    exit_code = 130
+
+
 class NonFiniteLoss(UserError):
     """Training diverged: the loss became NaN or infinite."""

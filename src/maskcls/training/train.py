@@ -28,7 +28,7 @@ from maskcls.data.cache import DecodedImages, cached_images
 from maskcls.data.layout import read_dataset
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
 from maskcls.data.transforms import channel_stats
-from maskcls.errors import NonFiniteLoss, UserError
+from maskcls.errors import Interrupted, NonFiniteLoss, UserError
 from maskcls.figures import confusion_figure, pyplot
 from maskcls.files import write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes
@@ -71,11 +71,14 @@ def fit(
     progress: Progress | None = None,
     run_dir: str | Path | None = None,
     on_finished: Callable[[Path], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> Path:
     """Train one model on one split; returns the run folder (``runs_dir/NAME-foldK``, made
     unique, or exactly ``run_dir``). ``runs_dir/folds/`` keeps the folds files every run shares.
     Under torchrun every process calls this; rank 0 alone writes, and all return the same path.
-    ``on_finished(runs_dir)`` runs in rank 0 after a finished run (the runs table refreshes itself)."""
+    ``on_finished(runs_dir)`` runs in rank 0 after a finished run (the runs table refreshes itself);
+    ``on_epoch(row)`` after each epoch (its summary row, plus ``epochs`` and ``improved``). Ctrl-C
+    raises :class:`Interrupted`, naming the command that continues the run."""
     checkpoint = load_checkpoint(Path(resume) / names.LAST_CHECKPOINT) if resume is not None else None
     if checkpoint is not None:
         config = Config.model_validate(checkpoint["config"])
@@ -90,7 +93,18 @@ def fit(
             mean, std = channel_stats(data.images[np.sort(data.train_rows)])
             made = start_run_folder(config, runs_dir, mean, std, run_dir) if context.is_main else None
             run = Path(context.broadcast(str(made)))
-        run = Trainer(config, data, run, mean, std, checkpoint, progress, context, device).run()
+        if checkpoint is not None:
+            log.info(f"{run}: resuming after epoch {checkpoint['epoch']} of {config.train.epochs}")
+        trainer = Trainer(config, data, run, mean, std, checkpoint, progress, context, device, on_epoch)
+        try:
+            run = trainer.run()
+        except KeyboardInterrupt:
+            done = f"after epoch {trainer.epoch}" if trainer.epoch else "before the first epoch ended"
+            raise Interrupted(
+                f"interrupted {done} of {config.train.epochs}; continue with: maskcls train --resume {run}"
+                if trainer.epoch
+                else f"interrupted {done}; nothing to resume, {run} can be deleted"
+            ) from None
         if context.is_main and on_finished is not None:
             on_finished(Path(runs_dir))
         return run
@@ -204,8 +218,12 @@ def epoch_seed(*parts: int) -> int:
 class Trainer:
     """Builds the parts with factories and runs the epochs; the step itself is the engine's."""
 
-    def __init__(self, config: Config, data: TrainingData, run: Path, mean, std, checkpoint, progress, context, device):
+    def __init__(
+        self, config: Config, data: TrainingData, run: Path, mean, std, checkpoint, progress, context, device,
+        on_epoch: Callable[[dict], None] | None = None,
+    ):  # fmt: skip
         self.config, self.data, self.run_dir, self.context = config, data, run, context
+        self.on_epoch = on_epoch if context.is_main else None
         self.progress = progress if context.is_main else None
         train, optim = config.train, config.optim
         device = resolve_device(device)
@@ -259,6 +277,8 @@ class Trainer:
                 self.epoch += 1
                 if self.context.is_main:
                     self.write_epoch(writer, row, improved)
+                if self.on_epoch:
+                    self.on_epoch({**row, "epochs": train.epochs, "improved": improved})
                 if train.early_stopping and self.stale >= train.early_stopping:
                     break
             if writer is not None:
