@@ -1,4 +1,5 @@
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -128,3 +129,23 @@ def test_rerun_recrops_changed_sources_and_refuses_other_settings(tmp_path):
         crop_dataset(root, out, CropOptions(detector="fixed", margin=0.1))
     fresh = crop_dataset(root, out, CropOptions(detector="fixed", margin=0.1), overwrite=True)
     assert fresh.processed == 8
+
+
+def test_a_crop_mismatch_between_training_and_prediction_is_named_with_the_fix(tmp_path):
+    from maskcls.faces.crop import crop_mismatch
+
+    settings = {"detector": "mtcnn", "margin": 0.3, "size": [48, 64], "detector_options": {}}
+    run, faces, photos = tmp_path / "run", tmp_path / "faces", tmp_path / "photos"
+    for folder in (run, faces, photos):
+        folder.mkdir()
+    (run / "crop.json").write_text(json.dumps(settings))
+    (faces / "crop.json").write_text(json.dumps(settings))
+    assert crop_mismatch(run / "crop.json", faces) is None
+    assert crop_mismatch(run / "crop.json", photos) == (
+        f"was trained on face crops (mtcnn) but {photos} holds whole photos: "
+        f"`maskcls crop {photos} OUT --size 48x64 --margin 0.3`"
+    )
+    assert crop_mismatch(tmp_path / "none.json", faces).startswith("was trained on whole photos but")
+    assert crop_mismatch(tmp_path / "none.json", photos) is None
+    (faces / "crop.json").write_text(json.dumps({**settings, "margin": 0.2}))
+    assert "(margin 0.3 vs 0.2)" in crop_mismatch(run / "crop.json", faces)

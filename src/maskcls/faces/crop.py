@@ -37,6 +37,7 @@ BOX_COLUMNS = [
     "x0", "y0", "x1", "y1", "crop_x0", "crop_y0", "crop_x1", "crop_y1", "source", "error",
 ]  # fmt: skip
 SETTINGS_JSON = "crop.json"
+CROP_KEYS = ("detector", "margin", "size")  # what changes the pictures a model sees
 COPIED = (TRAIN_CSV, EVAL_CSV)
 
 
@@ -335,3 +336,27 @@ def copy_tables(data: Path, out: Path) -> None:
                 shutil.copyfile(data / relative, temporary)
     if (data / "truth").is_dir():
         shutil.copytree(data / "truth", out / "truth", dirs_exist_ok=True)
+
+
+def crop_mismatch(trained_on: Path, data_root: Path) -> str | None:
+    """Why the photos in ``data_root`` are not cut like the ones a model was trained on (its run's
+    ``crop.json``, ``trained_on``), with the fix; None when they match."""
+    trained = read_crop_settings(trained_on)
+    given = read_crop_settings(data_root / SETTINGS_JSON)
+    if trained is None and given is None:
+        return None
+    if given is None:
+        size = f" --size {'x'.join(map(str, trained['size']))}" if trained.get("size") else ""
+        command = f"maskcls crop {data_root} OUT{size} --margin {trained['margin']}"
+        return f"was trained on face crops ({trained['detector']}) but {data_root} holds whole photos: `{command}`"
+    if trained is None:
+        return f"was trained on whole photos but {data_root} holds face crops: predict on the uncropped folder"
+    changed = [key for key in CROP_KEYS if trained.get(key) != given.get(key)]
+    if changed:
+        shown = ", ".join(f"{key} {trained.get(key)} vs {given.get(key)}" for key in changed)
+        return f"was trained on crops made otherwise than {data_root}'s ({shown}): crop again with the run's settings"
+    return None
+
+
+def read_crop_settings(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None

@@ -27,6 +27,7 @@ from maskcls.data.cache import cached_images
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError
 from maskcls.evaluation.calibrate import calibrate_table, read_calibration
+from maskcls.faces.crop import SETTINGS_JSON, crop_mismatch
 from maskcls.files import read_json, write_json_atomic
 from maskcls.inference.export import export_onnx, onnx_session
 from maskcls.inference.loading import LoadedRun, load_run, run_folders
@@ -154,6 +155,7 @@ def raw_prediction(
     check_options(tta, backend)
     runs = run_folders(sources)
     root = Path(data_root)
+    warn_about_crop_mismatches(runs, root)
     dataset = read_dataset(root, require_eval=True)
     info = pd.read_csv(root / "eval" / "info.csv", dtype=str, keep_default_na=False)
     table = dataset.eval
@@ -196,6 +198,16 @@ def raw_prediction(
         people=people,
         grouping_check=check,
     )
+
+
+def warn_about_crop_mismatches(runs: list[Path], root: Path) -> None:
+    """A model sees the test photos as it saw its training photos, or the user hears why not."""
+    said = set()
+    for run in runs:
+        reason = crop_mismatch(run / SETTINGS_JSON, root)
+        if reason and reason not in said:
+            said.add(reason)
+            log.warning(f"{run} {reason}")
 
 
 def grouping_check(loaded_runs: list[LoadedRun], cache_dir):
