@@ -228,11 +228,6 @@ def train(
 ) -> None:
     """Train one model on one split; leaves runs/NAME with config, summary, TensorBoard, checkpoints."""
     from maskcls.config import load_config
-    from maskcls.experiments.catalog import refresh_runs_table
-    from maskcls.progress import progress_bar
-    from maskcls.rundir.folders import read_rows
-    from maskcls.training.distributed import is_main_process
-    from maskcls.training.train import fit
 
     shortcuts = {"data.root": data, "train.fold": fold, "train.folds": folds, "seed": seed}
     given = with_shortcuts(override, shortcuts)
@@ -241,7 +236,13 @@ def train(
             f"--resume {resume} continues that run with its own config; {' '.join(given) or config} would not be "
             "applied. Drop them, or start a new run with them"
         )
-    settings = load_config(config, given)
+    settings = load_config(config, given)  # a typo in a key fails here, before torch is imported
+
+    from maskcls.experiments.catalog import refresh_runs_table
+    from maskcls.progress import progress_bar
+    from maskcls.rundir.folders import read_rows
+    from maskcls.training.distributed import is_main_process
+    from maskcls.training.train import fit
 
     def show_epoch(row: dict) -> None:
         if not quiet:
