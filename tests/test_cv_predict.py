@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from maskcls.config import load_config
+from maskcls.errors import Interrupted
 from maskcls.experiments.cv import cross_validate
 from maskcls.inference import predict
 from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
@@ -68,7 +69,7 @@ def test_cv_resumes_a_half_finished_group(synth_small, tmp_path):
         if len(trained) == 1 and fold_done > total // 2:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match=r"interrupted in fold 1 of .*; run the same maskcls cv again to continue"):
         cross_validate(
             config, runs_dir=tmp_path / "runs", progress=stop_in_fold_1, on_fold=lambda f, w: trained.append(f)
         )

@@ -4,6 +4,7 @@ hparams, and the HTML report rendered in headless Chromium."""
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -255,3 +256,20 @@ def check_gallery(captions: list[str], folder, index: int) -> None:
 def test_report_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     code, _, err = run_cli("report", str(tmp_path), capsys=capsys)
     assert code == 2 and "not a run folder" in err
+
+
+def test_f1_sort_and_best_marks_compare_like_with_like():
+    from datetime import datetime
+
+    from maskcls.experiments.catalog import Entry, best_entries
+
+    def entry(name, valid_f1, cv_f1=None):
+        kind = "cv" if cv_f1 is not None else "run"
+        return Entry(
+            name, Path(name), kind, datetime(2026, 1, 1), None, "3", "finished", valid_f1=valid_f1, cv_f1=cv_f1
+        )
+
+    entries = [entry("lucky-fold", 0.90), entry("cv-a", 0.70, 0.65), entry("run-b", 0.60), entry("cv-b", 0.72, 0.68)]
+    ordered = sort_entries(entries, "f1", table_columns(entries))
+    assert [e.name for e in ordered] == ["cv-b", "cv-a", "lucky-fold", "run-b"]  # one fold's 0.90 is not a CV F1
+    assert best_entries(entries) == {"cv-b": "best CV", "lucky-fold": "best run"}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from maskcls.config import load_config
-from maskcls.errors import UserError
+from maskcls.errors import Interrupted, UserError
 from maskcls.training.train import fit
 
 TIMING = ["train_images_per_second", "seconds"]
@@ -49,7 +49,7 @@ def test_resume_continues_exactly_where_a_killed_run_stopped(synth_small, tmp_pa
         if done > total // 2 + 40:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match=r"interrupted after epoch 1 of 2; continue with: maskcls train --resume"):
         fit(config_for(synth_small, tmp_path), runs_dir=tmp_path / "b", progress=kill_in_second_epoch)
     (killed,) = (tmp_path / "b").glob("t-fold0*")
     assert len(pd.read_csv(killed / "summary.csv")) == 1

@@ -526,6 +526,7 @@ def runs(
 ) -> None:
     """One row per run or cv group, showing only the config keys that differ between them."""
     from maskcls.experiments.catalog import (
+        best_entries,
         filter_entries,
         find_entries,
         refresh_hparams,
@@ -543,7 +544,7 @@ def runs(
     entries = sort_entries(entries, sort, columns)
     rows = table_rows(entries, columns)
     if form == "table":
-        out.print(rich_table(rows, columns) if rows else f"{runs_dir}: no runs match")
+        out.print(rich_table(rows, columns, marks=best_entries(entries)) if rows else f"{runs_dir}: no runs match")
         return
     text = write_table(rows, columns, form, out_file)
     if text is not None:
@@ -564,7 +565,7 @@ def sweep(
 ) -> None:
     """Train the base recipe once per value of one key (resumable), then print the comparison."""
     from maskcls.config import load_config
-    from maskcls.experiments.catalog import find_entries, table_columns, table_rows
+    from maskcls.experiments.catalog import best_entries, find_entries, sort_entries, table_columns, table_rows
     from maskcls.experiments.sweep import parse_vary, run_sweep
     from maskcls.progress import progress_bar
 
@@ -580,7 +581,8 @@ def sweep(
         folder = run_sweep(base, varied, grid, folds, runs_dir, progress, on_variant)
     entries = find_entries(folder)
     columns = [column for column in table_columns(entries) if column not in ("kind", "date", "commit", "status")]
-    out.print(rich_table(table_rows(entries, columns), columns, title=str(folder)))
+    entries = sort_entries(entries, "f1", columns)  # best first
+    out.print(rich_table(table_rows(entries, columns), columns, title=str(folder), marks=best_entries(entries)))
 
 
 @app.command()
@@ -621,12 +623,18 @@ def serve(
     run_server(predictor, host, port, limits, quiet)
 
 
-def rich_table(rows: list[dict], columns: list[str], title: str | None = None) -> Table:
+def rich_table(rows: list[dict], columns: list[str], title: str | None = None, marks: dict | None = None) -> Table:
+    """Rows as a terminal table; names are never cut (long ones fold onto a second line), and
+    ``marks`` (name -> "best CV" / "best run") fill a first column."""
     from maskcls.experiments.catalog import cell_text
 
-    table = Table(*columns, title=title)
+    table = Table(*(["best"] if marks else []), title=title)
+    for column in columns:
+        longest = max((len(cell_text(column, row[column])) for row in rows), default=0)
+        table.add_column(column, overflow="fold", min_width=min(longest, 48) if column == "name" else None)
     for row in rows:
-        table.add_row(*(cell_text(column, row[column]) for column in columns))
+        mark = [marks.get(row.get("name"), "")] if marks else []
+        table.add_row(*mark, *(cell_text(column, row[column]) for column in columns))
     return table
 
 

@@ -42,6 +42,13 @@ class DataConfig(Section):
         validate_age_borders(value)
         return value
 
+    @field_validator("root", "corrections")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        """Kept as an absolute path (resolved against the current folder), so that a run folder
+        says where its data is from wherever it is read later (report, --group-people, resume)."""
+        return str(Path(value).expanduser().absolute()) if value else value
+
 
 class ModelConfig(Section):
     name: str = "resnet18"

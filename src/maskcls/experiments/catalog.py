@@ -189,15 +189,32 @@ def matches(actual: Any, wanted: Any, raw: str) -> bool:
 
 
 def sort_entries(entries: list[Entry], column: str, columns: list[str]) -> list[Entry]:
-    """Scores (any column with f1, and ``f1`` = CV F1 else valid F1) best first; others A-Z.
-    Entries without a value go last."""
+    """Scores (any column with f1) best first; others A-Z; entries without a value go last.
+    ``f1`` compares like with like: cross-validated entries by CV F1 first, then single runs by
+    the valid F1 of their one fold (a fold's F1 is no match for an out-of-fold one)."""
     if column not in columns and column != "f1":
         raise UserError(f"--sort {column}: unknown column{suggestion(column, columns)}")
+    if column == "f1":
+        groups = sort_entries([entry for entry in entries if entry.cv_f1 is not None], "cv_f1", ["cv_f1"])
+        singles = sort_entries([entry for entry in entries if entry.cv_f1 is None], "valid_f1", ["valid_f1"])
+        return groups + singles
     descending = "f1" in column
     present = [entry for entry in entries if entry.value(column) is not None]
     missing = [entry for entry in entries if entry.value(column) is None]
     present.sort(key=lambda entry: sortable(entry.value(column)), reverse=descending)
     return present + missing
+
+
+def best_entries(entries: list[Entry]) -> dict[str, str]:
+    """Entry name -> its marker: the best cross-validated entry (by CV F1) and the best single
+    run (by its fold's valid F1), each among its own kind."""
+    marks = {}
+    for what, attribute in (("best CV", "cv_f1"), ("best run", "valid_f1")):
+        kind = [entry for entry in entries if (entry.cv_f1 is not None) == (attribute == "cv_f1")]
+        scored = [entry for entry in kind if getattr(entry, attribute) is not None]
+        if scored:
+            marks[max(scored, key=lambda entry: getattr(entry, attribute)).name] = what
+    return marks
 
 
 def sortable(value: Any) -> tuple:

@@ -28,7 +28,7 @@ import yaml
 
 from maskcls.callbacks import Progress
 from maskcls.config import Config, to_plain_dict
-from maskcls.errors import UserError
+from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.files import write_json_atomic, write_text_atomic
 from maskcls.labels import PROBABILITY_COLUMNS
@@ -67,7 +67,13 @@ def cross_validate(
         train_in_processes(group, runs_dir, pending, devices, on_fold)
     else:
         for fold in pending:
-            train_fold(config, group, runs_dir, fold, progress)
+            try:
+                train_fold(config, group, runs_dir, fold, progress)
+            except Interrupted:
+                raise Interrupted(
+                    f"interrupted in fold {fold} of {group}; run the same maskcls cv again to continue "
+                    "(finished folds are kept, the stopped one resumes)"
+                ) from None
             if on_fold:
                 on_fold(fold, "trained")
     write_cv_results(group)
