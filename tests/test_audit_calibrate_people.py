@@ -178,3 +178,22 @@ def test_predict_group_people_writes_people_and_keeps_mask(tmp_path, synth_small
     check = grouped.grouping_check  # the same grouping on the validation photos, persons known
     assert check.photos == sum(len(pd.read_csv(group / f"fold{k}" / "valid_probabilities.csv")) for k in range(2))
     assert 7 / 24 <= check.purity <= 1 and 0 <= check.f1_per_photo <= 1 and 0 <= check.f1_grouped <= 1
+
+
+def test_audit_says_when_the_model_is_too_weak_to_trust(tmp_path, caplog):
+    from maskcls.evaluation.audit import weak_model_warnings
+
+    group = write_oof(tmp_path / "group")
+    table = pd.read_csv(group / "oof_probabilities.csv")
+    planted = [warning.split(" (")[0] for warning in weak_model_warnings(table)]
+    assert planted == ["the model is too weak to audit age"]  # the planted table's age F1 is 0.67
+    uniform = table.copy()
+    uniform[PROBABILITY_COLUMNS] = 1 / 18  # argmax is class 0 everywhere: wear / male / <30
+    warnings = weak_model_warnings(uniform)
+    assert [warning.split(" (")[0] for warning in warnings] == [
+        f"the model is too weak to audit {name}" for name in ("mask", "gender", "age")
+    ]
+    uniform.to_csv(group / "oof_probabilities.csv", index=False)
+    with caplog.at_level("WARNING", logger="maskcls"):
+        audit(group)
+    assert caplog.messages == warnings

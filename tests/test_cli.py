@@ -93,19 +93,30 @@ def test_unknown_option_is_a_usage_error(capsys):
 
 def test_train_command_prints_the_best_epoch(synth_small, tmp_path, capsys):
     code, out, _ = run_cli(
-        "train", "--data", str(synth_small), "--folds", "3", "--runs-dir", str(tmp_path / "runs"), "-q",
+        "train", str(empty_recipe(tmp_path)), "--data", str(synth_small), "--folds", "3",
+        "--runs-dir", str(tmp_path / "runs"), "-q",
         "-o", "model.name=test_resnet", "-o", "train.epochs=1", "-o", "train.image_size=[24,32]",
         "-o", f"train.cache_dir={tmp_path / 'cache'}", capsys=capsys,
     )  # fmt: skip
     assert code == 0 and "best valid macro F1" in out
     code, _, err = run_cli("train", "-o", "train.epoch=1", capsys=capsys)
     assert code == 2 and "did you mean 'train.epochs'" in err
+    code, _, err = run_cli("train", "--data", str(synth_small), capsys=capsys)
+    assert code == 2 and "maskcls train needs a recipe, e.g. `maskcls train configs/cpu-pretrained.yaml" in err
+
+
+def empty_recipe(tmp_path):
+    """A recipe file that keeps every default (the tests set what they need with -o)."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text("name: t\n")
+    return path
 
 
 def train_args(synth_small, tmp_path, *more):
     return [
-        "train", "--data", str(synth_small), "--folds", "3", "--runs-dir", str(tmp_path / "runs"),
-        "-o", "model.name=test_resnet", "-o", "train.image_size=[24,32]", "-o", "name=fb",
+        "train", str(empty_recipe(tmp_path)), "--data", str(synth_small), "--folds", "3",
+        "--runs-dir", str(tmp_path / "runs"), "-o", "model.name=test_resnet", "-o", "train.image_size=[24,32]",
+        "-o", "name=fb",
         "-o", f"train.cache_dir={tmp_path / 'cache'}", *more,
     ]  # fmt: skip
 
@@ -146,3 +157,15 @@ def test_ctrl_c_names_the_resume_command_and_resume_says_where_it_continues(synt
     code, _, err = run_cli("train", "--resume", str(run), "-q", capsys=capsys)
     assert code == 0 and f"maskcls: {run}: resuming after epoch 1 of 3" in err
     assert len(pd.read_csv(run / "summary.csv")) == 3
+
+
+def test_resume_finds_the_runs_folder_of_the_run(tmp_path):
+    from maskcls.rundir.folders import runs_root
+
+    (tmp_path / "runs/folds").mkdir(parents=True)
+    (tmp_path / "runs/a-cv3/fold1").mkdir(parents=True)
+    (tmp_path / "runs/b-fold0").mkdir()
+    assert runs_root(tmp_path / "runs/a-cv3/fold1") == tmp_path / "runs"
+    assert runs_root(tmp_path / "runs/b-fold0") == tmp_path / "runs"
+    (tmp_path / "elsewhere/c-fold0").mkdir(parents=True)
+    assert runs_root(tmp_path / "elsewhere/c-fold0") == tmp_path / "elsewhere"

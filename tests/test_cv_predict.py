@@ -174,3 +174,19 @@ def test_measured_backend_speeds_are_real_timings(finished_group):
     speeds = predict.measure_backends(group / "fold2", batch_size=8, repeats=1)
     assert set(speeds) == {"torch", "onnxruntime"} and all(speed > 0 for speed in speeds.values())
     assert (group / "fold2/model.onnx").exists()
+
+
+def test_cv_warns_that_corrections_change_the_out_of_fold_targets(synth_small, tmp_path, caplog):
+    profile = pd.read_csv(synth_small / "train/train.csv")["path"].iloc[0]
+    gender = "male" if "_female_" in profile else "female"
+    fixes = tmp_path / "fixes.yaml"
+    fixes.write_text(f"verified: false\nfixes:\n  - {{profile: {profile}, gender: {gender}}}\n")
+    config = cv_config(synth_small, tmp_path, f"data.corrections={fixes}", "name=fixed")
+    with caplog.at_level("WARNING", logger="maskcls"):
+        group = cross_validate(config, runs_dir=tmp_path / "runs")
+    oof = json.loads((group / "cv.json").read_text())["oof_f1"]
+    expected = (
+        f"data.corrections changes the labels of 7 training images, so the out-of-fold targets too: CV F1 {oof:.4f} "
+        "is comparable only with runs that use the same corrections"
+    )
+    assert any(message.startswith(expected) for message in caplog.messages), caplog.messages

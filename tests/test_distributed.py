@@ -30,8 +30,11 @@ def test_shards_are_equal_disjoint_and_merge_back_in_order():
 
 
 def test_torchrun_two_processes_one_run_folder_gathered_metrics(synth_small, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: ddp\n")
     options = [
-        f"--data={synth_small}", "--runs-dir", str(tmp_path / "runs"), "-q", "-o", "model.name=test_resnet",
+        str(recipe), f"--data={synth_small}", "--runs-dir", str(tmp_path / "runs"), "-q",
+        "-o", "model.name=test_resnet",
         "-o", "train.epochs=2", "-o", "train.image_size=[24,32]", "-o", "train.batch_size=32", "-o", "train.folds=3",
         "-o", f"train.cache_dir={tmp_path / 'cache'}", "-o", "name=ddp",
     ]  # fmt: skip

@@ -208,3 +208,15 @@ def check_photo_and_boxes(canvas: np.ndarray, photo: Image.Image, result: dict) 
         left_edge = canvas[y0 + 4 : y1 - 4, min(max(x0, 0), canvas.shape[1] - 1)]
         drawn = (np.abs(left_edge - colour).sum(axis=1) < 60).mean()
         assert drawn >= least, f"box {box} in {colour}: {drawn:.0%} of its left edge drawn"
+
+
+def test_a_port_in_use_is_named_before_any_model_loads(tmp_path, capsys):
+    from tests.test_cli import run_cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli("serve", str(tmp_path / "no-run"), "--port", str(port), capsys=capsys)
+    assert code == 2  # and said before the (missing) run is even looked at
+    assert f"port {port} on 127.0.0.1 is not free (Address already in use; another maskcls serve?)" in err

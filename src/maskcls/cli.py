@@ -31,6 +31,12 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)  # tables stay whole in logs
 err = Console(stderr=True, soft_wrap=True)
+DataOpt = Annotated[Path | None, typer.Option(help="Dataset folder (same as -o data.root=...).")]
+CacheDirOpt = Annotated[Path | None, typer.Option(help="Decoded-image cache folder (same as -o train.cache_dir=...).")]
+RECIPE_NEEDED = (
+    "maskcls {command} needs a recipe, e.g. `maskcls {command} configs/cpu-pretrained.yaml --data DATA-faces` "
+    "(the repository's configs/: cpu-pretrained, cpu-demo, baseline, retrospective, multihead)"
+)
 BACKEND_HELP = (
     "torch, onnxruntime (exports model.onnx if missing), or auto: the faster of the two for this run on this "
     "device, timed once and kept in RUN/backend.json."
@@ -215,11 +221,14 @@ def train(
     override: Annotated[
         list[str] | None, typer.Option("--override", "-o", help="KEY=VALUE, e.g. -o optim.lr=3e-4 (repeatable).")
     ] = None,
-    data: Annotated[Path | None, typer.Option(help="Dataset folder (same as -o data.root=...).")] = None,
+    data: DataOpt = None,
+    cache_dir: CacheDirOpt = None,
     fold: Annotated[int | None, typer.Option(help="Validation fold (same as -o train.fold=...).")] = None,
     folds: Annotated[int | None, typer.Option(help="Number of folds (same as -o train.folds=...).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (same as -o seed=...).")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    runs_dir: Annotated[
+        Path | None, typer.Option(help="Where run folders go (default runs; with --resume, the run's own).")
+    ] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue a stopped run from its last.pt.")] = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="Exact run folder (default: RUNS_DIR/NAME-foldK, unique).")
@@ -229,7 +238,13 @@ def train(
     """Train one model on one split; leaves runs/NAME with config, summary, TensorBoard, checkpoints."""
     from maskcls.config import load_config
 
-    shortcuts = {"data.root": data, "train.fold": fold, "train.folds": folds, "seed": seed}
+    shortcuts = {
+        "data.root": data,
+        "train.cache_dir": cache_dir,
+        "train.fold": fold,
+        "train.folds": folds,
+        "seed": seed,
+    }
     given = with_shortcuts(override, shortcuts)
     if resume is not None and (config is not None or given):
         raise UserError(
@@ -237,10 +252,14 @@ def train(
             "applied. Drop them, or start a new run with them"
         )
     settings = load_config(config, given)  # a typo in a key fails here, before torch is imported
+    if config is None and resume is None:
+        raise UserError(RECIPE_NEEDED.format(command="train"))
 
     from maskcls.experiments.catalog import refresh_runs_table
     from maskcls.progress import progress_bar
-    from maskcls.rundir.folders import read_rows
+    from maskcls.rundir.folders import read_rows, runs_root
+
+    runs_dir = runs_dir or (runs_root(resume) if resume is not None else Path("runs"))
     from maskcls.training.distributed import is_main_process
     from maskcls.training.train import fit
 
@@ -290,7 +309,8 @@ OverrideOpt = Annotated[
 def cv(
     config: Annotated[Path | None, typer.Argument(help="YAML recipe (see configs/).")] = None,
     override: OverrideOpt = None,
-    data: Annotated[Path | None, typer.Option(help="Dataset folder (same as -o data.root=...).")] = None,
+    data: DataOpt = None,
+    cache_dir: CacheDirOpt = None,
     folds: Annotated[int | None, typer.Option(help="Number of folds (same as -o train.folds=...).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (same as -o seed=...).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
@@ -304,7 +324,10 @@ def cv(
     from maskcls.experiments.cv import cross_validate
     from maskcls.progress import progress_bar
 
-    settings = load_config(config, with_shortcuts(override, {"data.root": data, "train.folds": folds, "seed": seed}))
+    shortcuts = {"data.root": data, "train.cache_dir": cache_dir, "train.folds": folds, "seed": seed}
+    settings = load_config(config, with_shortcuts(override, shortcuts))
+    if config is None:
+        raise UserError(RECIPE_NEEDED.format(command="cv"))
 
     def on_fold(fold: int, what: str) -> None:
         if not quiet:
@@ -560,6 +583,8 @@ def sweep(
     grid: Annotated[bool, typer.Option(help="Allow several --vary keys: every combination.")] = False,
     folds: Annotated[int | None, typer.Option(help="Cross-validate every variant with this many folds.")] = None,
     override: OverrideOpt = None,
+    data: DataOpt = None,
+    cache_dir: CacheDirOpt = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     quiet: Quiet = False,
 ) -> None:
@@ -569,7 +594,7 @@ def sweep(
     from maskcls.experiments.sweep import parse_vary, run_sweep
     from maskcls.progress import progress_bar
 
-    base = load_config(config, override)
+    base = load_config(config, with_shortcuts(override, {"data.root": data, "train.cache_dir": cache_dir}))
     varied = [parse_vary(text) for text in vary]
 
     def on_variant(index: int, total: int, variant, what: str) -> None:
@@ -614,9 +639,10 @@ def serve(
 ) -> None:
     """Serve a model over HTTP: POST /predict, GET /health, GET /model, and a web page at /."""
     from maskcls.inference.inference import Predictor
-    from maskcls.inference.serve import Limits
+    from maskcls.inference.serve import Limits, check_port_free
     from maskcls.inference.serve import serve as run_server
 
+    check_port_free(host, port)  # before the models load
     predictor = Predictor(source, backend=backend, tta=tta)
     limits = Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_files)
     err.print(f"maskcls: serving {source} ({len(predictor.runs)} model(s), {backend}) on http://{host}:{port}/")

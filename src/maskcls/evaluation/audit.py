@@ -15,6 +15,7 @@ and written as a corrections YAML for ``data.corrections`` (nothing is edited in
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,11 @@ import yaml
 
 from maskcls.files import write_text_atomic
 from maskcls.labels import AGE_BORDERS, HEAD_VALUE_NAMES, PROBABILITY_COLUMNS, Mask, decode_classes, head_marginals
+from maskcls.metrics import summary
 from maskcls.rundir.tables import read_out_of_fold
+
+log = logging.getLogger("maskcls")
+TRUSTED_F1 = {"mask": 0.9, "gender": 0.9, "age": 0.8}  # below this out-of-fold F1, suggestions are noise
 
 AUDIT_COLUMNS = ["profile", "attribute", "given", "suggested", "evidence", "score", "agreeing", "images"]
 
@@ -49,6 +54,17 @@ class Attribute:
         return np.where(above.any(axis=1), masked.argmax(axis=1), -1)
 
 
+def weak_model_warnings(table: pd.DataFrame) -> list[str]:
+    """An attribute the model gets wrong often gives suggestions that are mostly its own mistakes."""
+    scores = summary(table["target"].to_numpy(), table[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1))
+    return [
+        f"the model is too weak to audit {name} (out-of-fold {name} F1 {scores[f'f1_{name}']:.2f} < {least}): "
+        f"its {name} suggestions are mostly its own mistakes; audit with a stronger model"
+        for name, least in TRUSTED_F1.items()
+        if scores[f"f1_{name}"] < least
+    ]
+
+
 def attributes(table: pd.DataFrame) -> dict[str, Attribute]:
     """Given values and per-attribute probabilities (the 18 classes summed per head)."""
     given = dict(zip(("mask", "gender", "age"), decode_classes(table["target"].to_numpy()), strict=True))
@@ -60,6 +76,8 @@ def audit(group: str | Path, min_share: float = 0.5) -> pd.DataFrame:
     """Ranked suggestions (``AUDIT_COLUMNS``): person-level gender and age, swapped mask pairs.
     ``min_share``: the fraction of a person's images that must confidently say the other value."""
     table, _ = read_out_of_fold(group, {"path", "profile", "target"}, "audit")
+    for warning in weak_model_warnings(table):
+        log.warning(warning)
     found = attributes(table)
     rows = [
         *person_suggestions(table, found["gender"], min_share),

@@ -15,6 +15,7 @@ resumed. With several ``devices`` the folds run in parallel, one process per dev
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import subprocess
 import sys
@@ -28,14 +29,16 @@ import yaml
 
 from maskcls.callbacks import Progress
 from maskcls.config import Config, to_plain_dict
+from maskcls.data.layout import read_dataset
 from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.files import write_json_atomic, write_text_atomic
-from maskcls.labels import PROBABILITY_COLUMNS
+from maskcls.labels import PROBABILITY_COLUMNS, age_groups
 from maskcls.metrics import summary
 from maskcls.rundir import names
 from maskcls.rundir.folders import write_rows
 
+log = logging.getLogger("maskcls")
 GROUP_FILE = names.GROUP
 
 
@@ -76,8 +79,27 @@ def cross_validate(
                 ) from None
             if on_fold:
                 on_fold(fold, "trained")
-    write_cv_results(group)
+    result = write_cv_results(group)
+    if config.data.corrections:
+        changed = corrected_labels(config)
+        if changed:
+            log.warning(
+                f"data.corrections changes the labels of {changed} training images, so the out-of-fold targets too: "
+                f"CV F1 {result['oof_f1']:.4f} is comparable only with runs that use the same corrections "
+                "(compare on the leaderboard, or with the same corrections file)"
+            )
     return group
+
+
+def corrected_labels(config: Config) -> int:
+    """How many training images a corrections file gives another mask, gender or age group."""
+    root = Path(config.data.root)
+    plain = read_dataset(root, strict=config.data.strict).train.set_index("path")
+    fixed = read_dataset(root, corrections=config.data.corrections, strict=config.data.strict).train.set_index("path")
+    fixed = fixed.loc[plain.index]
+    groups = [age_groups(table["age"].to_numpy()) for table in (plain, fixed)]
+    changed = (plain["mask"] != fixed["mask"]) | (plain["gender"] != fixed["gender"]) | (groups[0] != groups[1])
+    return int(changed.sum())
 
 
 def start_group(config: Config, group: Path) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from maskcls import __version__
+from maskcls.errors import UserError
 from maskcls.inference.inference import BadImage, Predictor, decode_photo
 
 log = logging.getLogger("maskcls")
@@ -152,6 +154,23 @@ def create_app(predictor: Predictor, limits: Limits = Limits()):
         return {"results": results, "milliseconds": round((time.perf_counter() - begun) * 1000, 1)}
 
     return app
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail at once, before any model loads, when another program already listens there."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise UserError(f"--host {host}: not an address of this machine ({error.strerror})") from None
+    family, kind, protocol, _, address = infos[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise UserError(
+                f"port {port} on {host} is not free ({error.strerror}; another maskcls serve?): pick one with --port"
+            ) from None
 
 
 def serve(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(), quiet=False):

@@ -25,6 +25,15 @@ def new_run_folder(runs_dir: str | Path, name: str) -> Path:
     raise RuntimeError(f"no free run name for {name!r} in {runs_dir}")
 
 
+def runs_root(run: Path) -> Path:
+    """The runs folder a run belongs to: the nearest folder above it that keeps ``folds/`` (a fold
+    of a cv group sits one level deeper), else the run's parent."""
+    for folder in list(Path(run).absolute().parents)[:2]:  # a run's parent, or its group's
+        if (folder / "folds").is_dir():
+            return folder
+    return Path(run).absolute().parent
+
+
 def environment() -> dict[str, Any]:
     """Git commit and library versions, stored beside the resolved config."""
     import timm
