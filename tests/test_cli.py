@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from maskcls.cli import app, main
 
@@ -133,9 +134,26 @@ def test_train_prints_one_line_per_epoch_off_a_terminal_and_refuses_overrides_on
     assert lines[0].endswith("best")
     quiet_code, _, quiet_err = run_cli(*train_args(synth_small, tmp_path, "-o", "train.epochs=1", "-q"), capsys=capsys)
     assert quiet_code == 0 and "epoch 1/1" not in quiet_err
-    code, _, err = run_cli("train", "--resume", str(run), "-o", "train.epochs=5", capsys=capsys)
+    code, _, err = run_cli("train", "--resume", str(run), "-o", "optim.lr=0.5", capsys=capsys)
     assert code == 2
-    assert f"--resume {run} continues that run with its own config; train.epochs=5 would not be applied" in err
+    assert "--resume cannot change optim.lr: that would not continue the same run (only train.early_stopping" in err
+    code, _, err = run_cli("train", "--resume", str(run), "-o", "train.epochs=1", capsys=capsys)
+    assert code == 2 and "--resume: train.epochs=1, but the run already trained 2 epochs" in err
+
+
+def test_resume_with_more_epochs_stretches_the_schedule(synth_small, tmp_path, capsys):
+    """2 epochs, then resumed to 4: the last two epochs have the learning rates of a 4-epoch run."""
+    code, _, _ = run_cli(*train_args(synth_small, tmp_path, "-o", "train.epochs=2", "-q"), capsys=capsys)
+    run = tmp_path / "runs/fb-fold0"
+    code, _, err = run_cli("train", "--resume", str(run), "-o", "train.epochs=4", "-q", capsys=capsys)
+    assert code == 0 and f"{run}: resuming after epoch 2 of 4" in err
+    whole_args = train_args(synth_small, tmp_path, "-o", "train.epochs=4", "-q", "-o", "name=whole")
+    assert run_cli(*whole_args, capsys=capsys)[0] == 0
+    resumed = pd.read_csv(run / "summary.csv")
+    whole = pd.read_csv(tmp_path / "runs/whole-fold0/summary.csv")
+    assert list(resumed["epoch"]) == [0, 1, 2, 3]
+    assert list(resumed["lr"][2:]) == pytest.approx(list(whole["lr"][2:]), rel=1e-9)
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 4
 
 
 def test_ctrl_c_names_the_resume_command_and_resume_says_where_it_continues(synth_small, tmp_path, capsys, monkeypatch):

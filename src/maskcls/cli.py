@@ -236,7 +236,7 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train one model on one split; leaves runs/NAME with config, summary, TensorBoard, checkpoints."""
-    from maskcls.config import load_config
+    from maskcls.config import load_config, parse_override
 
     shortcuts = {
         "data.root": data,
@@ -246,11 +246,12 @@ def train(
         "seed": seed,
     }
     given = with_shortcuts(override, shortcuts)
-    if resume is not None and (config is not None or given):
-        raise UserError(
-            f"--resume {resume} continues that run with its own config; {' '.join(given) or config} would not be "
-            "applied. Drop them, or start a new run with them"
-        )
+    resume_changes = None
+    if resume is not None:
+        if config is not None:
+            raise UserError(f"--resume {resume} continues that run with its own recipe; drop {config}")
+        resume_changes = dict(parse_override(text) for text in given)  # checked against the run in fit
+        given = []
     settings = load_config(config, given)  # a typo in a key fails here, before torch is imported
     if config is None and resume is None:
         raise UserError(RECIPE_NEEDED.format(command="train"))
@@ -270,7 +271,7 @@ def train(
     with progress_bar("train", quiet) as progress:
         run = fit(
             settings, runs_dir=runs_dir, resume=resume, progress=progress, run_dir=run_dir,
-            on_finished=refresh_runs_table, on_epoch=show_epoch,
+            on_finished=refresh_runs_table, on_epoch=show_epoch, resume_changes=resume_changes,
         )  # fmt: skip
     rows = read_rows(run / names.SUMMARY)
     if rows and is_main_process():
@@ -357,7 +358,9 @@ def predict(
         typer.Option("--out", help="Folder for test_probabilities.csv and submission.csv (default: the source)."),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 128,
-    cache_dir: Annotated[Path, typer.Option(help="Decoded-image cache folder.")] = Path("cache"),
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Decoded-image cache folder (default: cache/ in the runs' runs folder).")
+    ] = None,
     calibration: CalibrationOpt = None,
     group_people: Annotated[
         bool, typer.Option(help="Cluster photos into people; vote gender and age per person (see README).")

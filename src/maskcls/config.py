@@ -101,7 +101,8 @@ class TrainConfig(Section):
     channels_last: bool = False
     device: str = "auto"
     threads: int | None = None
-    cache_dir: str = "cache"
+    cache_dir: str | None = None
+    """Decoded-image cache folder; by default ``cache/`` in the runs folder, where predict finds it."""
     deterministic: bool = False
 
 

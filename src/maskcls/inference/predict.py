@@ -41,7 +41,7 @@ from maskcls.inference.people import (
 )
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.rundir import names
-from maskcls.rundir.folders import write_rows
+from maskcls.rundir.folders import runs_root, write_rows
 from maskcls.rundir.tables import write_probabilities, write_submission
 from maskcls.training.engine import finish, forward_probabilities, prepare, resolve_device
 
@@ -126,13 +126,14 @@ def predict_dataset(
     tta: str = "none",
     backend: str = "torch",
     batch_size: int = 128,
-    cache_dir: str | Path = "cache",
+    cache_dir: str | Path | None = None,
     device: str = "auto",
     progress: Progress | None = None,
     calibration: str | Path | None = None,
     group_people: bool = False,
 ) -> Prediction:
-    """Mean 18-class probabilities of every model in ``sources`` for each eval image, with the
+    """Mean 18-class probabilities of every model in ``sources`` for each eval image (images from
+    ``cache_dir``, by default the ``cache/`` of the first run's runs folder), with the
     biases of a ``calibration`` file (``maskcls calibrate``) applied when given.
 
     ``group_people``: cluster the photos into people and vote gender and age inside each (see
@@ -154,6 +155,7 @@ def raw_prediction(
 ) -> Prediction:
     check_options(tta, backend)
     runs = run_folders(sources)
+    cache_dir = cache_dir if cache_dir is not None else runs_root(runs[0]) / "cache"  # where training put it
     root = Path(data_root)
     warn_about_crop_mismatches(runs, root)
     dataset = read_dataset(root, require_eval=True)

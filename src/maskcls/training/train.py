@@ -12,25 +12,28 @@ runs/NAME/  config.json   resolved config + dataset mean/std + git commit + vers
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from maskcls.callbacks import Progress
-from maskcls.config import Config, to_plain_dict
+from maskcls.config import Config, set_dotted, to_plain_dict
 from maskcls.data.cache import DecodedImages, cached_images
 from maskcls.data.layout import read_dataset
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
 from maskcls.data.transforms import channel_stats
 from maskcls.errors import Interrupted, NonFiniteLoss, UserError
 from maskcls.figures import confusion_figure, pyplot
-from maskcls.files import write_json_atomic, write_text_atomic
+from maskcls.files import read_json, write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes
 from maskcls.metrics import summary as metric_summary
 from maskcls.rundir import names
@@ -52,6 +55,7 @@ from maskcls.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, cre
 from maskcls.training.weights import check_weights_fit_model, resolve_weights_path
 
 log = logging.getLogger("maskcls")
+RESUMABLE_KEYS = {"train.epochs", "train.early_stopping"}
 
 
 @dataclass
@@ -72,16 +76,18 @@ def fit(
     run_dir: str | Path | None = None,
     on_finished: Callable[[Path], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    resume_changes: dict[str, Any] | None = None,
 ) -> Path:
     """Train one model on one split; returns the run folder (``runs_dir/NAME-foldK``, made
     unique, or exactly ``run_dir``). ``runs_dir/folds/`` keeps the folds files every run shares.
     Under torchrun every process calls this; rank 0 alone writes, and all return the same path.
     ``on_finished(runs_dir)`` runs in rank 0 after a finished run (the runs table refreshes itself);
     ``on_epoch(row)`` after each epoch (its summary row, plus ``epochs`` and ``improved``). Ctrl-C
-    raises :class:`Interrupted`, naming the command that continues the run."""
+    raises :class:`Interrupted`, naming the command that continues the run. ``resume_changes``
+    (dotted key -> value): what a resume may change, e.g. ``{"train.epochs": 20}``."""
     checkpoint = load_checkpoint(Path(resume) / names.LAST_CHECKPOINT) if resume is not None else None
     if checkpoint is not None:
-        config = Config.model_validate(checkpoint["config"])
+        config = resume_config(checkpoint, resume_changes or {})
     context, device = start_from_environment(config.train.device)
     try:
         configure_torch(config)
@@ -95,6 +101,9 @@ def fit(
             run = Path(context.broadcast(str(made)))
         if checkpoint is not None:
             log.info(f"{run}: resuming after epoch {checkpoint['epoch']} of {config.train.epochs}")
+            if resume_changes and context.is_main:
+                saved = read_json(run / names.CONFIG)
+                write_json_atomic(run / names.CONFIG, {**saved, **to_plain_dict(config)})
         trainer = Trainer(config, data, run, mean, std, checkpoint, progress, context, device, on_epoch)
         try:
             run = trainer.run()
@@ -178,7 +187,7 @@ def prepare_data(config: Config, runs_dir: str | Path, warn: bool = True) -> Tra
     train_rows, valid_rows = split_rows(table, folds, fold)
     paths, size = list(table["path"]), config.train.image_size
     if config.data.cache:
-        images = cached_images(root, paths, size, config.train.cache_dir)
+        images = cached_images(root, paths, size, config.train.cache_dir or Path(runs_dir) / "cache")
     else:
         images = DecodedImages(root, paths, size)
     ages = table["age"].to_numpy()
@@ -207,6 +216,33 @@ def missing_class_warnings(labels: np.ndarray, train_rows: np.ndarray, valid_row
             listed = ", ".join(f"{k} ({class_name(k)})" for k in missing)
             messages.append(f"fold {fold}: the {side} part has no images of class {listed}")
     return messages
+
+
+def fast_forward(scheduler, steps: int) -> None:
+    """Step a fresh scheduler as far as a run got (its learning rate only; no weights move)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        for _ in range(steps):
+            scheduler.step()
+
+
+def resume_config(checkpoint: dict, changes: dict[str, Any]) -> Config:
+    """The stopped run's config with the changes a resume can make (``RESUMABLE_KEYS``: more
+    epochs, another patience); any other change would not continue the same run."""
+    refused = sorted(set(changes) - RESUMABLE_KEYS)
+    if refused:
+        raise UserError(
+            f"--resume cannot change {', '.join(refused)}: that would not continue the same run (only "
+            f"{', '.join(sorted(RESUMABLE_KEYS))} can change); start a new run instead"
+        )
+    plain = copy.deepcopy(checkpoint["config"])  # the checkpoint keeps the config it was written with
+    for key, value in changes.items():
+        plain = set_dotted(plain, key, value)
+    config = Config.model_validate(plain)
+    if config.train.epochs <= checkpoint["epoch"] and "train.epochs" in changes:
+        done = checkpoint["epoch"]
+        raise UserError(f"--resume: train.epochs={config.train.epochs}, but the run already trained {done} epochs")
+    return config
 
 
 def epoch_seed(*parts: int) -> int:
@@ -248,10 +284,7 @@ class Trainer:
         )
         self.batch_size = max(1, train.batch_size // context.world_size)  # train.batch_size is the global batch
         self.steps_per_epoch = max(1, -(-len(context.shard(data.train_rows)) // self.batch_size))
-        self.scheduler = create_scheduler(
-            optim.scheduler, self.optimizer, epochs=train.epochs, steps_per_epoch=self.steps_per_epoch,
-            warmup_epochs=optim.warmup_epochs, **optim.scheduler_options,
-        )  # fmt: skip
+        self.scheduler = self.build_scheduler()
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 and device.type == "cuda" else None
         self.sample_weights = balanced_weights(data.train_labels) if train.balanced_sampling else None
         self.epoch, self.best_f1, self.best_epoch, self.stale = 0, -1.0, -1, 0
@@ -404,10 +437,23 @@ class Trainer:
             },
         )
 
+    def build_scheduler(self):
+        optim = self.config.optim
+        return create_scheduler(
+            optim.scheduler, self.optimizer, epochs=self.config.train.epochs, steps_per_epoch=self.steps_per_epoch,
+            warmup_epochs=optim.warmup_epochs, **optim.scheduler_options,
+        )  # fmt: skip
+
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if state["config"]["train"]["epochs"] == self.config.train.epochs:
+            self.scheduler.load_state_dict(state["scheduler"])
+        else:  # more epochs than planned: the schedule is stretched to the new length, at the same step
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["initial_lr"]
+            self.scheduler = self.build_scheduler()
+            fast_forward(self.scheduler, state["epoch"] * self.steps_per_epoch)
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.best_f1 = state["epoch"], state["best_f1"]
