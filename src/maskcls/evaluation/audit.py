@@ -58,7 +58,7 @@ def weak_model_warnings(table: pd.DataFrame) -> list[str]:
     """An attribute the model gets wrong often gives suggestions that are mostly its own mistakes."""
     scores = summary(table["target"].to_numpy(), table[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1))
     return [
-        f"the model is too weak to audit {name} (out-of-fold {name} F1 {scores[f'f1_{name}']:.2f} < {least}): "
+        f"the model is too weak to audit {name} (out-of-fold {name} F1 {scores[f'f1_{name}']:.3f} < {least}): "
         f"its {name} suggestions are mostly its own mistakes; audit with a stronger model"
         for name, least in TRUSTED_F1.items()
         if scores[f"f1_{name}"] < least
