@@ -95,30 +95,29 @@ def fit(
         data = prepare_data_once(config, runs_dir, context)
         if checkpoint is not None:
             run, mean, std = Path(resume), checkpoint["mean"], checkpoint["std"]
+            log.info(f"{run}: resuming after epoch {checkpoint['epoch']} of {config.train.epochs}")
+            if resume_changes and context.is_main:
+                write_json_atomic(run / names.CONFIG, {**read_json(run / names.CONFIG), **to_plain_dict(config)})
         else:
             mean, std = channel_stats(data.images[np.sort(data.train_rows)])
             made = start_run_folder(config, runs_dir, mean, std, run_dir) if context.is_main else None
             run = Path(context.broadcast(str(made)))
-        if checkpoint is not None:
-            log.info(f"{run}: resuming after epoch {checkpoint['epoch']} of {config.train.epochs}")
-            if resume_changes and context.is_main:
-                saved = read_json(run / names.CONFIG)
-                write_json_atomic(run / names.CONFIG, {**saved, **to_plain_dict(config)})
         trainer = Trainer(config, data, run, mean, std, checkpoint, progress, context, device, on_epoch)
         try:
             run = trainer.run()
         except KeyboardInterrupt:
-            done = f"after epoch {trainer.epoch}" if trainer.epoch else "before the first epoch ended"
-            raise Interrupted(
-                f"interrupted {done} of {config.train.epochs}; continue with: maskcls train --resume {run}"
-                if trainer.epoch
-                else f"interrupted {done}; nothing to resume, {run} can be deleted"
-            ) from None
+            raise Interrupted(interrupted_message(run, trainer.epoch, config.train.epochs)) from None
         if context.is_main and on_finished is not None:
             on_finished(Path(runs_dir))
         return run
     finally:
         stop(context)
+
+
+def interrupted_message(run: Path, epochs_done: int, epochs: int) -> str:
+    if epochs_done == 0:
+        return f"interrupted before the first epoch ended; nothing to resume, {run} can be deleted"
+    return f"interrupted after epoch {epochs_done} of {epochs}; continue with: maskcls train --resume {run}"
 
 
 def check_parts(config: Config) -> None:
