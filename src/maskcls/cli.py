@@ -259,10 +259,10 @@ def train(
     from maskcls.experiments.catalog import refresh_runs_table
     from maskcls.progress import progress_bar
     from maskcls.rundir.folders import read_rows, runs_root
-
-    runs_dir = runs_dir or (runs_root(resume) if resume is not None else Path("runs"))
     from maskcls.training.distributed import is_main_process
     from maskcls.training.train import fit
+
+    runs_dir = runs_dir or (runs_root(resume) if resume is not None else Path("runs"))
 
     def show_epoch(row: dict) -> None:
         if not quiet:
