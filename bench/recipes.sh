@@ -13,12 +13,12 @@ submissions=()
 for spec in "$@"; do
     read -r -a words <<<"$spec"
     name=${words[0]} config=${words[1]}
-    started=$(date +%s.%N)
+    started=$(date +%s)
     "$BIN/maskcls" train "$config" --data "$DATA" --runs-dir "$RUNS" -o "name=$name" "${words[@]:2}" --quiet
-    trained=$(date +%s.%N)
+    trained=$(date +%s)
     "$BIN/maskcls" predict "$RUNS/$name-fold0" --data "$DATA" --tta flip --quiet
-    done_at=$(date +%s.%N)
-    printf '%s: train %.0f s, predict %.0f s\n' "$name" "$(echo "$trained - $started" | bc)" "$(echo "$done_at - $trained" | bc)"
+    done_at=$(date +%s)
+    echo "$name: train $((trained - started)) s, predict $((done_at - trained)) s"
     submissions+=("$RUNS/$name-fold0/submission.csv")
 done
 "$BIN/maskcls" score "${submissions[@]}" --truth "$DATA"
