@@ -34,6 +34,7 @@ from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.files import write_json_atomic, write_text_atomic
 from maskcls.labels import PROBABILITY_COLUMNS, age_groups
+from maskcls.locks import exclusive_use
 from maskcls.metrics import summary
 from maskcls.rundir import names
 from maskcls.rundir.folders import write_rows
@@ -61,34 +62,44 @@ def cross_validate(
     from maskcls.training.train import check_parts
 
     check_parts(config)  # a typo in the config leaves no group folder behind
-    group = start_group(config, Path(group) if group is not None else group_folder(runs_dir, config))
+    group = Path(group) if group is not None else group_folder(runs_dir, config)
+    with exclusive_use(group, "cv"):  # a second cv on the same group refuses instead of racing
+        start_group(config, group)
+        train_missing_folds(config, group, runs_dir, devices, progress, on_fold)
+        result = write_cv_results(group)
+    if config.data.corrections:
+        warn_about_corrections(config, result)
+    return group
+
+
+def train_missing_folds(config: Config, group: Path, runs_dir, devices, progress, on_fold) -> None:
     pending = [fold for fold in range(config.train.folds) if not fold_finished(group / f"fold{fold}")]
     if on_fold:
         for fold in sorted(set(range(config.train.folds)) - set(pending)):
             on_fold(fold, "already finished")
     if devices and len(devices) > 1:
         train_in_processes(group, runs_dir, pending, devices, on_fold)
-    else:
-        for fold in pending:
-            try:
-                train_fold(config, group, runs_dir, fold, progress)
-            except Interrupted:
-                raise Interrupted(
-                    f"interrupted in fold {fold} of {group}; run the same maskcls cv again to continue "
-                    "(finished folds are kept, the stopped one resumes)"
-                ) from None
-            if on_fold:
-                on_fold(fold, "trained")
-    result = write_cv_results(group)
-    if config.data.corrections:
-        changed = corrected_labels(config)
-        if changed:
-            log.warning(
-                f"data.corrections changes the labels of {changed} training images, so the out-of-fold targets too: "
-                f"CV F1 {result['oof_f1']:.4f} is comparable only with runs that use the same corrections "
-                "(compare on the leaderboard, or with the same corrections file)"
-            )
-    return group
+        return
+    for fold in pending:
+        try:
+            train_fold(config, group, runs_dir, fold, progress)
+        except Interrupted:
+            raise Interrupted(
+                f"interrupted in fold {fold} of {group}; run the same maskcls cv again to continue "
+                "(finished folds are kept, the stopped one resumes)"
+            ) from None
+        if on_fold:
+            on_fold(fold, "trained")
+
+
+def warn_about_corrections(config: Config, result: dict) -> None:
+    changed = corrected_labels(config)
+    if changed:
+        log.warning(
+            f"data.corrections changes the labels of {changed} training images, so the out-of-fold targets too: "
+            f"CV F1 {result['oof_f1']:.4f} is comparable only with runs that use the same corrections "
+            "(compare on the leaderboard, or with the same corrections file)"
+        )
 
 
 def corrected_labels(config: Config) -> int:

@@ -30,6 +30,7 @@ from maskcls.errors import UserError
 from maskcls.faces.detectors import Box, Detection, Detector, FixedBoxDetector, create_detector
 from maskcls.faces.geometry import crop_box
 from maskcls.files import atomic_path, write_json_atomic
+from maskcls.locks import exclusive_use
 
 BOXES_CSV = "boxes.csv"
 BOX_COLUMNS = [
@@ -89,6 +90,13 @@ def crop_dataset(
         raise UserError(f"--size must be positive, got {options.size}")
     dataset = read_dataset(data)
     items = [Item("train", p) for p in dataset.train["path"]] + [Item("eval", p) for p in dataset.eval["path"]]
+    with exclusive_use(out, "crop"):  # a second crop into the same folder refuses instead of racing
+        return crop_into(data, out, items, options, progress, overwrite)
+
+
+def crop_into(
+    data: Path, out: Path, items: list[Item], options: CropOptions, progress: Progress | None, overwrite: bool
+) -> CropSummary:
     if overwrite and out.exists():
         shutil.rmtree(out)
     check_settings(out, options)
