@@ -49,3 +49,22 @@ def test_unreadable_image_is_a_clear_error_and_leaves_no_cache(colourful, tmp_pa
     with pytest.raises(DataError, match=r"mask4.jpg: cannot decode image"):
         cached_images(colourful, paths, (24, 32), tmp_path / "cache", workers=1)
     assert not list((tmp_path / "cache").iterdir())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other shape"])
+def test_a_damaged_cache_file_is_named_and_built_again(colourful, tmp_path, caplog, damage):
+    paths = list(read_dataset(colourful).train["path"])
+    cache = tmp_path / "cache"
+    good = np.array(cached_images(colourful, paths, (24, 32), cache, workers=1))
+    (target,) = list(cache.iterdir())
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    elif damage == "garbage":
+        target.write_bytes(b"not an array at all")
+    else:
+        np.save(target, np.zeros((3, 32, 24, 3), np.uint8))
+    with caplog.at_level("WARNING", logger="maskcls"):
+        rebuilt = cached_images(colourful, paths, (24, 32), cache, workers=1)
+    assert np.array_equal(rebuilt, good)
+    assert len(caplog.messages) == 1 and caplog.messages[0].startswith(f"{target}: ")
+    assert caplog.messages[0].endswith("building it again")

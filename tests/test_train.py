@@ -135,3 +135,33 @@ def test_a_bad_name_or_option_fails_before_any_folder_is_made(synth_small, tmp_p
 def test_best_checkpoint_is_a_copy_of_the_improved_epochs_last(synth_small, tmp_path):
     run = fit(config_for(synth_small, tmp_path, "train.epochs=1"), runs_dir=tmp_path / "runs")
     assert (run / "best.pt").read_bytes() == (run / "last.pt").read_bytes()  # one epoch: it is the best
+
+
+def test_a_full_disk_while_saving_keeps_the_last_good_checkpoint_and_resume_works(synth_small, tmp_path, monkeypatch):
+    import errno
+
+    from maskcls.errors import WriteFailed
+    from maskcls.rundir import checkpoint as checkpoints
+
+    real_save, calls = torch.save, []
+
+    def save_until_full(state, path):
+        calls.append(path)
+        if len(calls) == 2:  # the second epoch's last.pt: the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(state, path)
+
+    monkeypatch.setattr(checkpoints.torch, "save", save_until_full)
+    with pytest.raises(WriteFailed) as error:
+        fit(config_for(synth_small, tmp_path), runs_dir=tmp_path / "runs")
+    (run,) = (tmp_path / "runs").glob("t-fold0")
+    assert str(error.value) == (
+        f"{run / 'last.pt'}: could not be written ([Errno 28] No space left on device); the previous last.pt is "
+        f"intact; free some space, then continue with: maskcls train --resume {run}"
+    )
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 1
+    assert not list(run.glob(".*.tmp"))
+    monkeypatch.setattr(checkpoints.torch, "save", real_save)
+    fit(config_for(synth_small, tmp_path), runs_dir=tmp_path / "runs", resume=run)
+    assert len(pd.read_csv(run / "summary.csv")) == 2 and torch.load(run / "last.pt", weights_only=True)["epoch"] == 2

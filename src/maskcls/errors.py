@@ -28,5 +28,9 @@ class Interrupted(UserError):
     exit_code = 130
 
 
+class WriteFailed(UserError):
+    """A file could not be written (disk full, quota, permissions); the previous version is intact."""
+
+
 class NonFiniteLoss(UserError):
     """Training diverged: the loss became NaN or infinite."""

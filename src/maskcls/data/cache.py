@@ -9,6 +9,7 @@ so a changed dataset never reuses a stale cache. Written to a temp file and rena
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +22,8 @@ from PIL import Image
 from maskcls.callbacks import Progress
 from maskcls.errors import DataError
 from maskcls.files import atomic_path
+
+log = logging.getLogger("maskcls")
 
 CACHE_VERSION = 1
 CHUNK = 64
@@ -51,8 +54,11 @@ def cached_images(
     """
     root = Path(root)
     target = Path(cache_dir) / f"images-{size[0]}x{size[1]}-{cache_fingerprint(root, paths, size)}.npy"
+    shape = (len(paths), size[1], size[0], 3)
     if target.exists():
-        return np.load(target, mmap_mode="r")
+        cached = open_cache(target, shape)
+        if cached is not None:
+            return cached
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as temporary:
         array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(paths), size[1], size[0], 3))
@@ -60,6 +66,20 @@ def cached_images(
         array.flush()
         del array
     return np.load(target, mmap_mode="r")
+
+
+def open_cache(target: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached array, or None (with a warning) when the file is damaged: truncated, not an
+    array, or of another shape; the caller then builds it again."""
+    try:
+        array = np.load(target, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as error:
+        log.warning(f"{target}: damaged cache file ({type(error).__name__}: {error}); building it again")
+        return None
+    if array.shape != shape or array.dtype != np.uint8:
+        log.warning(f"{target}: cache file holds {array.dtype} {array.shape}, not uint8 {shape}; building it again")
+        return None
+    return array
 
 
 def fill(array: np.ndarray, root: Path, paths: Sequence[str], size, workers, progress) -> None:

@@ -13,20 +13,27 @@ from typing import Any
 
 import torch
 
-from maskcls.errors import UserError
+from maskcls.errors import UserError, WriteFailed
 from maskcls.files import atomic_path
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as temporary:
-        torch.save(state, temporary)
+    """Written to a temporary file and renamed: on a full disk the previous checkpoint stays."""
+    try:
+        with atomic_path(path) as temporary:
+            torch.save(state, temporary)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as a RuntimeError
+        raise WriteFailed(f"{path}: could not be written ({error}); the previous {path.name} is intact") from None
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
     """``target`` becomes a copy of ``source`` (atomically): an improved epoch's ``best.pt`` is
     its ``last.pt``, written once and copied instead of serialised twice."""
-    with atomic_path(target) as temporary:
-        shutil.copyfile(source, temporary)
+    try:
+        with atomic_path(target) as temporary:
+            shutil.copyfile(source, temporary)
+    except OSError as error:
+        raise WriteFailed(f"{target}: could not be written ({error}); the previous {target.name} is intact") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

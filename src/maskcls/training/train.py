@@ -31,7 +31,7 @@ from maskcls.data.cache import DecodedImages, cached_images
 from maskcls.data.layout import read_dataset
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
 from maskcls.data.transforms import channel_stats
-from maskcls.errors import Interrupted, NonFiniteLoss, UserError
+from maskcls.errors import Interrupted, NonFiniteLoss, UserError, WriteFailed
 from maskcls.figures import confusion_figure, pyplot
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes
@@ -107,6 +107,8 @@ def fit(
             run = trainer.run()
         except KeyboardInterrupt:
             raise Interrupted(interrupted_message(run, trainer.epoch, config.train.epochs)) from None
+        except WriteFailed as error:
+            raise WriteFailed(f"{error}; free some space, then continue with: maskcls train --resume {run}") from None
         if context.is_main and on_finished is not None:
             on_finished(Path(runs_dir))
         return run
