@@ -136,3 +136,17 @@ def test_a_folder_without_probabilities_says_which_command_writes_them(tmp_path)
         UserError, match=r"no oof_probabilities.csv or valid_probabilities.csv \(a finished `maskcls cv`"
     ):
         input_file(tmp_path, oof=True)
+
+
+def test_a_cut_probabilities_file_is_named_with_its_line(tmp_path):
+    from maskcls.rundir.tables import read_probabilities
+
+    whole = write_table(tmp_path / "p.csv", IDS, one_hot_rows({1: 1.0}, {2: 1.0}, {3: 1.0}))
+    text = whole.read_text()
+    cut = tmp_path / "cut.csv"
+    cut.write_text(text[: text.rindex(",") - 3])  # the last row stops in the middle
+    with pytest.raises(
+        UserError, match=rf"{cut} line 4: p1[0-7]? is '.*', not a probability \(a cut or damaged file\?\)"
+    ):
+        read_probabilities(cut)
+    assert read_probabilities(whole)[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1).tolist() == [1, 2, 3]

@@ -40,6 +40,14 @@ def read_probabilities(path: str | Path) -> pd.DataFrame:
     missing = [column for column in PROBABILITY_COLUMNS if column not in frame.columns]
     if missing:
         raise UserError(f"{path} line 1: missing column(s) {', '.join(missing[:3])} (expected p0..p17)")
+    values = frame[PROBABILITY_COLUMNS].apply(pd.to_numeric, errors="coerce")
+    broken = values.isna().to_numpy()
+    if broken.any():
+        row, column = (int(index) for index in np.argwhere(broken)[0])
+        text = frame.iat[row, frame.columns.get_loc(PROBABILITY_COLUMNS[column])]
+        name = PROBABILITY_COLUMNS[column]
+        raise UserError(f"{path} line {row + 2}: {name} is {text!r}, not a probability (a cut or damaged file?)")
+    frame[PROBABILITY_COLUMNS] = values
     return frame
 
 
