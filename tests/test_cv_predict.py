@@ -14,6 +14,7 @@ from maskcls.experiments.cv import cross_validate
 from maskcls.inference import predict
 from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
 from maskcls.metrics import macro_f1
+from maskcls.rundir import names
 from maskcls.training.train import fit
 from tests.conftest import make_layout
 
@@ -156,11 +157,11 @@ def test_auto_backend_is_measured_once_per_run_and_kept(finished_group, synth_sm
 
     monkeypatch.setattr(predict, "measure_backends", measured)
     assert predict.preferred_backend(run) == "onnxruntime"
-    record = json.loads((run / predict.BACKEND_FILE).read_text())
+    record = json.loads((run / names.BACKEND).read_text())
     assert record["backend"] == "onnxruntime" and record["images_per_second"] == {"torch": 10.0, "onnxruntime": 30.0}
     assert predict.preferred_backend(run) == "onnxruntime" and timed == [run]  # read back, not timed again
     record["backend"] = "torch"  # as if torch had won: the kept choice is what predict uses
-    (run / predict.BACKEND_FILE).write_text(json.dumps(record))
+    (run / names.BACKEND).write_text(json.dumps(record))
     auto = predict_dataset([run], synth_small, backend="auto", cache_dir=cache / "cache")
     plain = predict_dataset([run], synth_small, backend="torch", cache_dir=cache / "cache")
     pd.testing.assert_frame_equal(auto.table, plain.table)

@@ -23,11 +23,11 @@ import pandas as pd
 
 from maskcls.errors import DataError
 from maskcls.evaluation.score import score_predictions
-from maskcls.labels import AGE_BORDERS, Gender, age_groups, encode_classes
+from maskcls.labels import AGE_BORDERS, MASK_STEMS, Gender, age_groups, encode_classes
 from maskcls.metrics import macro_f1
 
 PEOPLE_FILE = "people.csv"
-MASKS_PER_PERSON = np.array([0, 0, 0, 0, 0, 1, 2])  # five masks, one incorrect, one without
+MASKS_PER_PERSON = np.array([int(mask) for mask in MASK_STEMS.values()])  # a profile's 7 photos
 
 
 def has_oracle(truth_dir: Path) -> bool:
@@ -38,14 +38,17 @@ def genders_from_cues(masculinity: np.ndarray) -> np.ndarray:
     return np.where(masculinity > 0, int(Gender.MALE), int(Gender.FEMALE))
 
 
+def per_photo(values: np.ndarray) -> np.ndarray:
+    """One value per person -> one per photo (a profile's 7 photos in MASK_STEMS order)."""
+    return np.repeat(values, len(MASKS_PER_PERSON))
+
+
 def oracle_borders(train: pd.DataFrame, step: float = 0.25) -> tuple[float, float]:
     """The two apparent-age borders that maximise macro F1 over the training people's 7 photos."""
     masks = np.tile(MASKS_PER_PERSON, len(train))
-    genders = np.repeat(genders_from_cues(train["masculinity"].to_numpy()), len(MASKS_PER_PERSON))
-    truth = encode_classes(
-        masks, np.repeat(train["gender"].to_numpy(), 7), np.repeat(age_groups(train["age"].to_numpy()), 7)
-    )
-    apparent = np.repeat(train["apparent_age"].to_numpy(), len(MASKS_PER_PERSON))
+    genders = per_photo(genders_from_cues(train["masculinity"].to_numpy()))
+    truth = encode_classes(masks, per_photo(train["gender"].to_numpy()), per_photo(age_groups(train["age"].to_numpy())))
+    apparent = per_photo(train["apparent_age"].to_numpy())
     best, borders = -1.0, (float(AGE_BORDERS[0]), float(AGE_BORDERS[1]))
     for low in np.arange(AGE_BORDERS[0] - 6, AGE_BORDERS[0] + 6 + step / 2, step):
         for high in np.arange(AGE_BORDERS[1] - 6, AGE_BORDERS[1] + 6 + step / 2, step):

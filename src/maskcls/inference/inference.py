@@ -11,7 +11,6 @@ A model trained on uncropped photos gets the whole photo.
 from __future__ import annotations
 
 import io
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from maskcls import __version__
 from maskcls.data.cache import load_resized
 from maskcls.errors import DataError
-from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size
+from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size, read_crop_settings
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.inference.loading import load_run, run_folders
 from maskcls.inference.predict import (
@@ -121,8 +120,8 @@ def crop_settings(run: Path, data_root: str) -> CropOptions | None:
     """The crop the run's training images had: ``RUN/crop.json`` (copied at training time), else
     the training folder's own ``crop.json``; None when the model saw whole photos."""
     for path in (run / SETTINGS_JSON, Path(data_root) / SETTINGS_JSON):
-        if path.exists():
-            saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = read_crop_settings(path)
+        if saved is not None:
             size = tuple(saved["size"]) if saved.get("size") else None
             return CropOptions(saved["detector"], saved["margin"], size, detector_options=saved["detector_options"])
     return None

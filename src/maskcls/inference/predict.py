@@ -48,7 +48,6 @@ from maskcls.training.engine import finish, forward_probabilities, prepare, reso
 log = logging.getLogger("maskcls")
 
 BACKENDS = ("torch", "onnxruntime", "auto")
-BACKEND_FILE = names.BACKEND  # the measured choice of "auto", beside the run's checkpoints
 TTA_MODES = ("none", "flip")
 
 
@@ -108,7 +107,7 @@ def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path,
             inside = run.parent.resolve() == folder.resolve()  # a group's own folds; else keep runs untouched
             write_table_and_submission(run if inside else folder / f"{run.parent.name}_{run.name}", table)
     if prediction.people is not None:
-        write_rows(folder / "people.csv", prediction.people.to_dict("records"))
+        write_rows(folder / names.PEOPLE, prediction.people.to_dict("records"))
     return write_table_and_submission(folder, prediction.table)
 
 
@@ -273,7 +272,7 @@ def preferred_backend(run: Path, device: str = "auto") -> str:
     target = resolve_device(device).type
     if target != "cpu":
         return "torch"  # the onnxruntime backend here runs on the CPU only
-    path, checkpoint_time = run / BACKEND_FILE, (run / names.BEST_CHECKPOINT).stat().st_mtime
+    path, checkpoint_time = run / names.BACKEND, (run / names.BEST_CHECKPOINT).stat().st_mtime
     if path.exists():
         record = read_json(path)
         if record.get("device") == target and record.get("checkpoint_mtime") == checkpoint_time:
@@ -283,7 +282,7 @@ def preferred_backend(run: Path, device: str = "auto") -> str:
     record = {"backend": choice, "images_per_second": speeds, "device": target, "checkpoint_mtime": checkpoint_time}
     write_json_atomic(path, record)
     shown = ", ".join(f"{name} {speed:.0f}" for name, speed in speeds.items())
-    log.info(f"{run}: backend {choice} (images/s measured once on this {target}: {shown}; kept in {BACKEND_FILE})")
+    log.info(f"{run}: backend {choice} (images/s measured once on this {target}: {shown}; kept in {names.BACKEND})")
     return choice
 
 
