@@ -102,7 +102,7 @@ def test_calibration_fixes_an_under_predicted_class_and_passes_the_guard(tmp_pat
     assert result.guard_passed and result.heldout_f1_after > result.oof_f1_before + 0.01
     assert result.biases[2] > 0.3  # the under-predicted class is pushed up
     path = result.write(tmp_path / "calibration.json")
-    assert read_calibration(path).shape == (18,)
+    assert read_calibration(path).biases == result.biases and read_calibration(path).age is None
 
 
 def test_calibration_guard_writes_zero_biases_when_held_out_folds_do_not_gain(tmp_path):
@@ -121,7 +121,8 @@ def test_calibration_applies_in_ensemble_and_bad_files_are_named(tmp_path, capsy
     plain = ensemble([path])
     calibrated = ensemble([path], calibration=calibration)
     assert (calibrated.classes == 2).sum() > (plain.classes == 2).sum()
-    expected = apply_biases(plain.table[PROBABILITY_COLUMNS].to_numpy(), read_calibration(calibration))
+    biases = np.asarray(read_calibration(calibration).biases)
+    expected = apply_biases(plain.table[PROBABILITY_COLUMNS].to_numpy(), biases)
     assert np.allclose(calibrated.table[PROBABILITY_COLUMNS].to_numpy(), expected)
     with pytest.raises(UserError, match="soft vote"):
         ensemble([path], method="hard", calibration=calibration)

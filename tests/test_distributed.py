@@ -13,7 +13,7 @@ import torch
 
 from maskcls.data.cache import cached_images
 from maskcls.inference.loading import load_run
-from maskcls.inference.predict import torch_probabilities
+from maskcls.inference.predict import torch_outputs
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.metrics import macro_f1
 from maskcls.training.distributed import Distributed, merge_in_order
@@ -77,7 +77,7 @@ def check_gathered_probabilities_are_each_images_own(run, cache_dir):
     loaded = load_run(run, "cpu")
     data_root = Path(json.loads((run / "config.json").read_text())["data"]["root"])
     images = cached_images(data_root, list(gathered["path"]), loaded.image_size, cache_dir)
-    alone = torch_probabilities(loaded, images, 16, "none")
+    alone = torch_outputs(loaded, images, 16, "none")
     assert np.allclose(gathered[PROBABILITY_COLUMNS].to_numpy(), alone, atol=1e-4)
     recomputed = macro_f1(gathered["target"].to_numpy(), gathered[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1))
     assert json.loads((run / "result.json").read_text())["valid_f1"] == pytest.approx(recomputed, abs=1e-6)

@@ -299,7 +299,7 @@ def with_shortcuts(overrides: list[str] | None, shortcuts: dict) -> list[str]:
 
 
 CalibrationOpt = Annotated[
-    Path | None, typer.Option(help="Per-class biases from `maskcls calibrate` (calibration.json) to apply.")
+    Path | None, typer.Option(help="Age borders and per-class biases from `maskcls calibrate` (calibration.json) to apply.")
 ]
 OverrideOpt = Annotated[
     list[str] | None, typer.Option("--override", "-o", help="KEY=VALUE, e.g. -o optim.lr=3e-4 (repeatable).")
@@ -501,12 +501,23 @@ def calibrate(
     source: Annotated[Path, typer.Argument(help="cv group, or an OOF probabilities CSV with target and fold.")],
     out_file: Annotated[Path | None, typer.Option("--out", help="Default GROUP/calibration.json.")] = None,
 ) -> None:
-    """Per-class biases that raise out-of-fold macro F1, checked on held-out folds; for --calibration."""
+    """Age borders (for age-estimating heads) and per-class biases that raise out-of-fold macro F1,
+    each checked on held-out folds; for --calibration."""
     from maskcls.evaluation.calibrate import calibrate as fit_calibration
     from maskcls.evaluation.calibrate import default_path
 
     result = fit_calibration(source)
     path = result.write(out_file or default_path(source))
+    if result.age is not None:
+        age = result.age
+        verdict = "kept" if age.guard_passed else "not better on held-out folds: the model's own age groups kept"
+        folds = "; ".join(f"{young:g}/{old:g}" for young, old in age.fold_borders)
+        out.print(
+            f"{path}: age borders {age.borders[0]:g} and {age.borders[1]:g} on the age estimate (per held-out fold: "
+            f"{folds}; MAE {age.scale:.2f} years): OOF macro F1 {age.oof_f1_before:.4f} -> {age.heldout_f1_after:.4f} "
+            f"on held-out folds, {verdict}",
+            highlight=False,
+        )
     verdict = "kept" if result.guard_passed else "not better on held-out folds: zero biases written"
     out.print(
         f"{path}: OOF macro F1 {result.oof_f1_before:.4f} -> {result.heldout_f1_after:.4f} on held-out folds "

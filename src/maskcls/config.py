@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from maskcls.errors import ConfigError
 from maskcls.labels import AGE_BORDERS, validate_age_borders
@@ -57,10 +57,19 @@ class ModelConfig(Section):
     """One 18-class head, or three heads (mask 3, gender 2, age 3)."""
     head_weights: dict[str, float] = {}
     """Loss weight per head for ``multi``: mask, gender, age (default 1 each)."""
+    age_head: Literal["classes", "ordinal", "regression", "distribution"] = "classes"
+    """The age head of ``multi``: 3 age groups, or over exact ages: ordinal (CORN), regression
+    (Laplace) or distribution (1-year bins); the last three also estimate the age in years."""
     pretrained: bool = False
     weights: str | None = None
     """Local weights file for the backbone (instead of downloading)."""
     dropout: float = 0.0
+
+    @model_validator(mode="after")
+    def _age_head_needs_three_heads(self) -> ModelConfig:
+        if self.age_head != "classes" and self.head != "multi":
+            raise ValueError(f"age_head={self.age_head} needs head=multi (three heads)")
+        return self
 
 
 class LossPart(Section):

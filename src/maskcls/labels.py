@@ -122,6 +122,26 @@ HEAD_VALUE_NAMES = {
     "age": list(AGE_GROUP_NAMES.values()),
 }
 PROBABILITY_COLUMNS = [f"p{k}" for k in range(NUM_CLASSES)]
+AGE_ESTIMATE_COLUMN = "age_estimate"
+"""Age in years estimated by an ordinal, regression or distribution age head; after p17 in a table."""
+
+
+def split_outputs(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A model's outputs (N, 18) or (N, 19) -> the 18-class probabilities and the age estimate
+    (the 19th column, when the model's age head gives one; else None)."""
+    outputs = np.asarray(outputs)
+    return outputs[:, :NUM_CLASSES], (outputs[:, NUM_CLASSES] if outputs.shape[1] > NUM_CLASSES else None)
+
+
+def output_columns(width: int) -> list[str]:
+    """Table columns of outputs ``width`` wide: p0..p17 [, age_estimate]."""
+    return PROBABILITY_COLUMNS + [AGE_ESTIMATE_COLUMN] * (width - NUM_CLASSES)
+
+
+def mean_outputs(outputs: list[np.ndarray]) -> np.ndarray:
+    """The mean of several models' outputs; the age estimate is kept only when every model gives one."""
+    width = min(part.shape[1] for part in outputs)
+    return sum(part[:, :width] for part in outputs) / len(outputs)
 
 
 def head_marginals(probabilities: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""``calibrate(oof)``: per-class additive biases on the log-probabilities that raise macro F1.
+"""``calibrate(oof)``: learned age borders and per-class biases that raise macro F1.
 
 Macro F1 rewards the rare classes (60+, incorrect mask) more than argmax of well-calibrated
 probabilities does. A bias per class, added to log p before the argmax, moves the decision
@@ -7,6 +7,10 @@ borders; the biases are found by coordinate ascent on the out-of-fold probabilit
 The guard against fitting the noise: for each fold, biases fitted on the other folds predict the
 held-out fold; the pooled held-out macro F1 is the honest estimate. When it is not above the
 uncalibrated F1, the calibration is written with zero biases (and says so).
+
+Before the biases, for a model that estimates the age in years (an ``age_estimate`` column),
+the two age borders are learned the same way (:mod:`maskcls.evaluation.age_borders`), under the
+same held-out guard; the biases are then fitted on the probabilities with the learned borders.
 """
 
 from __future__ import annotations
@@ -19,8 +23,14 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import UserError
+from maskcls.evaluation.age_borders import (
+    classes_with_borders,
+    fit_age_borders,
+    mask_gender_probabilities,
+    with_age_borders,
+)
 from maskcls.files import write_json_atomic
-from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
+from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.metrics import macro_f1
 from maskcls.rundir import names
 from maskcls.rundir.tables import read_out_of_fold
@@ -30,32 +40,70 @@ EPSILON = 1e-7
 
 
 @dataclass
+class AgeBorders:
+    """Borders learned on the age estimate, and the Laplace scale of its error (years)."""
+
+    borders: list[float]  # the estimate below borders[0] is <30, from borders[1] on 60+
+    scale: float  # out-of-fold mean absolute error of the estimate
+    oof_f1_before: float  # the model's own age groups
+    heldout_f1_after: float  # each fold cut at borders learned on the other folds
+    fold_borders: list[list[float]]  # those borders, per held-out fold
+    guard_passed: bool  # borders are used only when the held-out F1 rose
+
+
+@dataclass
 class Calibration:
     biases: list[float]
-    oof_f1_before: float
-    oof_f1_after: float  # with the written biases, on the rows they were fitted on (optimistic)
-    heldout_f1_after: float  # each fold predicted with biases fitted on the other folds (honest)
-    guard_passed: bool
-    images: int
-    folds: int
-    source: str
+    oof_f1_before: float | None = None
+    oof_f1_after: float | None = None  # with the written biases, on the rows they were fitted on (optimistic)
+    heldout_f1_after: float | None = None  # each fold predicted with biases fitted on the other folds (honest)
+    guard_passed: bool = True
+    images: int = 0
+    folds: int = 0
+    source: str = ""  # the out-of-fold file it was fitted on
+    age: AgeBorders | None = None  # for models that estimate the age in years
 
     def write(self, path: str | Path) -> Path:
         write_json_atomic(path, asdict(self))
         return Path(path)
 
+    @property
+    def age_borders(self) -> AgeBorders | None:
+        """The learned borders when they passed their guard."""
+        return self.age if self.age is not None and self.age.guard_passed else None
 
-def read_calibration(path: str | Path) -> np.ndarray:
+
+def read_calibration(path: str | Path) -> Calibration:
+    """What applying needs: ``biases`` (18 numbers, required) and the learned ``age`` borders."""
     path = Path(path)
     try:
-        biases = np.asarray(json.loads(path.read_text(encoding="utf-8"))["biases"], dtype=np.float64)
+        record = json.loads(path.read_text(encoding="utf-8"))
+        biases = np.asarray(record["biases"], dtype=np.float64)
+        age = AgeBorders(**record["age"]) if record.get("age") else None
+        calibration = Calibration(biases=list(biases), source=str(path), age=age)
     except FileNotFoundError:
         raise UserError(f"{path}: calibration file not found (make one with maskcls calibrate)") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise UserError(f"{path}: not a calibration file (expected JSON with 18 'biases')") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        raise UserError(f"{path}: not a calibration file (expected the JSON maskcls calibrate writes)") from None
     if biases.shape != (NUM_CLASSES,) or not np.isfinite(biases).all():
         raise UserError(f"{path}: 'biases' must be 18 finite numbers")
-    return biases
+    if age is not None and not (len(age.borders) == 2 and age.borders[0] < age.borders[1] and age.scale > 0):
+        raise UserError(f"{path}: 'age' must hold two increasing borders and a positive scale")
+    return calibration
+
+
+def apply_calibration(probabilities: np.ndarray, estimates: np.ndarray | None, calibration: Calibration):
+    """The learned age borders (when they passed their guard), then the biases."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    borders = calibration.age_borders
+    if borders is not None:
+        if estimates is None:
+            raise UserError(
+                f"{calibration.source}: it cuts the age estimate at learned borders, but these "
+                f"probabilities have no {AGE_ESTIMATE_COLUMN} column (a model with another age head?)"
+            )
+        probabilities = with_age_borders(probabilities, estimates, borders.borders, borders.scale)
+    return apply_biases(probabilities, np.asarray(calibration.biases, dtype=np.float64))
 
 
 def apply_biases(probabilities: np.ndarray, biases: np.ndarray) -> np.ndarray:
@@ -66,10 +114,11 @@ def apply_biases(probabilities: np.ndarray, biases: np.ndarray) -> np.ndarray:
     return exponentials / exponentials.sum(axis=1, keepdims=True)
 
 
-def calibrate_table(table: pd.DataFrame, biases: np.ndarray) -> pd.DataFrame:
-    """A copy of a probabilities table (p0..p17 columns) with the biases applied."""
+def calibrate_table(table: pd.DataFrame, calibration: Calibration) -> pd.DataFrame:
+    """A copy of a probabilities table (p0..p17 [, age_estimate]) with the calibration applied."""
     calibrated = table.copy()
-    calibrated[PROBABILITY_COLUMNS] = apply_biases(table[PROBABILITY_COLUMNS].to_numpy(), biases)
+    estimates = table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float) if AGE_ESTIMATE_COLUMN in table else None
+    calibrated[PROBABILITY_COLUMNS] = apply_calibration(table[PROBABILITY_COLUMNS].to_numpy(), estimates, calibration)
     return calibrated
 
 
@@ -93,10 +142,17 @@ def fit_biases(log_probabilities: np.ndarray, target: np.ndarray, rounds: int = 
 
 def calibrate(source: str | Path) -> Calibration:
     table, path = read_out_of_fold(source, {"target", "fold"}, "calibrate")
-    log_probabilities = np.log(np.clip(table[PROBABILITY_COLUMNS].to_numpy(dtype=np.float64), EPSILON, None))
+    probabilities = table[PROBABILITY_COLUMNS].to_numpy(dtype=np.float64)
     target, folds = table["target"].to_numpy(), table["fold"].to_numpy()
     if len(np.unique(folds)) < 2:
         raise UserError(f"{path}: one fold only; the overfitting guard needs at least two")
+    age = None
+    if {AGE_ESTIMATE_COLUMN, "age"} <= set(table.columns):
+        estimates = table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=np.float64)
+        age = learn_age_borders(probabilities, estimates, table["age"].to_numpy(dtype=np.float64), target, folds)
+        if age.guard_passed:
+            probabilities = with_age_borders(probabilities, estimates, age.borders, age.scale)
+    log_probabilities = np.log(np.clip(probabilities, EPSILON, None))
     heldout = np.empty(len(table), dtype=np.int64)
     for fold in np.unique(folds):
         inside = folds != fold
@@ -115,6 +171,32 @@ def calibrate(source: str | Path) -> Calibration:
         images=len(table),
         folds=len(np.unique(folds)),
         source=str(path),
+        age=age,
+    )
+
+
+def learn_age_borders(
+    probabilities: np.ndarray, estimates: np.ndarray, ages: np.ndarray, target: np.ndarray, folds: np.ndarray
+) -> AgeBorders:
+    """Borders fitted on all rows, kept only when borders fitted on the other folds raise each
+    held-out fold's pooled macro F1 above the model's own age groups."""
+    mask_gender = mask_gender_probabilities(probabilities).argmax(axis=1)
+    heldout = np.empty(len(target), dtype=np.int64)
+    fold_borders = []
+    for fold in np.unique(folds):
+        inside = folds != fold
+        borders = fit_age_borders(probabilities[inside], estimates[inside], target[inside])
+        heldout[~inside] = classes_with_borders(mask_gender[~inside], estimates[~inside], borders)
+        fold_borders.append(list(borders))
+    before = macro_f1(target, probabilities.argmax(axis=1))
+    heldout_after = macro_f1(target, heldout)
+    return AgeBorders(
+        borders=list(fit_age_borders(probabilities, estimates, target)),
+        scale=round(float(np.abs(estimates - ages).mean()), 4),
+        oof_f1_before=round(before, 6),
+        heldout_f1_after=round(heldout_after, 6),
+        fold_borders=fold_borders,
+        guard_passed=bool(heldout_after > before),
     )
 
 

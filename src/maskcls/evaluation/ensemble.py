@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import UserError
-from maskcls.evaluation.calibrate import apply_biases, read_calibration
-from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
+from maskcls.evaluation.calibrate import calibrate_table, read_calibration
+from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.rundir import names
 from maskcls.rundir.tables import read_probabilities
 
@@ -96,13 +96,17 @@ def ensemble(
     weight_array = np.asarray(weights, dtype=float)
     if method == "soft":
         combined = soft_vote(probabilities, weight_array)
-        if calibration is not None:
-            combined = apply_biases(combined, read_calibration(calibration))
-        classes = combined.argmax(axis=1)
     else:
         classes, combined = hard_vote(probabilities, weight_array)
     table = pd.DataFrame(combined, columns=PROBABILITY_COLUMNS)
-    for column in ("fold", "target"):  # out-of-fold inputs keep what calibrate and audit need
+    if all(AGE_ESTIMATE_COLUMN in frame for frame in aligned):  # the weighted mean of the age estimates
+        estimates = [frame[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float)[:, None] for frame in aligned]
+        table[AGE_ESTIMATE_COLUMN] = soft_vote(estimates, weight_array)[:, 0]
+    if method == "soft":
+        if calibration is not None:
+            table = calibrate_table(table, read_calibration(calibration))
+        classes = table[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1)
+    for column in ("age", "fold", "target"):  # out-of-fold inputs keep what calibrate and audit need
         if column in frames[0].columns:
             table.insert(0, column, frames[0][column].to_numpy())
     table.insert(0, key, frames[0][key].to_numpy())

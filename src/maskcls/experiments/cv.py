@@ -33,7 +33,7 @@ from maskcls.data.layout import read_dataset
 from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.files import write_json_atomic, write_text_atomic
-from maskcls.labels import PROBABILITY_COLUMNS, age_groups
+from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups
 from maskcls.locks import exclusive_use
 from maskcls.metrics import summary
 from maskcls.rundir import names
@@ -205,5 +205,7 @@ def write_cv_results(group: Path) -> dict:
         **{f"oof_{key}": round(value, 6) for key, value in metrics.items()},
         "images": len(oof),
     }
+    if {AGE_ESTIMATE_COLUMN, "age"} <= set(oof.columns):
+        result["oof_age_mae"] = round(float((oof[AGE_ESTIMATE_COLUMN] - oof["age"]).abs().mean()), 4)
     write_json_atomic(group / names.CV_RESULT, result)
     return result

@@ -1,7 +1,8 @@
 """ONNX export of a run's best model, with the preprocessing inside the graph.
 
 The exported graph takes what the cache holds, ``images``: uint8 (N, H, W, 3) RGB at the run's
-image size, and returns ``probabilities``: float (N, 18). Scaling to [0, 1], the dataset's
+image size, and returns ``probabilities``: float (N, 18), or (N, 19) with the age estimate in
+years last for a model whose age head gives one (:meth:`FaceAttributeModel.outputs`). Scaling to [0, 1], the dataset's
 mean/std normalisation and the combination of multi-head outputs into 18 classes are all part
 of the graph, so a caller (``predict --backend onnxruntime``, ``serve``) only resizes.
 """
@@ -25,7 +26,7 @@ OPSET = 18
 
 
 class ExportedModel(nn.Module):
-    """uint8 NHWC images -> 18-class probabilities."""
+    """uint8 NHWC images -> 18-class probabilities (and the age estimate)."""
 
     def __init__(self, model: nn.Module, mean, std):
         super().__init__()
@@ -35,7 +36,7 @@ class ExportedModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         batch = images.permute(0, 3, 1, 2).float() / 255.0
-        return self.model.class_probabilities(self.model((batch - self.mean) / self.std))
+        return self.model.outputs(self.model((batch - self.mean) / self.std))
 
 
 def export_onnx(run: str | Path, out: str | Path | None = None) -> Path:

@@ -27,11 +27,11 @@ from maskcls.inference.loading import load_run, run_folders
 from maskcls.inference.predict import (
     check_options,
     onnx_model,
-    onnx_probabilities,
+    onnx_outputs,
     preferred_backend,
-    torch_probabilities,
+    torch_outputs,
 )
-from maskcls.labels import HEAD_VALUE_NAMES, NUM_CLASSES, class_name, head_marginals
+from maskcls.labels import HEAD_VALUE_NAMES, NUM_CLASSES, class_name, head_marginals, mean_outputs, split_outputs
 
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "MPO"}  # what photos arrive as; MPO is a phone JPEG
 
@@ -58,6 +58,7 @@ class FacePrediction:
     face_source: str  # detected, fallback (fixed box) or whole photo
     detector_probability: float | None
     probabilities: np.ndarray  # the 18 classes
+    age_estimate: float | None = None  # years, from an ordinal, regression or distribution age head
 
     def as_json(self) -> dict:
         label = int(self.probabilities.argmax())
@@ -71,6 +72,7 @@ class FacePrediction:
             "class": label,
             "label": class_name(label),
             "class_probability": float(self.probabilities[label]),
+            "age_estimate": None if self.age_estimate is None else round(float(self.age_estimate), 1),
         }
 
 
@@ -154,10 +156,11 @@ class Predictor:
         with self.lock:
             faces = self.faces(photos)
             images = np.stack([load_resized(io.BytesIO(face[1]), self.image_size) for face in faces])
-            probabilities = self.probabilities(images)
+            probabilities, ages = split_outputs(self.outputs(images))
+        ages = [None] * len(faces) if ages is None else ages.tolist()
         return [
-            FacePrediction(face[0]["face_box"], face[0]["crop_box"], face[0]["source"], face[0]["probability"], row)
-            for face, row in zip(faces, probabilities, strict=True)
+            FacePrediction(face[0]["face_box"], face[0]["crop_box"], face[0]["source"], face[0]["probability"], *row)
+            for face, row in zip(faces, zip(probabilities, ages, strict=True), strict=True)
         ]
 
     def faces(self, photos: list[Photo]) -> list[tuple[dict, bytes]]:
@@ -183,14 +186,11 @@ class Predictor:
             out.append((where, encode_jpeg(face.image)))
         return out
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        total = np.zeros((len(images), NUM_CLASSES), dtype=np.float64)
-        for model in self.models:
-            if self.backend == "torch":
-                total += torch_probabilities(model, images, len(images), self.tta)
-            else:
-                total += onnx_probabilities(model, images, len(images), self.tta)
-        return (total / len(self.models)).astype(np.float32)
+    def outputs(self, images: np.ndarray) -> np.ndarray:
+        """The mean outputs of the models: 18 probabilities [+ age estimate] per image."""
+        run = torch_outputs if self.backend == "torch" else onnx_outputs
+        outputs = [run(model, images, len(images), self.tta).astype(np.float64) for model in self.models]
+        return mean_outputs(outputs).astype(np.float32)
 
     def describe(self) -> dict:
         return {

@@ -16,7 +16,7 @@ from maskcls.errors import UserError
 from maskcls.rundir import names
 from maskcls.rundir.checkpoint import load_checkpoint
 from maskcls.training.engine import StepSettings, amp_dtype, resolve_device
-from maskcls.training.models import FaceAttributeModel, create_model
+from maskcls.training.models import FaceAttributeModel, model_from_config
 
 
 @dataclass
@@ -55,7 +55,7 @@ def load_run(run: Path, device: str = "auto") -> LoadedRun:
     """The best checkpoint of ``run`` (``weights_only=True``) in eval mode."""
     checkpoint = load_checkpoint(run / names.BEST_CHECKPOINT)
     config = Config.model_validate(checkpoint["config"])
-    model = create_model(config.model.name, config.model.head, pretrained=False, dropout=config.model.dropout)
+    model = model_from_config(config, pretrained_weights=False)
     model.load_state_dict(checkpoint["model"])
     target = resolve_device(device)
     channels_last = config.train.channels_last

@@ -39,11 +39,11 @@ from maskcls.inference.people import (
     normalise,
     vote_in_people,
 )
-from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
+from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS, mean_outputs, output_columns, split_outputs
 from maskcls.rundir import names
 from maskcls.rundir.folders import runs_root, write_rows
 from maskcls.rundir.tables import write_probabilities, write_submission
-from maskcls.training.engine import finish, forward_probabilities, prepare, resolve_device
+from maskcls.training.engine import finish, forward_outputs, prepare, resolve_device
 
 log = logging.getLogger("maskcls")
 
@@ -52,13 +52,14 @@ TTA_MODES = ("none", "flip")
 
 
 @torch.no_grad()
-def torch_probabilities(loaded: LoadedRun, images: np.ndarray, batch_size: int, tta: str, on_batch=None) -> np.ndarray:
+def torch_outputs(loaded: LoadedRun, images: np.ndarray, batch_size: int, tta: str, on_batch=None) -> np.ndarray:
+    """The model's outputs per image: 18 probabilities [+ the age estimate] (labels.split_outputs)."""
     out = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.array(images[start : start + batch_size]))
         tensor = finish(prepare(batch, loaded.settings), loaded.settings)
-        _, probabilities = forward_probabilities(loaded.model, tensor, loaded.settings, tta_flip=tta == "flip")
-        out.append(probabilities.cpu().numpy())
+        _, outputs = forward_outputs(loaded.model, tensor, loaded.settings, tta_flip=tta == "flip")
+        out.append(outputs.cpu().numpy())
         if on_batch:
             on_batch(len(batch))
     return np.concatenate(out) if out else np.empty((0, NUM_CLASSES), np.float32)
@@ -72,7 +73,7 @@ def onnx_model(run: Path):
     return onnx_session(path)
 
 
-def onnx_probabilities(session, images: np.ndarray, batch_size: int, tta: str, on_batch=None) -> np.ndarray:
+def onnx_outputs(session, images: np.ndarray, batch_size: int, tta: str, on_batch=None) -> np.ndarray:
     out = []
     for start in range(0, len(images), batch_size):
         batch = np.ascontiguousarray(images[start : start + batch_size])
@@ -140,12 +141,12 @@ def predict_dataset(
 
     Images listed in info.csv that cannot be read get the mean probabilities of the others
     (and a warning), so the submission still has every row."""
-    biases = read_calibration(calibration) if calibration is not None else None  # a bad file fails first
+    adjustments = read_calibration(calibration) if calibration is not None else None  # a bad file fails first
     prediction = raw_prediction(sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people)
-    if biases is None:
+    if adjustments is None:
         return prediction
-    prediction.table = calibrate_table(prediction.table, biases)
-    prediction.per_run = {run: calibrate_table(table, biases) for run, table in prediction.per_run.items()}
+    prediction.table = calibrate_table(prediction.table, adjustments)
+    prediction.per_run = {run: calibrate_table(table, adjustments) for run, table in prediction.per_run.items()}
     return prediction
 
 
@@ -181,12 +182,12 @@ def raw_prediction(
         )
         seconds += run_seconds
         used.append(chosen)
-    mean = sum(per_run.values()) / len(runs)
+    mean = mean_outputs(list(per_run.values()))
     people = check = None
     if group_people:
-        clusters = people_clusters(list(loaded_runs.values()), root, paths, mean, batch_size, cache_dir)
-        mean = vote_in_people(mean, clusters)
-        per_run = {run: vote_in_people(probabilities, clusters) for run, probabilities in per_run.items()}
+        clusters = people_clusters(list(loaded_runs.values()), root, paths, split_outputs(mean)[0], batch_size, cache_dir)
+        mean = vote_outputs(mean, clusters)
+        per_run = {run: vote_outputs(outputs, clusters) for run, outputs in per_run.items()}
         image_ids = info["ImageID"].to_numpy()[table["row"].to_numpy(dtype=int)]
         people = pd.DataFrame({"ImageID": image_ids, "person": clusters})
         check = grouping_check(list(loaded_runs.values()), cache_dir)
@@ -195,7 +196,7 @@ def raw_prediction(
         images_per_second=total / max(seconds, 1e-9),
         models=len(runs),
         backends=sorted(set(used)),
-        per_run={run: full_table(info, table, probabilities, warn=False) for run, probabilities in per_run.items()},
+        per_run={run: full_table(info, table, outputs, warn=False) for run, outputs in per_run.items()},
         people=people,
         grouping_check=check,
     )
@@ -259,11 +260,11 @@ def run_probabilities(
         width, height = session.get_inputs()[0].shape[2], session.get_inputs()[0].shape[1]
         images = cached_images(root, paths, (int(width), int(height)), cache_dir)
         started = time.perf_counter()
-        return onnx_probabilities(session, images, batch_size, tta, on_batch), time.perf_counter() - started
+        return onnx_outputs(session, images, batch_size, tta, on_batch), time.perf_counter() - started
     loaded = loaded if loaded is not None else load_run(run, device)  # model and image size from one read
     images = cached_images(root, paths, loaded.image_size, cache_dir)
     started = time.perf_counter()
-    return torch_probabilities(loaded, images, batch_size, tta, on_batch), time.perf_counter() - started
+    return torch_outputs(loaded, images, batch_size, tta, on_batch), time.perf_counter() - started
 
 
 def preferred_backend(run: Path, device: str = "auto") -> str:
@@ -293,8 +294,8 @@ def measure_backends(run: Path, device: str = "auto", batch_size: int = 64, repe
     images = np.random.default_rng(0).integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8)
     session = onnx_model(run)
     runners = {
-        "torch": lambda: torch_probabilities(loaded, images, batch_size, "none"),
-        "onnxruntime": lambda: onnx_probabilities(session, images, batch_size, "none"),
+        "torch": lambda: torch_outputs(loaded, images, batch_size, "none"),
+        "onnxruntime": lambda: onnx_outputs(session, images, batch_size, "none"),
     }
     speeds = {}
     for name, runner in runners.items():
@@ -306,17 +307,23 @@ def measure_backends(run: Path, device: str = "auto", batch_size: int = 64, repe
     return speeds
 
 
-def full_table(
-    info: pd.DataFrame, predicted: pd.DataFrame, probabilities: np.ndarray, warn: bool = True
-) -> pd.DataFrame:
-    """One row per info.csv line; rows without a readable image get the mean of the others."""
-    average = probabilities.mean(axis=0) if len(probabilities) else np.full(NUM_CLASSES, 1 / NUM_CLASSES)
+def vote_outputs(outputs: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """The person vote on the probabilities; each photo keeps its own age estimate."""
+    probabilities, ages = split_outputs(outputs)
+    voted = vote_in_people(probabilities, clusters)
+    return voted if ages is None else np.column_stack([voted, ages])
+
+
+def full_table(info: pd.DataFrame, predicted: pd.DataFrame, outputs: np.ndarray, warn: bool = True) -> pd.DataFrame:
+    """One row per info.csv line (p0..p17 [, age_estimate]); rows without a readable image get
+    the mean of the others."""
+    average = outputs.mean(axis=0) if len(outputs) else np.full(NUM_CLASSES, 1 / NUM_CLASSES)
     full = np.tile(average, (len(info), 1))
-    full[predicted["row"].to_numpy(dtype=int)] = probabilities
+    full[predicted["row"].to_numpy(dtype=int)] = outputs
     missing = sorted(set(range(len(info))) - set(predicted["row"].astype(int)))
     if missing and warn:
         shown = ", ".join(info["ImageID"].iloc[missing[:5]])
         log.warning(f"{len(missing)} eval image(s) could not be read and get the average prediction: {shown}")
-    frame = pd.DataFrame(full, columns=PROBABILITY_COLUMNS)
+    frame = pd.DataFrame(full, columns=output_columns(full.shape[1]))
     frame.insert(0, "ImageID", info["ImageID"].to_numpy())
     return frame

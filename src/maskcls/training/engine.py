@@ -18,6 +18,7 @@ from torch import nn
 from maskcls.data.transforms import augment, normalize, to_float
 from maskcls.errors import NonFiniteLoss
 from maskcls.training.mixing import maybe_mix, mixed_loss
+from maskcls.training.models import target_classes
 
 
 @dataclass
@@ -125,7 +126,7 @@ def train_one_epoch(
         total_loss += loss_value * len(labels)
         seen += len(labels)
         predictions.append(unwrap(model).class_probabilities(logits.detach()).argmax(1).cpu().numpy())
-        targets.append(labels.cpu().numpy())
+        targets.append(target_classes(labels).cpu().numpy())
         if on_batch:
             on_batch(len(labels))
     return EpochResult(
@@ -170,35 +171,35 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def forward_probabilities(
+def forward_outputs(
     model: nn.Module, batch: torch.Tensor, settings: StepSettings, tta_flip: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and 18-class probabilities of a prepared batch; ``tta_flip`` averages the
-    probabilities with those of the mirrored batch (the logits stay the plain ones)."""
+    """Logits and outputs of a prepared batch: the 18-class probabilities, then the age estimate
+    when the model gives one (see :meth:`FaceAttributeModel.outputs`). ``tta_flip`` averages the
+    outputs with those of the mirrored batch (the logits stay the plain ones)."""
     with settings.autocast():
         logits = model(batch).float()
-        probabilities = model.class_probabilities(logits)
+        outputs = model.outputs(logits)
         if tta_flip:
-            mirrored = model.class_probabilities(model(batch.flip(-1)).float())
-            probabilities = (probabilities + mirrored) / 2
-    return logits, probabilities
+            outputs = (outputs + model.outputs(model(batch.flip(-1)).float())) / 2
+    return logits, outputs
 
 
 @torch.no_grad()
 def evaluate(
     model: nn.Module, loader, criterion: Callable, settings: StepSettings, tta_flip: bool = False
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean loss, 18-class probabilities (N, 18) and targets, in loader order."""
+    """Mean loss, outputs (N, 18 probabilities [+ age estimate]) and 18-class targets, in loader order."""
     model.eval()
     total_loss, seen = 0.0, 0
-    probabilities, targets = [], []
+    outputs, targets = [], []
     for images, labels in loader:
         batch = finish(prepare(images, settings), settings)
         labels = labels.to(settings.device)
-        logits, probs = forward_probabilities(model, batch, settings, tta_flip)
+        logits, batch_outputs = forward_outputs(model, batch, settings, tta_flip)
         total_loss += criterion(logits, labels).item() * len(labels)
         seen += len(labels)
-        probabilities.append(probs.cpu().numpy())
-        targets.append(labels.cpu().numpy())
+        outputs.append(batch_outputs.cpu().numpy())
+        targets.append(target_classes(labels).cpu().numpy())
     loss = total_loss / seen if seen else math.nan
-    return loss, np.concatenate(probabilities), np.concatenate(targets)
+    return loss, np.concatenate(outputs), np.concatenate(targets)

@@ -14,7 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from maskcls.registry import Registry
-from maskcls.training.models import head_targets, split_head_logits
+from maskcls.training.age import AgeHead
+from maskcls.training.models import head_targets, split_head_logits, target_ages
 
 LOSSES: Registry[nn.Module] = Registry("loss")
 
@@ -117,20 +118,29 @@ def create_loss(spec: str | Sequence[tuple[str, float, dict]], **kwargs) -> nn.M
 
 
 class HeadLoss(nn.Module):
-    """The loss of a single- or multi-head model on 18-class targets.
+    """The loss of a single- or multi-head model on its targets: 18 classes (N,), or classes and
+    exact ages (N, 2), which an ordinal, regression or distribution age head needs.
 
     For three heads, the targets are split into mask / gender / age and the head losses are
-    summed with ``head_weights``; each head has its own copy of the loss (class weights differ).
+    summed with ``head_weights``; each head has its own copy of the loss (class weights differ),
+    except an age head over exact ages, which has its own loss (``AgeHead.loss``).
     """
 
-    def __init__(self, make_loss, head: str = "single", head_weights: dict[str, float] | None = None):
+    def __init__(
+        self, make_loss, head: str = "single", head_weights: dict[str, float] | None = None, age: AgeHead | None = None
+    ):
         super().__init__()
         self.head = head
         names = ["class"] if head == "single" else ["mask", "gender", "age"]
         self.weights = {name: (head_weights or {}).get(name, 1.0) for name in names}
-        self.losses = nn.ModuleDict({name: make_loss() for name in names})
+        self.age_loss = age.loss if age is not None and age.gives_estimate else None  # the model's (regression: its scale)
+        self.losses = nn.ModuleDict({name: make_loss() for name in names if not (name == "age" and self.age_loss)})
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         targets = head_targets(target, self.head)
         parts = split_head_logits(logits, self.head)
-        return sum(self.weights[name] * self.losses[name](parts[name], targets[name]) for name in self.losses)
+        total = sum(self.weights[name] * self.losses[name](parts[name], targets[name]) for name in self.losses)
+        if self.age_loss is not None:
+            total = total + self.weights["age"] * self.age_loss(parts["age"], target_ages(target))
+        return total
+

@@ -1,7 +1,9 @@
-"""A timm backbone with either one 18-class head or three heads (mask 3, gender 2, age 3).
+"""A timm backbone with either one 18-class head or three heads (mask 3, gender 2, age).
 
-Whatever the head, :meth:`FaceAttributeModel.class_probabilities` gives 18-class probabilities
-(for three heads: the product of the head probabilities), so every later step sees the same.
+The age head of a multi-head model is one of :data:`maskcls.training.age.AGE_HEADS` (3 age groups,
+or an ordinal, regression or distribution head over exact ages). Whatever the heads,
+:meth:`FaceAttributeModel.class_probabilities` gives 18-class probabilities (for three heads: the
+product of the head probabilities), so every later step sees the same.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import difflib
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from maskcls.config import Config
 from maskcls.errors import UserError
-from maskcls.labels import HEAD_SIZES, NUM_CLASSES
+from maskcls.labels import AGE_BORDERS, HEAD_SIZES, NUM_CLASSES
+from maskcls.training.age import AgeHead, age_outputs
 from maskcls.training.weights import check_weights_fit_model, fit_state_dict, read_state_dict, resolve_weights_path
 
 log = logging.getLogger("maskcls")
@@ -23,16 +28,30 @@ HEADS = ("single", "multi")
 
 
 class FaceAttributeModel(nn.Module):
-    def __init__(self, backbone: nn.Module, features: int, head: str = "single", dropout: float = 0.0):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        features: int,
+        head: str = "single",
+        dropout: float = 0.0,
+        age_head: str = "classes",
+        age_borders: tuple[int, int] = AGE_BORDERS,
+    ):
         super().__init__()
         if head not in HEADS:
             raise UserError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
+        if head == "single" and age_head != "classes":
+            raise UserError(f"model.age_head={age_head} needs three heads (model.head=multi)")
         self.backbone, self.head = backbone, head
-        outputs = NUM_CLASSES if head == "single" else sum(HEAD_SIZES.values())
+        self.age = AgeHead(age_head, age_borders)
+        outputs = NUM_CLASSES if head == "single" else HEAD_SIZES["mask"] + HEAD_SIZES["gender"] + age_outputs(age_head)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, outputs))
+        if head == "multi":
+            with torch.no_grad():
+                self.classifier[1].bias[HEAD_SIZES["mask"] + HEAD_SIZES["gender"] :] += self.age.initial_bias()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits: (N, 18) for one head, (N, 3 + 2 + 3) side by side for three."""
+        """Logits: (N, 18) for one head; mask, gender and age outputs side by side for three."""
         return self.classifier(self.backbone(images))
 
     def head_logits(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -41,20 +60,52 @@ class FaceAttributeModel(nn.Module):
     def class_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         if self.head == "single":
             return logits.float().softmax(dim=1)
-        heads = {name: part.float().softmax(dim=1) for name, part in self.head_logits(logits).items()}
-        joint = heads["mask"][:, :, None, None] * heads["gender"][:, None, :, None] * heads["age"][:, None, None, :]
+        parts = self.head_logits(logits)
+        mask, gender = parts["mask"].float().softmax(dim=1), parts["gender"].float().softmax(dim=1)
+        age = self.age.group_probabilities(parts["age"])
+        joint = mask[:, :, None, None] * gender[:, None, :, None] * age[:, None, None, :]
         return joint.reshape(-1, NUM_CLASSES)  # index mask*6 + gender*3 + age
+
+    def outputs(self, logits: torch.Tensor) -> torch.Tensor:
+        """What inference reads: the 18-class probabilities (N, 18), and for an age head over exact
+        ages the age estimate in years as a 19th column."""
+        probabilities = self.class_probabilities(logits)
+        if not self.gives_age_estimate:
+            return probabilities
+        return torch.cat([probabilities, self.age_estimate(logits)[:, None]], dim=1)
+
+    @property
+    def gives_age_estimate(self) -> bool:
+        return self.age.gives_estimate
+
+    def age_estimate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Age in years (N,), for the age heads that give one."""
+        return self.age.estimate(self.head_logits(logits)["age"])
 
 
 def split_head_logits(logits: torch.Tensor, head: str) -> dict[str, torch.Tensor]:
-    """``{"class": (N, 18)}`` for one head; ``{"mask": (N, 3), "gender": (N, 2), "age": (N, 3)}`` for three."""
+    """``{"class": (N, 18)}`` for one head; ``{"mask": (N, 3), "gender": (N, 2), "age": the rest}`` for three."""
     if head == "single":
         return {"class": logits}
-    return dict(zip(HEAD_SIZES, logits.split(list(HEAD_SIZES.values()), dim=1), strict=True))
+    gender_from = HEAD_SIZES["mask"]
+    age_from = gender_from + HEAD_SIZES["gender"]
+    return {"mask": logits[:, :gender_from], "gender": logits[:, gender_from:age_from], "age": logits[:, age_from:]}
 
 
-def head_targets(classes: torch.Tensor, head: str) -> dict[str, torch.Tensor]:
-    """18-class targets split the way :meth:`FaceAttributeModel.head_logits` splits logits."""
+def target_classes(targets: torch.Tensor | np.ndarray):
+    """The 18-class labels of training targets: (N,) classes, or (N, 2) classes and ages."""
+    return targets[:, 0] if targets.ndim == 2 else targets
+
+
+def target_ages(targets: torch.Tensor) -> torch.Tensor:
+    if targets.ndim != 2:
+        raise ValueError("this age head trains on exact ages: targets must be (N, 2) classes and ages")
+    return targets[:, 1]
+
+
+def head_targets(targets: torch.Tensor, head: str) -> dict[str, torch.Tensor]:
+    """Targets split by head: ``{"class": ...}`` or ``{"mask", "gender", "age"}`` (age group)."""
+    classes = target_classes(targets)
     if head == "single":
         return {"class": classes}
     return {"mask": classes // 6, "gender": classes // 3 % 2, "age": classes % 3}  # see labels.decode_class
@@ -143,7 +194,22 @@ def classifier_keys(model: nn.Module) -> set[str]:
 
 
 def create_model(
-    name: str, head: str = "single", pretrained: bool = False, weights: str | Path | None = None, dropout: float = 0.0
+    name: str,
+    head: str = "single",
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    dropout: float = 0.0,
+    age_head: str = "classes",
+    age_borders: tuple[int, int] = AGE_BORDERS,
 ) -> FaceAttributeModel:
+    if head == "single" and age_head != "classes":  # before the backbone is built
+        raise UserError(f"model.age_head={age_head} needs three heads (model.head=multi)")
     backbone, features = create_backbone(name, pretrained, weights)
-    return FaceAttributeModel(backbone, features, head, dropout)
+    return FaceAttributeModel(backbone, features, head, dropout, age_head, age_borders)
+
+
+def model_from_config(config: Config, pretrained_weights: bool = True) -> FaceAttributeModel:
+    """The model a config describes; ``pretrained_weights=False`` skips loading any (a checkpoint follows)."""
+    model = config.model
+    weights = (model.pretrained, model.weights) if pretrained_weights else (False, None)
+    return create_model(model.name, model.head, *weights, model.dropout, model.age_head, config.data.age_borders)

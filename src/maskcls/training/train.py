@@ -34,7 +34,7 @@ from maskcls.data.transforms import channel_stats
 from maskcls.errors import Interrupted, NonFiniteLoss, UserError, WriteFailed
 from maskcls.figures import confusion_figure, pyplot
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
-from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes
+from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes, output_columns, split_outputs
 from maskcls.metrics import summary as metric_summary
 from maskcls.rundir import names
 from maskcls.rundir.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
@@ -50,7 +50,7 @@ from maskcls.training.engine import (
     train_one_epoch,
 )
 from maskcls.training.losses import LOSSES, HeadLoss, create_loss
-from maskcls.training.models import check_model_name, create_model
+from maskcls.training.models import check_model_name, model_from_config, target_classes
 from maskcls.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler, weight_decay_groups
 from maskcls.training.weights import check_weights_fit_model, resolve_weights_path
 
@@ -66,6 +66,16 @@ class TrainingData:
     true_labels: np.ndarray  # 18 classes with the real borders (for evaluation)
     train_rows: np.ndarray
     valid_rows: np.ndarray
+    ages: np.ndarray  # age in years per image (what ordinal, regression and distribution heads learn)
+
+    @property
+    def train_targets(self) -> np.ndarray:
+        """(N, 2): training class and age per image; the batches' targets."""
+        return np.column_stack([self.train_labels, self.ages])
+
+    @property
+    def true_targets(self) -> np.ndarray:
+        return np.column_stack([self.true_labels, self.ages])
 
 
 def fit(
@@ -204,6 +214,7 @@ def prepare_data(config: Config, runs_dir: str | Path, warn: bool = True) -> Tra
         true_labels=true_labels,
         train_rows=train_rows,
         valid_rows=valid_rows,
+        ages=ages.astype(np.int64),
     )
 
 
@@ -266,9 +277,7 @@ class Trainer:
         device = resolve_device(device)
         amp = amp_dtype(train.amp, device)
         self.settings = StepSettings(device, amp, train.channels_last, optim.grad_clip, tuple(mean), tuple(std))
-        self.model = create_model(
-            config.model.name, config.model.head, config.model.pretrained, config.model.weights, config.model.dropout
-        ).to(device)
+        self.model = model_from_config(config).to(device)
         if train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_model = self.model
@@ -278,7 +287,9 @@ class Trainer:
                 self.model, device_ids=ids, gradient_as_bucket_view=True
             )
         parts = [(part.name, part.weight, part.options) for part in config.loss]
-        self.criterion = HeadLoss(lambda: create_loss(parts), config.model.head, config.model.head_weights)
+        self.criterion = HeadLoss(
+            lambda: create_loss(parts), config.model.head, config.model.head_weights, self.model.age
+        )
         groups = weight_decay_groups(self.model, optim.weight_decay, optim.decay_bias_and_norm)
         self.optimizer = create_optimizer(
             optim.name, groups, lr=optim.lr, weight_decay=optim.weight_decay, **optim.options
@@ -356,7 +367,7 @@ class Trainer:
 
         try:
             result = train_one_epoch(
-                self.train_model, batches(data.images, data.train_labels, order, self.batch_size), self.criterion,
+                self.train_model, batches(data.images, data.train_targets, order, self.batch_size), self.criterion,
                 self.optimizer, self.scheduler, self.settings, augmentation=train.augmentation, mixing=train.mixing,
                 mixing_probability=train.mixing_probability, generator=augment_generator, rng=rng,
                 scaler=self.scaler, on_batch=on_batch,
@@ -367,10 +378,13 @@ class Trainer:
         train_loss, train_predictions, train_targets = gather_results(
             context, result.loss, result.images, result.predictions, result.targets
         )
-        valid_loss, probabilities, targets = self.validate()
-        self.last_probabilities = probabilities
+        valid_loss, outputs, targets = self.validate()
+        self.last_outputs = outputs
+        probabilities, age_estimates = split_outputs(outputs)
         train_metrics = metric_summary(train_targets, train_predictions)
         valid_metrics = metric_summary(targets, probabilities.argmax(1))
+        if age_estimates is not None:
+            valid_metrics["age_mae"] = float(np.abs(age_estimates - self.data.ages[self.data.valid_rows]).mean())
         images_per_second = result.images * context.world_size / max(train_seconds, 1e-9)
         return {
             "epoch": self.epoch,
@@ -385,20 +399,22 @@ class Trainer:
         }
 
     def validate(self) -> tuple[float, np.ndarray, np.ndarray]:
-        """Each rank evaluates every world_size-th validation row; the results are merged back
+        """Mean loss, outputs (probabilities [+ age estimate]) and classes of the validation rows.
+
+        Each rank evaluates every world_size-th validation row; the results are merged back
         into validation order, so every rank sees the metrics of the whole validation set."""
         context = self.context
         if context.enabled:
             sync_buffers(self.model)
         rows = self.data.valid_rows[context.rank :: context.world_size]
-        loader = batches(self.data.images, self.data.true_labels, rows, self.batch_size * 2)
-        loss, probabilities, targets = evaluate(self.model, loader, self.criterion, self.settings)
-        parts = context.gather((0.0 if len(rows) == 0 else loss * len(rows), len(rows), probabilities, targets))
+        loader = batches(self.data.images, self.data.true_targets, rows, self.batch_size * 2)
+        loss, outputs, targets = evaluate(self.model, loader, self.criterion, self.settings)
+        parts = context.gather((0.0 if len(rows) == 0 else loss * len(rows), len(rows), outputs, targets))
         seen = sum(part[1] for part in parts)
         mean_loss = sum(part[0] for part in parts) / seen if seen else float("nan")
-        merged_probabilities = merge_in_order([part[2] for part in parts], context.world_size)
+        merged_outputs = merge_in_order([part[2] for part in parts], context.world_size)
         merged_targets = merge_in_order([part[3] for part in parts], context.world_size)
-        return mean_loss, merged_probabilities, merged_targets
+        return mean_loss, merged_outputs, merged_targets
 
     def write_result(self) -> None:
         """``result.json``: the run finished (all epochs or early stop) and its best epoch."""
@@ -468,7 +484,8 @@ class Trainer:
 
     def write_valid_probabilities(self) -> None:
         rows = self.data.table.iloc[self.data.valid_rows]
-        frame = pd.DataFrame(self.last_probabilities, columns=[f"p{k}" for k in range(NUM_CLASSES)])
+        frame = pd.DataFrame(self.last_outputs, columns=output_columns(self.last_outputs.shape[1]))
+        frame.insert(0, "age", self.data.ages[self.data.valid_rows])
         frame.insert(0, "target", self.data.true_labels[self.data.valid_rows])
         frame.insert(0, "profile", rows["profile"].to_numpy())
         frame.insert(0, "path", rows["path"].to_numpy())

@@ -1,0 +1,141 @@
+"""Age heads: how the age part of a multi-head model's outputs is trained and read.
+
+Every training image's exact age is known (it is in the profile folder's name), so the age head
+need not be a 3-way softmax over <30 / 30-59 / 60+ that treats "29 vs 31" as an error as big as
+"29 vs 75". ``model.age_head`` chooses:
+
+- ``classes``: the 3-way softmax over age groups (the configured loss trains it).
+- ``ordinal``: K-1 conditional binary outputs over 1-year bins (CORN, Shi et al. 2021):
+  output k says "older than bin k, given older than bin k-1". P(age > bin k) is the product of
+  the first k+1 sigmoids, so the cumulative probabilities never cross (rank-consistent).
+- ``regression``: one output, the age in years on a normalised scale, trained with the negative
+  log likelihood of a Laplace distribution whose scale is learned with it (an L1 loss that also
+  fits the noise model); P(age group) comes from that Laplace distribution around the estimate.
+- ``distribution``: a softmax over 1-year bins trained against a Gaussian around the true age
+  (label-distribution learning, sigma ``DISTRIBUTION_SIGMA`` years); the estimate is its mean.
+
+Every head yields the age-group probabilities (cut at the model's age borders) that the
+18-class probabilities are made of; all but ``classes`` also give an age estimate in years.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from maskcls.labels import AGE_BORDERS
+
+AGE_HEADS = ("classes", "ordinal", "regression", "distribution")
+AGE_MIN, AGE_MAX = 15, 80
+"""The ages the bins cover; older and younger ages are clipped into the first or last bin."""
+BINS = AGE_MAX - AGE_MIN + 1
+AGE_CENTRE, AGE_SPREAD = 40.0, 15.0
+"""``regression`` predicts ``(age - AGE_CENTRE) / AGE_SPREAD``."""
+DISTRIBUTION_SIGMA = 2.0
+INITIAL_LAPLACE_SCALE = 0.5  # in normalised units: 7.5 years
+
+
+def age_outputs(kind: str) -> int:
+    """How many model outputs an age head takes."""
+    return {"classes": 3, "ordinal": BINS - 1, "regression": 1, "distribution": BINS}[kind]
+
+
+def bin_index(ages: torch.Tensor) -> torch.Tensor:
+    return (ages.long() - AGE_MIN).clamp(0, BINS - 1)
+
+
+class AgeHead(nn.Module):
+    """Reads (and trains) the age part of the outputs, ``logits`` (N, ``age_outputs(kind)``)."""
+
+    def __init__(self, kind: str = "classes", borders: Sequence[int] = AGE_BORDERS):
+        super().__init__()
+        if kind not in AGE_HEADS:
+            raise ValueError(f"unknown age head {kind!r}; known: {', '.join(AGE_HEADS)}")
+        self.kind, self.borders = kind, tuple(int(border) for border in borders)
+        ages = torch.arange(AGE_MIN, AGE_MAX + 1, dtype=torch.float32)
+        self.register_buffer("bin_ages", ages, persistent=False)
+        groups = torch.bucketize(ages, torch.tensor(self.borders, dtype=torch.float32), right=True)
+        self.register_buffer("bin_groups", F.one_hot(groups, 3).float(), persistent=False)  # (BINS, 3)
+        if kind == "regression":
+            self.log_scale = nn.Parameter(torch.tensor(math.log(INITIAL_LAPLACE_SCALE)))
+
+    def initial_bias(self) -> torch.Tensor:
+        """Added to the age outputs' bias at creation. For ``ordinal``, the conditional odds of a
+        uniform age over the bins (log(K-1-k) for task k), so that a new model's estimate starts in
+        the middle instead of at the youngest bin; zero for the other heads."""
+        if self.kind != "ordinal":
+            return torch.zeros(age_outputs(self.kind))
+        return torch.log(torch.arange(BINS - 1, 0, -1, dtype=torch.float32))
+
+    @property
+    def gives_estimate(self) -> bool:
+        return self.kind != "classes"
+
+    def bin_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """P(age = each 1-year bin), (N, BINS), for ``ordinal`` and ``distribution``."""
+        if self.kind == "distribution":
+            return logits.float().softmax(dim=1)
+        above = torch.exp(torch.cumsum(F.logsigmoid(logits.float()), dim=1))  # P(age > bin k), k = 0..BINS-2
+        ones = torch.ones_like(above[:, :1])
+        upper = torch.cat([ones, above], dim=1)  # P(age > bin k - 1)
+        lower = torch.cat([above, torch.zeros_like(ones)], dim=1)  # P(age > bin k)
+        return (upper - lower).clamp(min=0)
+
+    def group_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """P(<border 1), P(between), P(>= border 2): (N, 3)."""
+        if self.kind == "classes":
+            return logits.float().softmax(dim=1)
+        if self.kind == "regression":
+            return laplace_group_probabilities(self.estimate(logits), self.scale_years(), self.borders)
+        return self.bin_probabilities(logits) @ self.bin_groups
+
+    def estimate(self, logits: torch.Tensor) -> torch.Tensor:
+        """The age in years, (N,); only for heads that give one."""
+        if self.kind == "regression":
+            return AGE_CENTRE + AGE_SPREAD * logits.float()[:, 0]
+        if self.kind == "classes":
+            raise ValueError("the classes age head gives no age estimate")
+        return self.bin_probabilities(logits) @ self.bin_ages
+
+    def scale_years(self) -> torch.Tensor:
+        return AGE_SPREAD * self.log_scale.exp()
+
+    def loss(self, logits: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
+        """The loss of the ``ordinal``, ``regression`` or ``distribution`` head against exact ages."""
+        logits = logits.float()
+        if self.kind == "regression":
+            target = (ages.float() - AGE_CENTRE) / AGE_SPREAD
+            return ((target - logits[:, 0]).abs() / self.log_scale.exp() + self.log_scale).mean()
+        if self.kind == "distribution":
+            soft = torch.exp(-0.5 * ((self.bin_ages[None, :] - ages.float()[:, None]) / DISTRIBUTION_SIGMA) ** 2)
+            soft = soft / soft.sum(dim=1, keepdim=True)
+            return -(soft * logits.log_softmax(dim=1)).sum(dim=1).mean()
+        if self.kind == "ordinal":
+            return corn_loss(logits, bin_index(ages))
+        raise ValueError("the classes age head is trained by the configured loss")
+
+
+def corn_loss(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Binary cross entropy of task k ("above bin k") over the images above bin k - 1, averaged
+    over every (image, task) pair that takes part."""
+    tasks = torch.arange(logits.shape[1], device=logits.device)
+    takes_part = bins[:, None] >= tasks[None, :]  # above bin k - 1
+    above = (bins[:, None] > tasks[None, :]).float()
+    losses = F.binary_cross_entropy_with_logits(logits, above, reduction="none")
+    return (losses * takes_part).sum() / takes_part.sum().clamp(min=1)
+
+
+def laplace_cdf(x: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    z = (x - centre) / scale
+    return torch.where(z < 0, 0.5 * torch.exp(z.clamp(max=0)), 1 - 0.5 * torch.exp(-z.clamp(min=0)))
+
+
+def laplace_group_probabilities(estimates: torch.Tensor, scale: torch.Tensor, borders: Sequence[float]) -> torch.Tensor:
+    """P(age group) for integer ages, under Laplace noise of ``scale`` years around ``estimates``:
+    an age below border b is one whose continuous estimate falls below b - 0.5."""
+    young, old = (laplace_cdf(torch.as_tensor(border - 0.5), estimates, scale) for border in borders)
+    return torch.stack([young, old - young, 1 - old], dim=1)
