@@ -1,5 +1,6 @@
 """Matplotlib figures of a model's predictions, shared by training (TensorBoard, the run folder)
-and the HTML report: learning curves, the confusion matrix, F1 per class and per attribute."""
+and the HTML report: learning curves, the confusion matrix, F1 per class and per attribute, and
+true age against the age estimate."""
 
 from __future__ import annotations
 
@@ -85,5 +86,22 @@ def attribute_f1_figure(truth: np.ndarray, predicted: np.ndarray):
         axis.set(ylim=(0, 1), title=f"{name}: macro F1 {scores.mean():.4f}")
         for index, score in enumerate(scores):
             axis.text(index, score + 0.02, f"{score:.2f}", ha="center", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def age_scatter_figure(ages: np.ndarray, estimates: np.ndarray, borders=(30, 60)):
+    """True age (x) against the estimate (y), the diagonal, and the age borders on both axes."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6, 5))
+    jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(ages))  # integer ages would stack
+    axis.scatter(np.asarray(ages) + jitter, estimates, s=4, alpha=0.35)
+    low, high = min(np.min(ages), np.min(estimates)) - 2, max(np.max(ages), np.max(estimates)) + 2
+    axis.plot([low, high], [low, high], color="black", linewidth=0.8)
+    for border in borders:
+        axis.axvline(border - 0.5, color="grey", linestyle=":", linewidth=0.8)
+        axis.axhline(border - 0.5, color="grey", linestyle=":", linewidth=0.8)
+    mae = float(np.abs(np.asarray(estimates) - np.asarray(ages)).mean())
+    axis.set(xlabel="true age", ylabel="estimated age", title=f"age estimate (MAE {mae:.2f} years)")
     figure.tight_layout()
     return figure

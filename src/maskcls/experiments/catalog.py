@@ -29,7 +29,9 @@ log = logging.getLogger("maskcls")
 
 # stored beside the config but not part of the experiment's recipe
 NOT_RECIPE = {"name", "mean", "std", "git_commit", "python", "torch", "timm", "train.fold"}
-METRIC_COLUMNS = ["valid_f1", "epoch", "cv_f1", "public_f1", "private_f1", "minutes"]
+METRIC_COLUMNS = ["valid_f1", "epoch", "cv_f1", "age_f1", "age_mae", "public_f1", "private_f1", "minutes"]
+"""``age_f1`` / ``age_mae``: the age head's F1 and the age estimate's mean absolute error (years), at
+the best epoch of a run or out of fold for a cv group; ``age_mae`` only for heads that estimate it."""
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Entry:
     cv_f1: float | None = None
     public_f1: float | None = None
     private_f1: float | None = None
+    age_f1: float | None = None
+    age_mae: float | None = None
     scored: str | None = None  # the submission whose leaderboard F1 is shown
     minutes: float | None = None
 
@@ -101,6 +105,7 @@ def read_run(folder: Path, root: Path) -> Entry:
     if rows:
         best = max(rows, key=lambda row: float(row["valid_f1"]))
         entry.valid_f1, entry.epoch = float(best["valid_f1"]), best["epoch"]
+        entry.age_f1, entry.age_mae = optional_float(best.get("valid_f1_age")), optional_float(best.get("valid_age_mae"))
         entry.minutes = round(result.get("seconds", sum(float(row["seconds"]) for row in rows)) / 60, 2)
     add_scores(entry)
     return entry
@@ -122,6 +127,8 @@ def read_group(folder: Path, root: Path) -> Entry:
         status="finished" if complete else f"{len(finished)}/{group.get('folds')} folds",
         config=recipe(group.get("config", {})),
         cv_f1=cv.get("oof_f1"),
+        age_f1=cv.get("oof_f1_age"),
+        age_mae=cv.get("oof_age_mae"),
     )
     scored = [fold.valid_f1 for fold in folds if fold.valid_f1 is not None]
     if scored:
@@ -130,6 +137,10 @@ def read_group(folder: Path, root: Path) -> Entry:
         entry.minutes = round(sum(fold.minutes or 0 for fold in folds), 2)
     add_scores(entry)
     return entry
+
+
+def optional_float(text: str | None) -> float | None:
+    return float(text) if text not in (None, "") else None
 
 
 def add_scores(entry: Entry) -> None:

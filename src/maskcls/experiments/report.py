@@ -19,9 +19,16 @@ import pandas as pd
 import yaml
 
 from maskcls.errors import UserError
-from maskcls.figures import attribute_f1_figure, class_f1_figure, confusion_figure, learning_curves_figure, pyplot
+from maskcls.figures import (
+    age_scatter_figure,
+    attribute_f1_figure,
+    class_f1_figure,
+    confusion_figure,
+    learning_curves_figure,
+    pyplot,
+)
 from maskcls.files import read_json, write_text_atomic
-from maskcls.labels import HEAD_SIZES, PROBABILITY_COLUMNS, class_name
+from maskcls.labels import AGE_ESTIMATE_COLUMN, HEAD_SIZES, PROBABILITY_COLUMNS, class_name
 from maskcls.metrics import summary
 from maskcls.rundir import names
 from maskcls.rundir.folders import read_rows
@@ -166,6 +173,11 @@ def render_report(subject: Subject, data_root: Path, mistakes: int = 24) -> str:
         "class-f1": ("F1 per class", class_f1_figure(truth, predicted)),
         "attribute-f1": ("F1 per attribute", attribute_f1_figure(truth, predicted)),
     }
+    table = subject.probabilities
+    if {AGE_ESTIMATE_COLUMN, "age"} <= set(table.columns):
+        ages, estimates = table["age"].to_numpy(dtype=float), table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float)
+        headline["age MAE (years)"] = f"{np.abs(estimates - ages).mean():.2f}"
+        charts["age"] = ("Age estimate", age_scatter_figure(ages, estimates))
     sections = [
         f'<h2>{title}</h2><img class="chart" id="{key}" alt="{title}" src="{figure_data_uri(figure)}">'
         for key, (title, figure) in charts.items()

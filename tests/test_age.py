@@ -1,0 +1,230 @@
+"""Age heads over exact ages (ordinal, regression, distribution), their estimate through training,
+prediction and ONNX, and the age borders calibrate learns."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.nn import functional as F
+
+from maskcls.config import load_config
+from maskcls.errors import ConfigError, UserError
+from maskcls.evaluation.age_borders import laplace_group_probabilities, with_age_borders
+from maskcls.evaluation.calibrate import Calibration, calibrate, calibrate_table, read_calibration
+from maskcls.evaluation.ensemble import ensemble
+from maskcls.experiments.catalog import find_entries, read_run
+from maskcls.experiments.cv import cross_validate
+from maskcls.experiments.report import write_report
+from maskcls.inference.export import export_onnx, onnx_session
+from maskcls.inference.loading import load_run
+from maskcls.inference.predict import onnx_outputs, predict_dataset, torch_outputs
+from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups, encode_classes
+from maskcls.training.age import BINS, AgeHead, corn_loss
+from maskcls.training.losses import HeadLoss, create_loss
+from maskcls.training.models import create_model
+from maskcls.training.train import fit
+
+K = BINS - 1  # ordinal tasks
+
+
+def test_ordinal_head_reads_cumulative_probabilities_that_never_cross():
+    head = AgeHead("ordinal")
+    zero = torch.zeros(1, K)  # every conditional probability 1/2: P(age > bin k) = 2^-(k+1)
+    bins = head.bin_probabilities(zero)[0].double()
+    expected = torch.tensor([0.5 ** (k + 1) for k in range(K)] + [0.5**K], dtype=torch.float64)
+    assert torch.allclose(bins, expected, atol=1e-7)
+    assert head.estimate(zero).item() == pytest.approx(15 + 1 - 0.5**K, abs=1e-5)
+    groups = head.group_probabilities(zero)[0].double()  # bins 15..29 are <30
+    assert torch.allclose(groups, torch.tensor([1 - 0.5**15, 0.5**15 - 0.5**45, 0.5**45], dtype=torch.float64))
+    random = torch.randn(50, K, generator=torch.Generator().manual_seed(0)) * 3
+    probabilities = head.bin_probabilities(random)
+    assert torch.allclose(probabilities.sum(1), torch.ones(50)) and (probabilities >= 0).all()
+    above = 1 - probabilities.cumsum(1)
+    assert (above[:, 1:] <= above[:, :-1] + 1e-6).all()  # rank-consistent
+
+
+def test_a_new_ordinal_head_starts_uniform_over_the_ages():
+    head = AgeHead("ordinal")
+    bins = head.bin_probabilities(head.initial_bias()[None, :])[0]
+    assert torch.allclose(bins, torch.full((BINS,), 1 / BINS), atol=1e-6)
+    assert head.estimate(head.initial_bias()[None, :]).item() == pytest.approx(47.5, abs=1e-4)
+    model = create_model("test_resnet", "multi", age_head="ordinal")
+    assert torch.allclose(model.classifier[1].bias[5:], head.initial_bias(), atol=0.5)  # plus a small random init
+
+
+def test_distribution_and_regression_heads_read_groups_and_estimates():
+    distribution = AgeHead("distribution")
+    uniform = torch.zeros(1, BINS)
+    assert distribution.estimate(uniform).item() == pytest.approx(47.5)
+    assert torch.allclose(distribution.group_probabilities(uniform)[0], torch.tensor([15, 30, 21]) / 66)
+    moved = AgeHead("distribution", borders=(30, 58))
+    assert torch.allclose(moved.group_probabilities(uniform)[0], torch.tensor([15, 28, 23]) / 66)
+    regression = AgeHead("regression")  # Laplace scale 7.5 years at the start
+    centre = torch.zeros(1, 1)
+    assert regression.estimate(centre).item() == 40.0
+    young, old = 0.5 * math.exp(-10.5 / 7.5), 0.5 * math.exp(-19.5 / 7.5)  # borders at 29.5 and 59.5
+    assert torch.allclose(regression.group_probabilities(centre)[0], torch.tensor([young, 1 - young - old, old]))
+
+
+def test_age_losses_have_their_exact_values():
+    ages = torch.tensor([55])
+    assert AgeHead("regression").loss(torch.zeros(1, 1), ages).item() == pytest.approx(1 / 0.5 + math.log(0.5))
+    assert AgeHead("distribution").loss(torch.zeros(1, BINS), ages).item() == pytest.approx(math.log(BINS))
+    sharp = torch.full((1, BINS), -30.0)
+    sharp[0, 55 - 15] = 30.0
+    gaussian = torch.exp(-0.5 * ((torch.arange(15, 81) - 55) / 2.0) ** 2)
+    gaussian = gaussian / gaussian.sum()
+    expected = -(gaussian * sharp.log_softmax(1)).sum()
+    assert AgeHead("distribution").loss(sharp, ages).item() == pytest.approx(expected.item(), rel=1e-5)
+    logits = torch.randn(2, K, generator=torch.Generator().manual_seed(1))
+    # age 16 (bin 1): task 0 "above bin 0" yes, task 1 "above bin 1" no; age 15 (bin 0): task 0 no
+    pairs = [F.softplus(-logits[0, 0]), F.softplus(logits[0, 1]), F.softplus(logits[1, 0])]
+    assert corn_loss(logits, torch.tensor([1, 0])).item() == pytest.approx((sum(pairs) / 3).item(), rel=1e-6)
+    assert AgeHead("ordinal").loss(logits, torch.tensor([16, 15])).item() == pytest.approx(
+        (sum(pairs) / 3).item(), rel=1e-6
+    )
+
+
+def test_head_loss_adds_the_age_loss_to_mask_and_gender():
+    model = create_model("test_resnet", "multi", age_head="regression")
+    loss = HeadLoss(lambda: create_loss("cross_entropy"), "multi", {"age": 0.5}, model.age)
+    logits = torch.randn(3, 3 + 2 + 1, generator=torch.Generator().manual_seed(2))
+    classes, ages = torch.tensor([0, 7, 17]), torch.tensor([20, 45, 70])
+    expected = (
+        F.cross_entropy(logits[:, :3], classes // 6)
+        + F.cross_entropy(logits[:, 3:5], classes // 3 % 2)
+        + 0.5 * model.age.loss(logits[:, 5:], ages)
+    )
+    assert loss(logits, torch.stack([classes, ages], 1)).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="exact ages"):
+        loss(logits, classes)
+
+
+def test_age_heads_need_three_heads():
+    with pytest.raises(ConfigError, match="age_head=ordinal needs head=multi"):
+        load_config(None, ["model.age_head=ordinal"])
+    with pytest.raises(UserError, match="needs three heads"):
+        create_model("test_resnet", "single", age_head="ordinal")
+
+
+@pytest.mark.parametrize("kind", ["ordinal", "regression", "distribution"])
+def test_outputs_carry_the_estimate_after_the_probabilities(kind):
+    torch.manual_seed(0)
+    model = create_model("test_resnet", "multi", age_head=kind).eval()
+    logits = model(torch.randn(4, 3, 32, 24))
+    outputs = model.outputs(logits)
+    assert outputs.shape == (4, 19)
+    assert torch.equal(outputs[:, :18], model.class_probabilities(logits))
+    assert torch.equal(outputs[:, 18], model.age.estimate(logits[:, 5:]))
+    assert torch.allclose(outputs[:, :18].sum(1), torch.ones(4))
+
+
+def config_for(data, tmp_path, *overrides):
+    return load_config(
+        None,
+        [
+            f"data.root={data}", "model.name=test_resnet", "model.head=multi", "train.epochs=2",
+            "train.image_size=[24,32]", f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32",
+            "train.folds=3", "optim.lr=3e-3", "train.mixing=cutmix", "train.mixing_probability=0.5", *overrides,
+        ],
+    )  # fmt: skip
+
+
+def test_a_regression_run_reports_its_age_error_and_predicts_the_same_on_both_backends(synth_small, tmp_path):
+    run = fit(config_for(synth_small, tmp_path, "model.age_head=regression", "name=r"), runs_dir=tmp_path / "runs")
+    valid = pd.read_csv(run / "valid_probabilities.csv")
+    assert list(valid.columns[:4]) == ["path", "profile", "target", "age"] and valid.columns[-1] == AGE_ESTIMATE_COLUMN
+    ages = valid["profile"].str.split("_").str[-1].astype(int)
+    assert (valid["age"] == ages).all()
+    summary = pd.read_csv(run / "summary.csv")
+    best = summary.loc[summary["valid_f1"].idxmax()]
+    assert best["valid_age_mae"] == round(float((valid[AGE_ESTIMATE_COLUMN] - valid["age"]).abs().mean()), 6)
+    loaded = load_run(run, device="cpu")
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 24, 3), dtype=np.uint8)
+    from_torch = torch_outputs(loaded, images, 5, "flip")
+    from_onnx = onnx_outputs(onnx_session(export_onnx(run)), images, 5, "flip")
+    assert from_torch.shape == from_onnx.shape == (5, 19)
+    assert np.allclose(from_torch, from_onnx, atol=1e-4)
+    table = predict_dataset([run], synth_small, backend="torch", device="cpu").table
+    assert list(table.columns) == ["ImageID", *PROBABILITY_COLUMNS, AGE_ESTIMATE_COLUMN]
+
+
+def biased_estimates(tmp_path, bias=3.0):
+    """Out-of-fold rows whose model knows mask and gender and estimates every age ``bias`` years too
+    old, cutting its own groups at the real borders (so it calls 27-29 year olds 30-59)."""
+    rng = np.random.default_rng(0)
+    ages = rng.integers(18, 76, 600)
+    mask, gender = rng.integers(0, 3, 600), rng.integers(0, 2, 600)
+    target = encode_classes(mask, gender, age_groups(ages))
+    own = encode_classes(mask, gender, age_groups(ages + bias))
+    table = pd.DataFrame(np.eye(18)[own] * 0.9 + 0.1 / 18, columns=PROBABILITY_COLUMNS)
+    table.insert(0, "age", ages)
+    table.insert(0, "fold", np.arange(600) % 3)
+    table.insert(0, "target", target)
+    table.insert(0, "path", [f"{index:06d}/mask1.jpg" for index in range(600)])
+    table[AGE_ESTIMATE_COLUMN] = ages + bias
+    path = tmp_path / "oof.csv"
+    table.to_csv(path, index=False)
+    return path, target
+
+
+def test_calibrate_learns_the_borders_a_biased_estimate_needs(tmp_path, capsys):
+    path, target = biased_estimates(tmp_path)
+    result = calibrate(path)
+    age = result.age
+    assert age.borders == [32.5, 62.5]  # estimate = age + 3: the first grid cuts that separate 29|30 and 59|60
+    assert age.fold_borders == [[32.5, 62.5]] * 3 and age.scale == 3.0
+    assert age.heldout_f1_after == 1.0 and age.guard_passed and age.oof_f1_before < 1.0
+    written = result.write(tmp_path / "calibration.json")
+    assert read_calibration(written).age_borders.borders == [32.5, 62.5]
+    calibrated = ensemble([path], oof=True, calibration=written)
+    assert (calibrated.classes == target).all()
+    from tests.test_cli import run_cli
+
+    code, out, _ = run_cli("calibrate", str(path), capsys=capsys)
+    assert code == 0 and "age borders 32.5 and 62.5" in out and "32.5/62.5; 32.5/62.5; 32.5/62.5" in out
+
+
+def test_learned_borders_rebuild_the_age_part_and_need_an_estimate():
+    probabilities = np.zeros((1, 18))
+    probabilities[0, 9:12] = [0.2, 0.5, 0.3]  # incorrect / female, some age
+    rebuilt = with_age_borders(probabilities, np.array([40.0]), (30, 60), 5.0)
+    young, old = 0.5 * math.exp(-2), 0.5 * math.exp(-4)
+    expected = np.zeros(18)
+    expected[9:12] = [young, 1 - young - old, old]
+    assert np.allclose(rebuilt[0], expected)
+    assert np.allclose(laplace_group_probabilities(np.array([25.0]), (30, 60), 5.0)[0, 2], 0.5 * math.exp(-7))
+    calibration = Calibration(biases=[0.0] * 18, source="c.json")
+    calibration.age = read_age({"borders": [31, 57], "scale": 4.0})
+    table = pd.DataFrame(probabilities, columns=PROBABILITY_COLUMNS)
+    with pytest.raises(UserError, match=r"c.json: it cuts the age estimate .* no age_estimate column"):
+        calibrate_table(table, calibration)
+
+
+def read_age(values):
+    from maskcls.evaluation.calibrate import AgeBorders
+
+    return AgeBorders(
+        **values, oof_f1_before=0.5, heldout_f1_after=0.6, fold_borders=[values["borders"]], guard_passed=True
+    )
+
+
+def test_a_distribution_cv_writes_the_age_error_and_calibrates_borders(synth_small, tmp_path):
+    config = config_for(synth_small, tmp_path, "model.age_head=distribution", "name=d", "train.epochs=1")
+    group = cross_validate(config, runs_dir=tmp_path / "runs")
+    oof = pd.read_csv(group / "oof_probabilities.csv")
+    result = json.loads((group / "cv.json").read_text())
+    assert result["oof_age_mae"] == round(float((oof[AGE_ESTIMATE_COLUMN] - oof["age"]).abs().mean()), 4)
+    calibration = calibrate(group)
+    assert calibration.age is not None and calibration.age.scale == round(result["oof_age_mae"], 4)
+    page = write_report(group).read_text()
+    mae = (oof[AGE_ESTIMATE_COLUMN] - oof["age"]).abs().mean()
+    assert f"<td>age MAE (years)</td><td>{mae:.2f}</td>" in page and 'id="age"' in page
+    (entry,) = find_entries(tmp_path / "runs")
+    assert (entry.age_mae, entry.age_f1) == (result["oof_age_mae"], result["oof_f1_age"])
+    fold = read_run(group / "fold0", tmp_path / "runs")
+    best = pd.read_csv(group / "fold0" / "summary.csv").iloc[0]
+    assert (fold.age_mae, fold.age_f1) == (best["valid_age_mae"], best["valid_f1_age"])
