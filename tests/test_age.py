@@ -188,6 +188,27 @@ def test_calibrate_learns_the_borders_a_biased_estimate_needs(tmp_path, capsys):
     assert code == 0 and "age borders 32.5 and 62.5" in out and "32.5/62.5; 32.5/62.5; 32.5/62.5" in out
 
 
+def test_borders_are_not_used_when_the_model_s_own_groups_are_as_good(tmp_path):
+    path, _ = biased_estimates(tmp_path, bias=0.0)
+    age = calibrate(path).age
+    assert age.oof_f1_before == age.heldout_f1_after == 1.0 and not age.guard_passed and age.scale == 0.1
+    written = calibrate(path).write(tmp_path / "calibration.json")
+    assert read_calibration(written).age_borders is None
+
+
+def test_the_ensemble_averages_age_estimates_with_the_weights(tmp_path):
+    path, _ = biased_estimates(tmp_path)
+    other = pd.read_csv(path)
+    other[AGE_ESTIMATE_COLUMN] = other[AGE_ESTIMATE_COLUMN] + 8
+    other.to_csv(tmp_path / "other.csv", index=False)
+    combined = ensemble([path, tmp_path / "other.csv"], weights=[1, 3], oof=True).table
+    assert np.allclose(combined[AGE_ESTIMATE_COLUMN], pd.read_csv(path)[AGE_ESTIMATE_COLUMN] + 6)
+    assert list(combined.columns[:4]) == ["path", "target", "fold", "age"]
+    plain = pd.read_csv(path).drop(columns=[AGE_ESTIMATE_COLUMN])
+    plain.to_csv(tmp_path / "plain.csv", index=False)
+    assert AGE_ESTIMATE_COLUMN not in ensemble([path, tmp_path / "plain.csv"], oof=True).table
+
+
 def test_learned_borders_rebuild_the_age_part_and_need_an_estimate():
     probabilities = np.zeros((1, 18))
     probabilities[0, 9:12] = [0.2, 0.5, 0.3]  # incorrect / female, some age

@@ -37,6 +37,8 @@ from maskcls.rundir.tables import read_out_of_fold
 
 BIAS_STEPS = np.round(np.arange(-2.0, 2.0001, 0.1), 2)
 EPSILON = 1e-7
+MIN_AGE_SCALE = 0.1
+"""The smallest Laplace scale (years) kept for the age estimate's error, should it be exact."""
 
 
 @dataclass
@@ -192,7 +194,7 @@ def learn_age_borders(
     heldout_after = macro_f1(target, heldout)
     return AgeBorders(
         borders=list(fit_age_borders(probabilities, estimates, target)),
-        scale=round(float(np.abs(estimates - ages).mean()), 4),
+        scale=max(round(float(np.abs(estimates - ages).mean()), 4), MIN_AGE_SCALE),
         oof_f1_before=round(before, 6),
         heldout_f1_after=round(heldout_after, 6),
         fold_borders=fold_borders,
