@@ -2,7 +2,7 @@
 # Age heads side by side: k-fold cv of one recipe per head, predicted (flip TTA), each scored
 # plain and with its calibration (learned age borders for heads that estimate the age, then the
 # per-class biases), on the hidden answers (private half, per attribute).
-#   bash bench/age_heads.sh DATA-faces RUNS [CONFIG] [FOLDS]
+#   [ONLY="ordinal regression"] bash bench/age_heads.sh DATA-faces RUNS [CONFIG] [FOLDS]
 # e.g. maskcls synth d600 --people 600 --seed 7 && maskcls crop d600 d600-faces --size 192x256
 #      bash bench/age_heads.sh d600-faces age-runs configs/cpu-pretrained.yaml 3
 set -euo pipefail
@@ -19,6 +19,10 @@ submissions=()
 for spec in "${variants[@]}"; do
     read -r -a words <<<"$spec"
     name=${words[0]} group="$RUNS/${words[0]}-cv$FOLDS"
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then
+        [ -f "$group/submission.csv" ] && submissions+=("$group/submission.csv" "$group/submission-calibrated.csv")
+        continue
+    fi
     started=$(date +%s)
     "$BIN/maskcls" cv "$CONFIG" --data "$DATA" --runs-dir "$RUNS" --folds "$FOLDS" -o "name=$name" "${words[@]:1}" --quiet
     trained=$(date +%s)

@@ -46,13 +46,26 @@ def test_ordinal_head_reads_cumulative_probabilities_that_never_cross():
     assert (above[:, 1:] <= above[:, :-1] + 1e-6).all()  # rank-consistent
 
 
-def test_a_new_ordinal_head_starts_uniform_over_the_ages():
-    head = AgeHead("ordinal")
-    bins = head.bin_probabilities(head.initial_bias()[None, :])[0]
-    assert torch.allclose(bins, torch.full((BINS,), 1 / BINS), atol=1e-6)
-    assert head.estimate(head.initial_bias()[None, :]).item() == pytest.approx(47.5, abs=1e-4)
-    model = create_model("test_resnet", "multi", age_head="ordinal")
-    assert torch.allclose(model.classifier[1].bias[5:], head.initial_bias(), atol=0.5)  # plus a small random init
+@pytest.mark.parametrize("kind", ["ordinal", "distribution"])
+def test_a_new_age_head_starts_at_the_ages_of_the_training_people(kind):
+    head = AgeHead(kind)
+    uniform = head.bin_probabilities(head.prior_bias()[None, :])[0]
+    assert torch.allclose(uniform, torch.full((BINS,), 1 / BINS), atol=1e-6)
+    assert head.estimate(head.prior_bias()[None, :]).item() == pytest.approx(47.5, abs=1e-4)
+    ages = torch.tensor([20, 20, 20, 25, 58, 61, 61, 90])  # 90 is clipped into the last bin (80)
+    counts = torch.bincount(ages.clamp(max=80) - 15, minlength=BINS).float() + 0.5
+    bins = head.bin_probabilities(head.prior_bias(ages)[None, :])[0]
+    assert torch.allclose(bins, counts / counts.sum(), atol=1e-6)
+    model = create_model("test_resnet", "multi", age_head=kind)
+    model.start_age_from(ages)
+    assert torch.equal(model.classifier[1].bias[5:], head.prior_bias(ages))
+    regression = create_model("test_resnet", "multi", age_head="regression")
+    regression.start_age_from(ages)
+    assert regression.classifier[1].bias[5].item() == pytest.approx((ages.float().mean().item() - 40) / 15)
+    classes = create_model("test_resnet", "multi")
+    before = classes.classifier[1].bias.clone()
+    classes.start_age_from(ages)
+    assert torch.equal(classes.classifier[1].bias, before)
 
 
 def test_distribution_and_regression_heads_read_groups_and_estimates():

@@ -625,8 +625,58 @@ def sweep(
 
 
 @app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="Base YAML recipe.")],
+    space: Annotated[Path, typer.Option(help="Search space YAML: config keys and distributions (configs/search/).")],
+    trials: Annotated[int, typer.Option(help="Finished (complete or pruned) trials the study ends with.")],
+    study: Annotated[str | None, typer.Option(help="Study name (default: the config's name); workers share it.")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: SQLite in the study folder).")
+    ] = None,
+    folds: Annotated[int | None, typer.Option(help="Cross-validate each trial with this many folds (value: OOF F1).")] = None,
+    fold: Annotated[int | None, typer.Option(help="Train each trial on this fold (default: train.fold).")] = None,
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
+    timeout: Annotated[float | None, typer.Option(help="Seconds this worker starts new trials for.")] = None,
+    heartbeat: Annotated[int, typer.Option(help="Seconds between a running trial's heartbeats.")] = 30,
+    override: OverrideOpt = None,
+    data: DataOpt = None,
+    cache_dir: CacheDirOpt = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where the study folder goes.")] = Path("runs"),
+    quiet: Quiet = False,
+) -> None:
+    """Search hyperparameters with Optuna (TPE sampler, pruning); several workers may share a study."""
+    from maskcls.config import load_config
+    from maskcls.experiments.space import read_space
+    from maskcls.experiments.tune import TunePlan
+    from maskcls.experiments.tune import tune as run_study
+    from maskcls.progress import progress_bar
+
+    if folds is not None and fold is not None:
+        raise UserError("--folds and --fold exclude each other: cross-validate every trial, or train one fold")
+    shortcuts = {"data.root": data, "train.cache_dir": cache_dir, "train.fold": fold}
+    base = load_config(config, with_shortcuts(override, shortcuts))
+    plan = TunePlan(base, read_space(space, base), trials, folds, pruner, study, storage, timeout, heartbeat)
+
+    def on_trial(row: dict) -> None:
+        if not quiet:
+            value = "-" if row["value"] is None else f"{row['value']:.4f}"
+            params = ", ".join(f"{key}={row[key]}" for key in (dimension.key for dimension in plan.space))
+            err.print(f"trial {row['trial']}: {row['state']} {value} after {row['epochs']} epochs ({params})", highlight=False)
+
+    with progress_bar("trial", quiet) as progress:
+        folder = run_study(plan, runs_dir, progress, on_trial)
+    summary = json.loads((folder / "study.json").read_text())
+    best = summary.get("best")
+    counts = summary["trials"]
+    line = f"{folder}: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed trials"
+    if best:
+        line += f"; best trial {best['trial']}: {best['value']:.4f}, config in {folder / 'best.yaml'}"
+    out.print(line, highlight=False)
+
+
+@app.command()
 def report(
-    source: Annotated[Path, typer.Argument(help="Run folder or cv group.")],
+    source: Annotated[Path, typer.Argument(help="Run folder, cv group or study folder (maskcls tune).")],
     out_file: Annotated[Path | None, typer.Option("--out", help="HTML file (default SOURCE/report.html).")] = None,
     data: Annotated[
         Path | None, typer.Option(help="Dataset folder for the gallery images (default: the config's data.root).")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from maskcls.errors import ConfigError
 from maskcls.labels import AGE_BORDERS, validate_age_borders
@@ -92,8 +92,8 @@ class OptimConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = 10
-    batch_size: int = 64
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
     image_size: tuple[int, int] = (96, 128)
     """(width, height) the images are resized to, once, in the cache."""
     augmentation: Literal["none", "seed", "strong"] = "seed"

@@ -99,7 +99,7 @@ def read_run(folder: Path, root: Path) -> Entry:
         date=modified(folder / names.CONFIG),
         commit=(config.get("git_commit") or "")[:8] or None,
         folds="holdout" if train.get("holdout") else f"{train.get('fold', 0)}/{train.get('folds', '?')}",
-        status="finished" if result.get("finished") else f"stopped after {len(rows)} epochs",
+        status=run_status(folder, result, len(rows)),
         config=recipe(config),
     )
     if rows:
@@ -109,6 +109,15 @@ def read_run(folder: Path, root: Path) -> Entry:
         entry.minutes = round(result.get("seconds", sum(float(row["seconds"]) for row in rows)) / 60, 2)
     add_scores(entry)
     return entry
+
+
+def run_status(folder: Path, result: dict, epochs: int) -> str:
+    if result.get("finished"):
+        return "finished"
+    trial = read_json(folder / names.TRIAL)  # a trial of maskcls tune says why it stopped
+    if trial.get("state") in ("pruned", "failed"):
+        return f"{trial['state']} after {epochs} epochs"
+    return f"stopped after {epochs} epochs"
 
 
 def read_group(folder: Path, root: Path) -> Entry:

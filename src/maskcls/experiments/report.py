@@ -196,7 +196,14 @@ def render_report(subject: Subject, data_root: Path, mistakes: int = 24) -> str:
 
 
 def write_report(folder: str | Path, out: str | Path | None = None, data_root: str | Path | None = None) -> Path:
-    """Render the report of a run or cv group to ``out`` (default ``FOLDER/report.html``)."""
+    """Render the report of a run, cv group or study (``maskcls tune``) to ``out`` (default
+    ``FOLDER/report.html``)."""
+    if (Path(folder) / names.TUNE).exists():
+        from maskcls.experiments.study_report import render_study_report
+
+        target = Path(out) if out is not None else Path(folder) / names.REPORT
+        write_text_atomic(target, render_study_report(Path(folder)))
+        return target
     subject = load_subject(folder)
     root = Path(data_root) if data_root is not None else Path(subject.config["data"]["root"])
     target = Path(out) if out is not None else subject.folder / names.REPORT

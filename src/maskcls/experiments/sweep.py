@@ -101,7 +101,10 @@ def plan_sweep(base: Config, varied: list[Varied], grid: bool = False, folds: in
     return variants
 
 
-def variant_config(base: Config, changes: dict[str, Any], name: str, folds: int | None) -> Config:
+def variant_config(
+    base: Config, changes: dict[str, Any], name: str, folds: int | None, origin: str | None = None
+) -> Config:
+    """``base`` with ``changes`` (dotted keys), named ``name``; an invalid value is named with ``origin``."""
     raw = to_plain_dict(base)
     for key, value in changes.items():
         set_dotted(raw, key, value)
@@ -111,7 +114,7 @@ def variant_config(base: Config, changes: dict[str, Any], name: str, folds: int 
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(*format_validation_error(error, f"sweep variant {name}")) from None
+        raise ConfigError(*format_validation_error(error, origin or f"sweep variant {name}")) from None
 
 
 def leaf(key: str) -> str:

@@ -25,6 +25,13 @@ GROUP = "group.json"  # name, folds, seed, its runs, config
 CV_RESULT = "cv.json"  # per-fold F1, out-of-fold F1
 OOF_PROBABILITIES = "oof_probabilities.csv"  # every training image, by the fold that held it out
 SWEEP = "sweep.json"
+# a study (maskcls tune): one run folder or cv group per trial
+TUNE = "tune.json"  # the plan: base config, search space, budget
+TRIAL = "trial.json"  # in a trial's folder: study, number, parameters, state
+STUDY_DB = "study.db"  # the default (SQLite) storage
+TRIALS_TABLE = "trials.csv"
+BEST_CONFIG = "best.yaml"
+STUDY_RESULT = "study.json"
 # written by later steps, in a run or a group
 TEST_PROBABILITIES = "test_probabilities.csv"
 SUBMISSION = "submission.csv"

@@ -63,13 +63,26 @@ class AgeHead(nn.Module):
         if kind == "regression":
             self.log_scale = nn.Parameter(torch.tensor(math.log(INITIAL_LAPLACE_SCALE)))
 
-    def initial_bias(self) -> torch.Tensor:
-        """Added to the age outputs' bias at creation. For ``ordinal``, the conditional odds of a
-        uniform age over the bins (log(K-1-k) for task k), so that a new model's estimate starts in
-        the middle instead of at the youngest bin; zero for the other heads."""
-        if self.kind != "ordinal":
-            return torch.zeros(age_outputs(self.kind))
-        return torch.log(torch.arange(BINS - 1, 0, -1, dtype=torch.float32))
+    def prior_bias(self, ages: torch.Tensor | None = None) -> torch.Tensor:
+        """The bias of the age outputs that makes a new model predict the age distribution of
+        ``ages`` (the training people; uniform over the bins when None), whatever the image.
+
+        A head over 66 bins starts far from the data otherwise (e.g. an ordinal head with zero
+        bias puts half of everyone in the youngest bin), and its biases move slowly at a
+        fine-tuning learning rate. ``ordinal``: the log-odds of "older than bin k, given at least
+        bin k"; ``distribution``: the log frequency of each bin; ``regression``: the mean age;
+        ``classes``: zero (the head's usual start)."""
+        counts = torch.ones(BINS)
+        if ages is not None:
+            counts = torch.bincount(bin_index(torch.as_tensor(ages)), minlength=BINS).float() + 0.5
+        if self.kind == "ordinal":
+            at_least = counts.flip(0).cumsum(0).flip(0)  # people in bin k or older
+            return torch.log(at_least[1:] / counts[:-1])  # log P(> k | >= k) / P(= k | >= k)
+        if self.kind == "distribution":
+            return torch.log(counts / counts.sum())
+        if self.kind == "regression" and ages is not None:
+            return ((torch.as_tensor(ages).float().mean() - AGE_CENTRE) / AGE_SPREAD).reshape(1)
+        return torch.zeros(age_outputs(self.kind))
 
     @property
     def gives_estimate(self) -> bool:

@@ -47,8 +47,16 @@ class FaceAttributeModel(nn.Module):
         outputs = NUM_CLASSES if head == "single" else HEAD_SIZES["mask"] + HEAD_SIZES["gender"] + age_outputs(age_head)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, outputs))
         if head == "multi":
-            with torch.no_grad():
-                self.classifier[1].bias[HEAD_SIZES["mask"] + HEAD_SIZES["gender"] :] += self.age.initial_bias()
+            self.start_age_from(None)
+
+    @torch.no_grad()
+    def start_age_from(self, ages) -> None:
+        """Set the age outputs' bias to the prior of ``ages`` (see ``AgeHead.prior_bias``); the
+        classes head keeps its usual (random) start."""
+        if not self.gives_age_estimate:
+            return
+        linear = self.classifier[1]
+        linear.bias[HEAD_SIZES["mask"] + HEAD_SIZES["gender"] :] = self.age.prior_bias(ages).to(linear.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits: (N, 18) for one head; mask, gender and age outputs side by side for three."""

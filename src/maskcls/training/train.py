@@ -277,7 +277,9 @@ class Trainer:
         device = resolve_device(device)
         amp = amp_dtype(train.amp, device)
         self.settings = StepSettings(device, amp, train.channels_last, optim.grad_clip, tuple(mean), tuple(std))
-        self.model = model_from_config(config).to(device)
+        self.model = model_from_config(config)
+        self.model.start_age_from(data.ages[data.train_rows])  # an age head over years starts at the data's ages
+        self.model = self.model.to(device)
         if train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_model = self.model

@@ -1,0 +1,113 @@
+"""A search space file: config keys with the distributions ``maskcls tune`` samples them from.
+
+    optim.lr: {type: float, low: 3.0e-4, high: 3.0e-3, log: true}
+    optim.weight_decay: {type: float, low: 0.0, high: 0.1}
+    train.epochs: {type: int, low: 3, high: 8}
+    train.augmentation: {type: choice, values: [none, seed, strong]}
+    train.image_size: {type: choice, values: [[48, 64], [72, 96]]}
+
+A plain list is a choice. Every key is checked against the config schema, and every value a
+dimension can take (both ends of a range, every choice) is validated in the base config, before
+anything trains.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from maskcls.config import Config, ConfigError, check_known_keys, read_yaml_mapping, set_dotted
+from maskcls.experiments.sweep import FIXED_KEYS, variant_config
+
+KINDS = {"float": {"low", "high", "log"}, "int": {"low", "high", "log", "step"}, "choice": {"values"}}
+
+
+@dataclass
+class Dimension:
+    key: str
+    kind: str  # float, int or choice
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: int = 1
+    values: list[Any] | None = None
+
+    def suggest(self, trial) -> Any:
+        """The value an Optuna trial draws (choices by their JSON text: lists are not Optuna choices)."""
+        if self.kind == "float":
+            return trial.suggest_float(self.key, self.low, self.high, log=self.log)
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), step=self.step, log=self.log)
+        return json.loads(trial.suggest_categorical(self.key, [json.dumps(value) for value in self.values]))
+
+    def corners(self) -> list[Any]:
+        """The values that must be valid for any draw to be: both ends, or every choice."""
+        if self.kind == "choice":
+            return list(self.values)
+        ends = [self.low, self.high]
+        return [int(value) for value in ends] if self.kind == "int" else ends
+
+    def grid(self, points: int) -> list[Any]:
+        """``points`` evenly spaced values (log-spaced for ``log``); every choice."""
+        import numpy as np
+
+        if self.kind == "choice":
+            return list(self.values)
+        if self.log:
+            values = np.geomspace(self.low, self.high, points)
+        else:
+            values = np.linspace(self.low, self.high, points)
+        return sorted({int(round(v)) for v in values}) if self.kind == "int" else [float(f"{v:.4g}") for v in values]
+
+
+def read_space(path: str | Path, base: Config) -> list[Dimension]:
+    """The dimensions of a space file, checked against the config schema and the base config."""
+    path = Path(path)
+    raw = read_yaml_mapping(path)
+    if not raw:
+        raise ConfigError(f"{path}: no keys to search (e.g. optim.lr: {{type: float, low: 1e-4, high: 1e-2, log: true}})")
+    dimensions = [parse_dimension(key, spec, path) for key, spec in raw.items()]
+    for dimension in dimensions:
+        for value in dimension.corners():
+            variant_config(base, {dimension.key: value}, base.name, None, str(path))  # names the key when invalid
+    return dimensions
+
+
+def parse_dimension(key: str, spec: Any, path: Path) -> Dimension:
+    where = f"{path}: {key}"
+    if key in FIXED_KEYS:
+        raise ConfigError(f"{where}: a search keeps {key} fixed (trials are compared on the same data and split)")
+    check_known_keys(set_dotted({}, key, None), Config, str(path))
+    if isinstance(spec, list):
+        spec = {"type": "choice", "values": spec}
+    if not isinstance(spec, dict) or spec.get("type") not in KINDS:
+        raise ConfigError(f"{where}: expected {{type: float|int|choice, ...}} or a list of choices, got {spec!r}")
+    kind = spec["type"]
+    unknown = set(spec) - KINDS[kind] - {"type"}
+    if unknown:
+        allowed = ", ".join(sorted(KINDS[kind]))
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for type {kind} (allowed: {allowed})")
+    if kind == "choice":
+        values = spec.get("values")
+        if not isinstance(values, list) or len(values) < 2:
+            raise ConfigError(f"{where}: a choice needs a list of at least two values")
+        return Dimension(key, kind, values=values)
+    low, high = number(spec.get("low")), number(spec.get("high"))
+    if low is None or high is None or low >= high:
+        raise ConfigError(f"{where}: needs numbers low < high, got low={spec.get('low')!r} high={spec.get('high')!r}")
+    log = bool(spec.get("log", False))
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log range needs low > 0, got {low}")
+    return Dimension(key, kind, float(low), float(high), log, int(spec.get("step", 1)))
+
+
+def number(value: Any) -> float | None:
+    """A YAML number; ``1e-4`` too, which YAML 1.1 reads as text."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
