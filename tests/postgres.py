@@ -67,3 +67,14 @@ def postgres_server() -> Iterator[str]:
             subprocess.run(as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                            capture_output=True)  # fmt: skip
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def create_database(url: str, name: str) -> str:
+    """A new empty database on the server of ``url``; returns its URL."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.rsplit("/", 1)[0] + f"/{name}"

@@ -19,9 +19,9 @@ from maskcls.errors import ConfigError
 from maskcls.experiments.catalog import find_entries
 from maskcls.experiments.report import write_report
 from maskcls.experiments.space import read_space
-from maskcls.experiments.tune import TrialObjective, TunePlan, tune
+from maskcls.experiments.tune import OverBudget, TrialObjective, TunePlan, check_budget, tune
 from maskcls.files import read_json
-from tests.postgres import postgres_server
+from tests.postgres import create_database, postgres_server
 
 SPACE = """\
 optim.lr: {type: float, low: 1e-3, high: 1e-2, log: true}
@@ -123,6 +123,20 @@ def test_a_pruned_trial_stops_and_its_folder_says_so(synth_small, tmp_path):
     assert entry.status == "pruned after 1 epochs"
 
 
+def test_a_trial_claimed_after_the_budget_is_refused():
+    study = optuna.create_study(direction="maximize")
+    for value in (0.1, 0.2):
+        study.add_trial(optuna.trial.create_trial(value=value, state=optuna.trial.TrialState.COMPLETE))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    running = study.ask()  # number 3: two finished and one failed before it
+    check_budget(running, 3)  # a failed trial does not count
+    late = study.ask()  # number 4: three trials (two finished, one running) before it
+    with pytest.raises(OverBudget, match="trial 4: the study already had its 3 trials"):
+        check_budget(late, 3)
+    assert late.user_attrs["skipped"] == "the study already had its 3 trials"
+    check_budget(late, 4)
+
+
 def tune_command(data, tmp_path, url, trials, *extra):
     config = tmp_path / "base.yaml"
     config.write_text(
@@ -130,7 +144,7 @@ def tune_command(data, tmp_path, url, trials, *extra):
             {
                 "name": "shared", "data": {"root": str(data)},
                 "model": {"name": "test_resnet", "head": "multi"},
-                "train": {"epochs": 3, "batch_size": 32, "image_size": [24, 32], "folds": 3,
+                "train": {"epochs": 2, "batch_size": 32, "image_size": [24, 32], "folds": 3,
                           "cache_dir": str(tmp_path / "cache")},
             }
         )
@@ -166,16 +180,16 @@ def test_two_workers_share_one_study_on_postgresql(synth_small, tmp_path, postgr
     folder = tmp_path / "runs" / "shared-tune"
     trained = sorted(path.parent.name for path in folder.glob("trial-*/result.json"))
     assert trained == sorted(f"trial-{trial.number:04d}" for trial in complete)  # each trial trained once, by one worker
-    hosts = {trial.user_attrs["folder"] for trial in complete}
-    assert len(hosts) == 4
+    for trial in complete:
+        record = read_json(folder / f"trial-{trial.number:04d}" / "trial.json")
+        assert record["state"] == "complete" and record["value"] == trial.value
     assert read_json(folder / "study.json")["trials"]["complete"] == 4
 
 
 def test_a_worker_killed_mid_trial_leaves_it_failed_and_another_completes_the_study(
     synth_small, tmp_path, postgres_url
 ):
-    url = postgres_url.replace("/maskcls", "/killed")
-    subprocess.run(["psql", postgres_url.replace("+psycopg2", ""), "-qc", "CREATE DATABASE killed"], check=True)
+    url = create_database(postgres_url, "killed")
     command = tune_command(synth_small, tmp_path, url, 3, "--heartbeat", "1")
     first = subprocess.Popen(command, stderr=subprocess.DEVNULL, start_new_session=True)
     running = tmp_path / "runs" / "shared-tune" / "trial-0001" / "trial.json"
@@ -193,3 +207,5 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_another_completes_the_st
     assert sorted(states) == list(range(len(states)))
     summary = read_json(tmp_path / "runs" / "shared-tune" / "study.json")
     assert summary["trials"] == {"complete": 3, "pruned": 0, "failed": 1}
+    record = read_json(running)
+    assert record["state"] == "failed" and "stopped sending heartbeats" in record["error"]

@@ -36,6 +36,7 @@ import yaml
 from maskcls.callbacks import Progress
 from maskcls.config import Config, to_plain_dict
 from maskcls.errors import NonFiniteLoss, UserError
+from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.experiments.space import Dimension, read_space
 from maskcls.experiments.sweep import variant_config
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
@@ -83,6 +84,7 @@ def tune(
         raise UserError(f"unknown pruner {plan.pruner!r}; known: {', '.join(PRUNERS)}")
     if plan.trials < 1:
         raise UserError(f"--trials must be at least 1, got {plan.trials}")
+    check_space_parts(plan)
     folder = Path(runs_dir) / f"{plan.study_name}-tune"
     record_plan(folder, plan)
     study = open_study(plan, folder)
@@ -91,6 +93,7 @@ def tune(
     waiting_said = False
     while deadline is None or time.monotonic() < deadline:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial, once its heartbeat is stale
+        mark_dead_trials(study)
         counts = state_counts(study)
         if counts["finished"] >= plan.trials:
             break
@@ -111,7 +114,17 @@ def tune(
             on_trial(mine[0])
         write_study_tables(study, plan, folder)
     write_study_tables(study, plan, folder)
+    refresh_runs_table(runs_dir)  # once per worker, not per trial: it reads every run
     return folder
+
+
+def check_space_parts(plan: TunePlan) -> None:
+    """Every model, loss, optimizer and scheduler a draw can name exists, before anything trains."""
+    from maskcls.training.train import check_parts
+
+    for dimension in plan.space:
+        for value in dimension.corners():
+            check_parts(variant_config(plan.base, {dimension.key: value}, plan.base.name, plan.folds))
 
 
 def import_optuna():
@@ -248,7 +261,6 @@ class TrialObjective:
         return value
 
     def train(self, trial, config: Config, target: Path) -> tuple[float, int]:
-        from maskcls.experiments.catalog import refresh_runs_table
         from maskcls.experiments.cv import cross_validate
         from maskcls.training.train import fit
 
@@ -261,8 +273,7 @@ class TrialObjective:
 
                     raise optuna.TrialPruned(f"pruned after epoch {row['epoch']} (valid F1 {row['valid_f1']:.4f})")
 
-            fit(config, self.runs_dir, progress=self.progress, run_dir=target, on_epoch=report_epoch,
-                on_finished=refresh_runs_table)  # fmt: skip
+            fit(config, self.runs_dir, progress=self.progress, run_dir=target, on_epoch=report_epoch)
             return float(read_json(target / names.RESULT)["valid_f1"]), epochs_trained(target, None)
 
         def report_fold(fold: int, what: str) -> None:
@@ -287,6 +298,20 @@ def check_budget(trial, budget: int) -> None:
     if sum(other.number < trial.number for other in earlier) >= budget:
         trial.set_user_attr("skipped", f"the study already had its {budget} trials")
         raise OverBudget(f"trial {trial.number}: the study already had its {budget} trials")
+
+
+def mark_dead_trials(study) -> None:
+    """A failed trial whose folder is on this machine and still says running lost its worker:
+    its ``trial.json`` says so."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        where, _, path = trial.user_attrs.get("folder", "").partition(":")
+        record_path = Path(path) / names.TRIAL
+        if where == host and record_path.exists() and read_json(record_path).get("state") == "running":
+            note = "its worker stopped sending heartbeats (killed?); the study went on without it"
+            write_json_atomic(record_path, {**read_json(record_path), "state": "failed", "error": note})
 
 
 def fold_runs(group: Path) -> list[Path]:
