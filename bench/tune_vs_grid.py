@@ -58,7 +58,9 @@ def run_grid(args, budget_s: float) -> dict:
         config = variant_config(base, changes, f"grid-{index:02d}", None)
         fit(config, args.runs, run_dir=folder)
         rows = read_rows(folder / "summary.csv")
-        results.append({"changes": changes, "valid_f1": max(float(row["valid_f1"]) for row in rows), "epochs": len(rows)})
+        results.append(
+            {"changes": changes, "valid_f1": max(float(row["valid_f1"]) for row in rows), "epochs": len(rows)}
+        )
     best = max(results, key=lambda result: result["valid_f1"])
     return {
         "grid_points": len(points), "trained": len(results), "wall_s": round(time.monotonic() - started),

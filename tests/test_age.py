@@ -22,7 +22,7 @@ from maskcls.inference.export import export_onnx, onnx_session
 from maskcls.inference.loading import load_run
 from maskcls.inference.predict import onnx_outputs, predict_dataset, torch_outputs
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups, encode_classes
-from maskcls.training.age import BINS, AgeHead, corn_loss
+from maskcls.training.age import BINS, AgeHead
 from maskcls.training.losses import HeadLoss, create_loss
 from maskcls.training.models import create_model
 from maskcls.training.train import fit
@@ -32,15 +32,23 @@ K = BINS - 1  # ordinal tasks
 
 def test_ordinal_head_reads_cumulative_probabilities_that_never_cross():
     head = AgeHead("ordinal")
-    zero = torch.zeros(1, K)  # every conditional probability 1/2: P(age > bin k) = 2^-(k+1)
+    with torch.no_grad():  # thresholds t_k = k
+        head.first_threshold.zero_()
+        head.threshold_steps.fill_(math.log(math.expm1(1.0)))
+    assert torch.allclose(head.thresholds(), torch.arange(K, dtype=torch.float32), atol=1e-5)
+    zero = torch.zeros(1, 1)  # P(age > bin k) = sigmoid(-k)
+    above = torch.sigmoid(-torch.arange(K, dtype=torch.float64))
+    expected = torch.cat([1 - above[:1], above[:-1] - above[1:], above[-1:]])
     bins = head.bin_probabilities(zero)[0].double()
-    expected = torch.tensor([0.5 ** (k + 1) for k in range(K)] + [0.5**K], dtype=torch.float64)
-    assert torch.allclose(bins, expected, atol=1e-7)
-    assert head.estimate(zero).item() == pytest.approx(15 + 1 - 0.5**K, abs=1e-5)
-    groups = head.group_probabilities(zero)[0].double()  # bins 15..29 are <30
-    assert torch.allclose(groups, torch.tensor([1 - 0.5**15, 0.5**15 - 0.5**45, 0.5**45], dtype=torch.float64))
-    random = torch.randn(50, K, generator=torch.Generator().manual_seed(0)) * 3
-    probabilities = head.bin_probabilities(random)
+    assert torch.allclose(bins, expected, atol=1e-6)
+    assert head.estimate(zero).item() == pytest.approx(15 + above.sum().item(), abs=1e-4)
+    groups = head.group_probabilities(zero)[0].double()  # bins 0..14 are <30, 45.. are 60+
+    assert torch.allclose(groups, torch.tensor([1 - above[14], above[14] - above[44], above[44]]).double(), atol=1e-6)
+    with torch.no_grad():
+        head.first_threshold.fill_(3.0)
+        head.threshold_steps.copy_(torch.randn(K - 1, generator=torch.Generator().manual_seed(0)) * 3)
+    outputs = torch.randn(50, 1, generator=torch.Generator().manual_seed(1)) * 5
+    probabilities = head.bin_probabilities(outputs)
     assert torch.allclose(probabilities.sum(1), torch.ones(50)) and (probabilities >= 0).all()
     above = 1 - probabilities.cumsum(1)
     assert (above[:, 1:] <= above[:, :-1] + 1e-6).all()  # rank-consistent
@@ -49,16 +57,18 @@ def test_ordinal_head_reads_cumulative_probabilities_that_never_cross():
 @pytest.mark.parametrize("kind", ["ordinal", "distribution"])
 def test_a_new_age_head_starts_at_the_ages_of_the_training_people(kind):
     head = AgeHead(kind)
-    uniform = head.bin_probabilities(head.prior_bias()[None, :])[0]
+    uniform = head.bin_probabilities(head.start_from()[None, :])[0]
     assert torch.allclose(uniform, torch.full((BINS,), 1 / BINS), atol=1e-6)
-    assert head.estimate(head.prior_bias()[None, :]).item() == pytest.approx(47.5, abs=1e-4)
+    assert head.estimate(head.start_from()[None, :]).item() == pytest.approx(47.5, abs=1e-4)
     ages = torch.tensor([20, 20, 20, 25, 58, 61, 61, 90])  # 90 is clipped into the last bin (80)
     counts = torch.bincount(ages.clamp(max=80) - 15, minlength=BINS).float() + 0.5
-    bins = head.bin_probabilities(head.prior_bias(ages)[None, :])[0]
-    assert torch.allclose(bins, counts / counts.sum(), atol=1e-6)
+    bins = head.bin_probabilities(head.start_from(ages)[None, :])[0]
+    assert torch.allclose(bins, counts / counts.sum(), atol=1e-5)
     model = create_model("test_resnet", "multi", age_head=kind)
     model.start_age_from(ages)
-    assert torch.equal(model.classifier[1].bias[5:], head.prior_bias(ages))
+    assert torch.equal(model.classifier[1].bias[5:], head.start_from(ages))
+    for name, value in head.state_dict().items():  # the ordinal head's thresholds
+        assert torch.equal(model.age.state_dict()[name], value)
     regression = create_model("test_resnet", "multi", age_head="regression")
     regression.start_age_from(ages)
     assert regression.classifier[1].bias[5].item() == pytest.approx((ages.float().mean().item() - 40) / 15)
@@ -92,13 +102,15 @@ def test_age_losses_have_their_exact_values():
     gaussian = gaussian / gaussian.sum()
     expected = -(gaussian * sharp.log_softmax(1)).sum()
     assert AgeHead("distribution").loss(sharp, ages).item() == pytest.approx(expected.item(), rel=1e-5)
-    logits = torch.randn(2, K, generator=torch.Generator().manual_seed(1))
-    # age 16 (bin 1): task 0 "above bin 0" yes, task 1 "above bin 1" no; age 15 (bin 0): task 0 no
-    pairs = [F.softplus(-logits[0, 0]), F.softplus(logits[0, 1]), F.softplus(logits[1, 0])]
-    assert corn_loss(logits, torch.tensor([1, 0])).item() == pytest.approx((sum(pairs) / 3).item(), rel=1e-6)
-    assert AgeHead("ordinal").loss(logits, torch.tensor([16, 15])).item() == pytest.approx(
-        (sum(pairs) / 3).item(), rel=1e-6
+    ordinal = AgeHead("ordinal")  # uniform start: t_k = -log((65 - k) / (k + 1))
+    thresholds = -torch.log(torch.arange(K, 0, -1) / torch.arange(1, K + 1)).double()
+    assert torch.allclose(ordinal.thresholds().double(), thresholds, atol=1e-5)
+    output = torch.tensor([[0.7]])
+    # age 17 (bin 2): "older than bin 0" and "older than bin 1" are true, every other task false
+    expected = sum(F.softplus(-(0.7 - thresholds[k])) for k in range(2)) + sum(
+        F.softplus(0.7 - thresholds[k]) for k in range(2, K)
     )
+    assert ordinal.loss(output, torch.tensor([17])).item() == pytest.approx((expected / K).item(), rel=1e-5)
 
 
 def test_head_loss_adds_the_age_loss_to_mask_and_gender():
@@ -188,17 +200,17 @@ def test_calibrate_learns_the_borders_a_biased_estimate_needs(tmp_path, capsys):
     path, target = biased_estimates(tmp_path)
     result = calibrate(path)
     age = result.age
-    assert age.borders == [32.5, 62.5]  # estimate = age + 3: the first grid cuts that separate 29|30 and 59|60
-    assert age.fold_borders == [[32.5, 62.5]] * 3 and age.scale == 3.0
+    assert age.borders == [32.0, 62.5]  # estimate = age + 3: the first grid cuts whose decisions split 29|30 and 59|60
+    assert age.fold_borders == [[32.0, 62.5]] * 3 and age.scale == 3.0
     assert age.heldout_f1_after == 1.0 and age.guard_passed and age.oof_f1_before < 1.0
     written = result.write(tmp_path / "calibration.json")
-    assert read_calibration(written).age_borders.borders == [32.5, 62.5]
+    assert read_calibration(written).age_borders.borders == [32.0, 62.5]
     calibrated = ensemble([path], oof=True, calibration=written)
     assert (calibrated.classes == target).all()
     from tests.test_cli import run_cli
 
     code, out, _ = run_cli("calibrate", str(path), capsys=capsys)
-    assert code == 0 and "age borders 32.5 and 62.5" in out and "32.5/62.5; 32.5/62.5; 32.5/62.5" in out
+    assert code == 0 and "age borders 32 and 62.5" in out and "32/62.5; 32/62.5; 32/62.5" in out
 
 
 def test_borders_are_not_used_when_the_model_s_own_groups_are_as_good(tmp_path):

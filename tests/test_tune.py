@@ -179,7 +179,9 @@ def test_two_workers_share_one_study_on_postgresql(synth_small, tmp_path, postgr
     assert all("already had its 4 trials" in trial.user_attrs["skipped"] for trial in skipped)
     folder = tmp_path / "runs" / "shared-tune"
     trained = sorted(path.parent.name for path in folder.glob("trial-*/result.json"))
-    assert trained == sorted(f"trial-{trial.number:04d}" for trial in complete)  # each trial trained once, by one worker
+    assert trained == sorted(
+        f"trial-{trial.number:04d}" for trial in complete
+    )  # each trial trained once, by one worker
     for trial in complete:
         record = read_json(folder / f"trial-{trial.number:04d}" / "trial.json")
         assert record["state"] == "complete" and record["value"] == trial.value

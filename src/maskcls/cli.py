@@ -299,7 +299,8 @@ def with_shortcuts(overrides: list[str] | None, shortcuts: dict) -> list[str]:
 
 
 CalibrationOpt = Annotated[
-    Path | None, typer.Option(help="Age borders and per-class biases from `maskcls calibrate` (calibration.json) to apply.")
+    Path | None,
+    typer.Option(help="Age borders and per-class biases from `maskcls calibrate` (calibration.json) to apply."),
 ]
 OverrideOpt = Annotated[
     list[str] | None, typer.Option("--override", "-o", help="KEY=VALUE, e.g. -o optim.lr=3e-4 (repeatable).")
@@ -629,11 +630,16 @@ def tune(
     config: Annotated[Path, typer.Argument(help="Base YAML recipe.")],
     space: Annotated[Path, typer.Option(help="Search space YAML: config keys and distributions (configs/search/).")],
     trials: Annotated[int, typer.Option(help="Finished (complete or pruned) trials the study ends with.")],
-    study: Annotated[str | None, typer.Option(help="Study name (default: the config's name); workers share it.")] = None,
-    storage: Annotated[
-        str | None, typer.Option(help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: SQLite in the study folder).")
+    study: Annotated[
+        str | None, typer.Option(help="Study name (default: the config's name); workers share it.")
     ] = None,
-    folds: Annotated[int | None, typer.Option(help="Cross-validate each trial with this many folds (value: OOF F1).")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: SQLite in the study folder)."),
+    ] = None,
+    folds: Annotated[
+        int | None, typer.Option(help="Cross-validate each trial with this many folds (value: OOF F1).")
+    ] = None,
     fold: Annotated[int | None, typer.Option(help="Train each trial on this fold (default: train.fold).")] = None,
     pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
     timeout: Annotated[float | None, typer.Option(help="Seconds this worker starts new trials for.")] = None,
@@ -661,7 +667,9 @@ def tune(
         if not quiet:
             value = "-" if row["value"] is None else f"{row['value']:.4f}"
             params = ", ".join(f"{key}={row[key]}" for key in (dimension.key for dimension in plan.space))
-            err.print(f"trial {row['trial']}: {row['state']} {value} after {row['epochs']} epochs ({params})", highlight=False)
+            err.print(
+                f"trial {row['trial']}: {row['state']} {value} after {row['epochs']} epochs ({params})", highlight=False
+            )
 
     with progress_bar("trial", quiet) as progress:
         folder = run_study(plan, runs_dir, progress, on_trial)

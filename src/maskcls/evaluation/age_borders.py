@@ -9,8 +9,9 @@ with mask and gender from the model's probabilities and the age group from the e
 Applied, the age part of the 18-class probabilities is rebuilt from the estimate: P(group) under
 Laplace noise around it whose scale is the out-of-fold mean absolute error (the maximum-likelihood
 scale of a Laplace distribution). Since the joint is (mask, gender) x age group, its argmax is the
-best (mask, gender) with the group holding the most of that noise, which is the group the
-estimate falls in unless the middle band is narrower than the noise.
+best (mask, gender) with the group holding the most of that noise; the search scores exactly
+those decisions (not merely the group the estimate falls in, which differs where the middle band
+is narrower than the noise).
 """
 
 from __future__ import annotations
@@ -42,24 +43,29 @@ def laplace_group_probabilities(estimates: np.ndarray, borders: Sequence[float],
 
 def with_age_borders(probabilities: np.ndarray, estimates: np.ndarray, borders: Sequence[float], scale: float):
     """18-class probabilities whose age part comes from the estimate cut at ``borders``."""
-    joint = mask_gender_probabilities(probabilities)[:, :, None] * laplace_group_probabilities(
-        estimates, borders, scale
-    )[:, None, :]
+    joint = (
+        mask_gender_probabilities(probabilities)[:, :, None]
+        * laplace_group_probabilities(estimates, borders, scale)[:, None, :]
+    )
     return joint.reshape(-1, NUM_CLASSES)
 
 
-def classes_with_borders(mask_gender: np.ndarray, estimates: np.ndarray, borders: Sequence[float]) -> np.ndarray:
-    """Hard decisions: the argmax (mask, gender) and the age group the estimate falls in."""
-    return mask_gender * 3 + np.digitize(estimates, bins=list(borders))
+def classes_with_borders(
+    mask_gender: np.ndarray, estimates: np.ndarray, borders: Sequence[float], scale: float
+) -> np.ndarray:
+    """The decisions of :func:`with_age_borders`: the argmax (mask, gender) and the most likely group."""
+    return mask_gender * 3 + laplace_group_probabilities(estimates, borders, scale).argmax(axis=1)
 
 
-def fit_age_borders(probabilities: np.ndarray, estimates: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+def fit_age_borders(
+    probabilities: np.ndarray, estimates: np.ndarray, target: np.ndarray, scale: float
+) -> tuple[float, float]:
     """The grid pair of borders with the highest macro F1 (the first such pair in grid order)."""
     mask_gender = mask_gender_probabilities(probabilities).argmax(axis=1)
     best, chosen = -1.0, (30.0, 60.0)
     for young in YOUNG_BORDERS:
         for old in OLD_BORDERS:
-            score = macro_f1(target, classes_with_borders(mask_gender, estimates, (young, old)))
+            score = macro_f1(target, classes_with_borders(mask_gender, estimates, (young, old), scale))
             if score > best + 1e-12:
                 best, chosen = score, (float(young), float(old))
     return chosen

@@ -105,7 +105,10 @@ def read_run(folder: Path, root: Path) -> Entry:
     if rows:
         best = max(rows, key=lambda row: float(row["valid_f1"]))
         entry.valid_f1, entry.epoch = float(best["valid_f1"]), best["epoch"]
-        entry.age_f1, entry.age_mae = optional_float(best.get("valid_f1_age")), optional_float(best.get("valid_age_mae"))
+        entry.age_f1, entry.age_mae = (
+            optional_float(best.get("valid_f1_age")),
+            optional_float(best.get("valid_age_mae")),
+        )
         entry.minutes = round(result.get("seconds", sum(float(row["seconds"]) for row in rows)) / 60, 2)
     add_scores(entry)
     return entry

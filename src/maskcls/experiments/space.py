@@ -67,7 +67,9 @@ def read_space(path: str | Path, base: Config) -> list[Dimension]:
     path = Path(path)
     raw = read_yaml_mapping(path)
     if not raw:
-        raise ConfigError(f"{path}: no keys to search (e.g. optim.lr: {{type: float, low: 1e-4, high: 1e-2, log: true}})")
+        raise ConfigError(
+            f"{path}: no keys to search (e.g. optim.lr: {{type: float, low: 1e-4, high: 1e-2, log: true}})"
+        )
     dimensions = [parse_dimension(key, spec, path) for key, spec in raw.items()]
     for dimension in dimensions:
         for value in dimension.corners():
@@ -88,7 +90,9 @@ def parse_dimension(key: str, spec: Any, path: Path) -> Dimension:
     unknown = set(spec) - KINDS[kind] - {"type"}
     if unknown:
         allowed = ", ".join(sorted(KINDS[kind]))
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for type {kind} (allowed: {allowed})")
+        raise ConfigError(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))} for type {kind} (allowed: {allowed})"
+        )
     if kind == "choice":
         values = spec.get("values")
         if not isinstance(values, list) or len(values) < 2:

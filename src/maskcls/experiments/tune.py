@@ -37,7 +37,7 @@ from maskcls.callbacks import Progress
 from maskcls.config import Config, to_plain_dict
 from maskcls.errors import NonFiniteLoss, UserError
 from maskcls.experiments.catalog import refresh_runs_table
-from maskcls.experiments.space import Dimension, read_space
+from maskcls.experiments.space import Dimension
 from maskcls.experiments.sweep import variant_config
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
 from maskcls.rundir import names
@@ -283,7 +283,9 @@ class TrialObjective:
             if trial.should_prune():
                 import optuna
 
-                raise optuna.TrialPruned(f"pruned after fold {fold} (mean fold F1 {trial.intermediate_values[fold]:.4f})")
+                raise optuna.TrialPruned(
+                    f"pruned after fold {fold} (mean fold F1 {trial.intermediate_values[fold]:.4f})"
+                )
 
         cross_validate(config, self.runs_dir, progress=self.progress, on_fold=report_fold, group=target)
         return float(read_json(target / names.CV_RESULT)["oof_f1"]), epochs_trained(target, self.plan.folds)
@@ -294,7 +296,9 @@ def check_budget(trial, budget: int) -> None:
     the claim and the count are not one transaction, so two workers can claim at once."""
     from optuna.trial import TrialState
 
-    earlier = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+    earlier = trial.study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    )
     if sum(other.number < trial.number for other in earlier) >= budget:
         trial.set_user_attr("skipped", f"the study already had its {budget} trials")
         raise OverBudget(f"trial {trial.number}: the study already had its {budget} trials")

@@ -185,7 +185,9 @@ def raw_prediction(
     mean = mean_outputs(list(per_run.values()))
     people = check = None
     if group_people:
-        clusters = people_clusters(list(loaded_runs.values()), root, paths, split_outputs(mean)[0], batch_size, cache_dir)
+        clusters = people_clusters(
+            list(loaded_runs.values()), root, paths, split_outputs(mean)[0], batch_size, cache_dir
+        )
         mean = vote_outputs(mean, clusters)
         per_run = {run: vote_outputs(outputs, clusters) for run, outputs in per_run.items()}
         image_ids = info["ImageID"].to_numpy()[table["row"].to_numpy(dtype=int)]

@@ -7,6 +7,7 @@ rank), so ``--resume`` continues exactly where a run stopped without storing ran
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
-    """``target`` becomes a copy of ``source`` (atomically): an improved epoch's ``best.pt`` is
-    its ``last.pt``, written once and copied instead of serialised twice."""
+    """``target`` becomes ``source`` (atomically): an improved epoch's ``best.pt`` is its
+    ``last.pt``, written once. It is a hard link where the filesystem has them, so the two take
+    the disk of one until the next epoch's ``last.pt`` replaces its own name (a new file, by
+    rename), and a copy elsewhere."""
     try:
         with atomic_path(target) as temporary:
-            shutil.copyfile(source, temporary)
+            temporary.unlink(missing_ok=True)
+            try:
+                os.link(source, temporary)
+            except OSError:  # no hard links here (some network and FAT filesystems)
+                shutil.copyfile(source, temporary)
     except OSError as error:
         raise WriteFailed(f"{target}: could not be written ({error}); the previous {target.name} is intact") from None
 

@@ -133,7 +133,9 @@ class HeadLoss(nn.Module):
         self.head = head
         names = ["class"] if head == "single" else ["mask", "gender", "age"]
         self.weights = {name: (head_weights or {}).get(name, 1.0) for name in names}
-        self.age_loss = age.loss if age is not None and age.gives_estimate else None  # the model's (regression: its scale)
+        self.age_loss = (
+            age.loss if age is not None and age.gives_estimate else None
+        )  # the model's (regression: its scale)
         self.losses = nn.ModuleDict({name: make_loss() for name in names if not (name == "age" and self.age_loss)})
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -143,4 +145,3 @@ class HeadLoss(nn.Module):
         if self.age_loss is not None:
             total = total + self.weights["age"] * self.age_loss(parts["age"], target_ages(target))
         return total
-

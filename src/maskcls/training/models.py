@@ -51,12 +51,12 @@ class FaceAttributeModel(nn.Module):
 
     @torch.no_grad()
     def start_age_from(self, ages) -> None:
-        """Set the age outputs' bias to the prior of ``ages`` (see ``AgeHead.prior_bias``); the
+        """Start the age head at the age distribution of ``ages`` (see ``AgeHead.start_from``); the
         classes head keeps its usual (random) start."""
         if not self.gives_age_estimate:
             return
         linear = self.classifier[1]
-        linear.bias[HEAD_SIZES["mask"] + HEAD_SIZES["gender"] :] = self.age.prior_bias(ages).to(linear.bias)
+        linear.bias[HEAD_SIZES["mask"] + HEAD_SIZES["gender"] :] = self.age.start_from(ages).to(linear.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits: (N, 18) for one head; mask, gender and age outputs side by side for three."""

@@ -34,7 +34,15 @@ from maskcls.data.transforms import channel_stats
 from maskcls.errors import Interrupted, NonFiniteLoss, UserError, WriteFailed
 from maskcls.figures import confusion_figure, pyplot
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
-from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes, output_columns, split_outputs
+from maskcls.labels import (
+    AGE_BORDERS,
+    NUM_CLASSES,
+    age_groups,
+    class_name,
+    encode_classes,
+    output_columns,
+    split_outputs,
+)
 from maskcls.metrics import summary as metric_summary
 from maskcls.rundir import names
 from maskcls.rundir.checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
@@ -50,7 +58,7 @@ from maskcls.training.engine import (
     train_one_epoch,
 )
 from maskcls.training.losses import LOSSES, HeadLoss, create_loss
-from maskcls.training.models import check_model_name, model_from_config, target_classes
+from maskcls.training.models import check_model_name, model_from_config
 from maskcls.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler, weight_decay_groups
 from maskcls.training.weights import check_weights_fit_model, resolve_weights_path
 
