@@ -87,12 +87,10 @@ def main() -> None:
     )
     print("| stage | seconds | images/s | peak RSS MB | disk MB |\n|---|---|---|---|---|")
     for row in table:
-        print(
-            f"| {row['stage']} | {row['seconds']:.0f} | {row['images_per_s']} | {row['peak_rss_mb']} | {row['disk_mb']} |"
-        )
-    print(
-        f"| total | {total:.0f} | | {max(row['peak_rss_mb'] for row in table)} | {sum(r['disk_mb'] for r in table):.1f} |"
-    )
+        cells = [row["stage"], f"{row['seconds']:.0f}", row["images_per_s"], row["peak_rss_mb"], row["disk_mb"]]
+        print("| " + " | ".join(map(str, cells)) + " |")
+    peak, disk = max(row["peak_rss_mb"] for row in table), sum(row["disk_mb"] for row in table)
+    print(f"| total | {total:.0f} | | {peak} | {disk:.1f} |")
 
 
 if __name__ == "__main__":

@@ -55,10 +55,8 @@ class Dimension:
 
         if self.kind == "choice":
             return list(self.values)
-        if self.log:
-            values = np.geomspace(self.low, self.high, points)
-        else:
-            values = np.linspace(self.low, self.high, points)
+        spaced = np.geomspace if self.log else np.linspace
+        values = spaced(self.low, self.high, points)
         return sorted({int(round(v)) for v in values}) if self.kind == "int" else [float(f"{v:.4g}") for v in values]
 
 
