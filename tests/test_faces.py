@@ -1,4 +1,5 @@
 import csv
+import errno
 import json
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from PIL import Image
 
 from maskcls.data.layout import read_dataset
-from maskcls.errors import UserError
+from maskcls.errors import UserError, WriteFailed
 from maskcls.faces.crop import CropOptions, crop_dataset
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.faces.geometry import crop_box
@@ -94,6 +95,34 @@ def test_resume_after_an_interrupted_run(tmp_path):
     assert len(paths) == len(set(paths)) == 15
     third = crop_dataset(root, out, CropOptions(detector="fixed"))
     assert third.processed == 0 and third.skipped == 15
+
+
+def test_a_full_disk_stops_the_crop_with_one_line_and_a_rerun_finishes_it(tmp_path, monkeypatch):
+    root = make_layout(tmp_path / "data", ["000001_female_Asian_45", "000002_male_Asian_22"])
+    whole = tmp_path / "whole"
+    crop_dataset(root, whole, CropOptions(detector="fixed", workers=1))
+    out = tmp_path / "crops"
+    real_save, saved = Image.Image.save, []
+
+    def fill_the_disk(image, target, *args, **kwargs):
+        if len(saved) == 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        saved.append(target)
+        return real_save(image, target, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", fill_the_disk)
+    with pytest.raises(WriteFailed) as stopped:
+        crop_dataset(root, out, CropOptions(detector="fixed", workers=1))
+    message = str(stopped.value)
+    assert "No space left on device" in message and "run the same crop again to continue" in message
+    assert message.startswith(str(out / "train/images")) and message.split(":")[0].endswith(".jpg")
+    assert len(read_boxes(out)) == 6 and not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    again = crop_dataset(root, out, CropOptions(detector="fixed", workers=1))
+    assert again.skipped == 6 and again.processed == 15 - 6
+    for row in read_boxes(whole):
+        assert (out / row["path"]).read_bytes() == (whole / row["path"]).read_bytes()
+    assert sorted(map(str, read_boxes(out))) == sorted(map(str, read_boxes(whole)))
 
 
 def test_bad_image_is_recorded_and_the_run_goes_on(tmp_path):

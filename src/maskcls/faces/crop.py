@@ -26,7 +26,7 @@ from PIL import Image
 
 from maskcls.callbacks import Progress
 from maskcls.data.layout import EVAL_CSV, TRAIN_CSV, read_dataset
-from maskcls.errors import UserError
+from maskcls.errors import UserError, WriteFailed
 from maskcls.faces.detectors import Box, Detection, Detector, FixedBoxDetector, create_detector
 from maskcls.faces.geometry import crop_box
 from maskcls.files import atomic_path, write_json_atomic
@@ -109,10 +109,17 @@ def crop_into(
     detector = create_detector(options.detector, **options.detector_options)
     started = time.perf_counter()
     with ThreadPoolExecutor(max(1, options.workers)) as pool, BoxesCsv(boxes_path) as rows:
-        for count, row in enumerate(crop_items(data, out, todo, detector, options, pool), 1):
-            rows.writerow(row)
-            if progress and (count % options.batch_size == 0 or count == len(todo)):
-                progress(count, len(todo))
+        try:
+            for count, row in enumerate(crop_items(data, out, todo, detector, options, pool), 1):
+                rows.writerow(row)
+                if progress and (count % options.batch_size == 0 or count == len(todo)):
+                    progress(count, len(todo))
+        except OSError as error:  # disk full, quota, permissions: what is done stays done
+            where = getattr(error, "filename", None) or boxes_path
+            raise WriteFailed(
+                f"{where}: could not be written ({error.strerror or error}); the crops finished so far are kept "
+                f"(listed in {boxes_path}): make room and run the same crop again to continue"
+            ) from None
     summary = CropSummary(out, processed=len(todo), skipped=len(items) - len(todo))
     summary.seconds = time.perf_counter() - started
     summary.by_split = count_statuses(boxes_path)
@@ -232,8 +239,11 @@ def unreadable_row(item: Item, error: str, data_path: Path) -> dict:
 def save_image(image: Image.Image, target: Path) -> None:
     """Same file name, same format as the extension says; atomic."""
     fmt = "PNG" if target.suffix.lower() == ".png" else "JPEG"
-    with atomic_path(target) as temporary:
-        image.save(temporary, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    try:
+        with atomic_path(target) as temporary:
+            image.save(temporary, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    except OSError as error:  # named by the crop's own name, not the temporary file's
+        raise OSError(error.errno, error.strerror or str(error), str(target)) from None
 
 
 # --- boxes.csv: the record of every decision, and what makes a rerun resume ---------------------
