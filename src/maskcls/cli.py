@@ -15,6 +15,7 @@ from rich.table import Table
 
 from maskcls import __version__
 from maskcls.errors import Interrupted, UserError
+from maskcls.files import read_json
 from maskcls.rundir import names
 
 try:  # typer >= 0.20 carries its own copy of click
@@ -338,7 +339,7 @@ def cv(
     with progress_bar("cv", quiet) as progress:
         device_list = [name.strip() for name in devices.split(",")] if devices else None
         group = cross_validate(settings, runs_dir=runs_dir, devices=device_list, progress=progress, on_fold=on_fold)
-    result = json.loads((group / names.CV_RESULT).read_text())
+    result = read_json(group / names.CV_RESULT)
     per_fold = " ".join(f"{fold['valid_f1']:.4f}" for fold in result["folds"])
     out.print(
         f"{group}: CV macro F1 {result['oof_f1']:.4f} (out-of-fold, {result['images']} images), accuracy "
@@ -673,7 +674,7 @@ def tune(
 
     with progress_bar("trial", quiet) as progress:
         folder = run_study(plan, runs_dir, progress, on_trial)
-    summary = json.loads((folder / "study.json").read_text())
+    summary = read_json(folder / names.STUDY_RESULT)
     best = summary.get("best")
     counts = summary["trials"]
     line = f"{folder}: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed trials"

@@ -46,6 +46,8 @@ def read_json(path: str | Path) -> dict:
         return {}
     except json.JSONDecodeError as error:
         raise UserError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid JSON (not UTF-8 text: a damaged file?)") from None
 
 
 def write_text_atomic(target: str | Path, text: str) -> None:

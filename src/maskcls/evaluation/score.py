@@ -10,13 +10,12 @@ labels=range(18))``).
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
 from maskcls.errors import DataError
-from maskcls.files import write_json_atomic
+from maskcls.files import read_json, write_json_atomic
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.metrics import confusion, f1_per_class, summary
 from maskcls.rundir import names
@@ -162,7 +161,7 @@ def validation_f1(submission: str | Path) -> float | None:
     folder = Path(submission).resolve().parent
     for name, key in ((names.CV_RESULT, "oof_f1"), (names.RESULT, "valid_f1")):
         if (folder / name).exists():
-            return json.loads((folder / name).read_text()).get(key)
+            return read_json(folder / name).get(key)
     return None
 
 

@@ -14,7 +14,6 @@ resumed. With several ``devices`` the folds run in parallel, one process per dev
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import subprocess
@@ -32,7 +31,7 @@ from maskcls.config import Config, to_plain_dict
 from maskcls.data.layout import read_dataset
 from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.catalog import refresh_runs_table
-from maskcls.files import write_json_atomic, write_text_atomic
+from maskcls.files import read_json, write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups
 from maskcls.locks import exclusive_use
 from maskcls.metrics import summary
@@ -118,7 +117,7 @@ def start_group(config: Config, group: Path) -> Path:
     plain = to_plain_dict(config)
     plain["train"]["fold"] = 0
     if (group / GROUP_FILE).exists():
-        saved = json.loads((group / GROUP_FILE).read_text())
+        saved = read_json(group / GROUP_FILE)
         if saved["config"] != plain:
             raise UserError(f"{group}: a cv group with another config already uses this name (set a new `name`)")
         return group
@@ -185,14 +184,14 @@ def fold_command(group: Path, runs_dir, fold: int, device: str) -> list[str]:
 
 def write_cv_results(group: Path) -> dict:
     """``oof_probabilities.csv`` and ``cv.json`` from the fold runs' best-epoch validation files."""
-    record = json.loads((group / GROUP_FILE).read_text())
+    record = read_json(group / GROUP_FILE)
     parts, folds = [], []
     for fold, name in enumerate(record["runs"]):
         run = group / name
         frame = pd.read_csv(run / names.VALID_PROBABILITIES)
         frame.insert(3, "fold", fold)
         parts.append(frame)
-        result = json.loads((run / names.RESULT).read_text())
+        result = read_json(run / names.RESULT)
         folds.append({"fold": fold, **{key: result[key] for key in ("valid_f1", "valid_accuracy", "best_epoch")}})
     oof = pd.concat(parts, ignore_index=True)
     write_rows(group / names.OOF_PROBABILITIES, oof.to_dict("records"))

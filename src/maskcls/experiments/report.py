@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +48,7 @@ class Subject:
 def load_subject(folder: str | Path) -> Subject:
     folder = Path(folder)
     if (folder / names.GROUP).exists():
-        group = json.loads((folder / names.GROUP).read_text(encoding="utf-8"))
+        group = read_json(folder / names.GROUP)
         cv = read_json(folder / names.CV_RESULT)
         curves = {run: read_rows(folder / run / names.SUMMARY) for run in group["runs"]}
         headline = {
@@ -61,7 +60,7 @@ def load_subject(folder: str | Path) -> Subject:
             folder, "cv", group["config"], curves, read_probabilities(folder, names.OOF_PROBABILITIES), headline
         )
     if (folder / names.CONFIG).exists():
-        config = json.loads((folder / names.CONFIG).read_text(encoding="utf-8"))
+        config = read_json(folder / names.CONFIG)
         result = read_json(folder / names.RESULT)
         headline = {
             "kind": f"run, fold {config['train']['fold']} of {config['train']['folds']}",

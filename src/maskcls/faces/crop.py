@@ -12,7 +12,6 @@ only after its image is in place; a rerun skips what boxes.csv and the disk say 
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ from maskcls.data.layout import EVAL_CSV, TRAIN_CSV, read_dataset
 from maskcls.errors import UserError, WriteFailed
 from maskcls.faces.detectors import Box, Detection, Detector, FixedBoxDetector, create_detector
 from maskcls.faces.geometry import crop_box
-from maskcls.files import atomic_path, write_json_atomic
+from maskcls.files import atomic_path, read_json, write_json_atomic
 from maskcls.locks import exclusive_use
 
 BOXES_CSV = "boxes.csv"
@@ -294,7 +293,7 @@ def check_settings(out: Path, options: CropOptions) -> None:
     }
     path = out / SETTINGS_JSON
     if path.exists():
-        before = json.loads(path.read_text(encoding="utf-8"))
+        before = read_json(path)
         changed = sorted(key for key in settings if before.get(key) != settings[key])
         if changed:
             raise UserError(
@@ -377,4 +376,4 @@ def crop_mismatch(trained_on: Path, data_root: Path) -> str | None:
 
 
 def read_crop_settings(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return read_json(path) if path.exists() else None

@@ -5,7 +5,6 @@ A source is a run folder (its ``best.pt``) or a cv group folder (every fold's ``
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 
 from maskcls.config import Config
 from maskcls.errors import UserError
+from maskcls.files import read_json
 from maskcls.rundir import names
 from maskcls.rundir.checkpoint import load_checkpoint
 from maskcls.training.engine import StepSettings, amp_dtype, resolve_device
@@ -39,7 +39,7 @@ def run_folders(sources: list[str | Path]) -> list[Path]:
     for source in map(Path, sources):
         found = names.kind(source)
         if found is names.Kind.GROUP:
-            group = json.loads((source / names.GROUP).read_text())
+            group = read_json(source / names.GROUP)
             runs.extend(source / name for name in group["runs"])
         elif found is names.Kind.RUN:
             runs.append(source)

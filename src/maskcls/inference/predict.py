@@ -139,8 +139,9 @@ def predict_dataset(
     ``group_people``: cluster the photos into people and vote gender and age inside each (see
     people.py); calibration applies after the vote.
 
-    Images listed in info.csv that cannot be read get the mean probabilities of the others
-    (and a warning), so the submission still has every row."""
+    Images listed in info.csv but missing from eval/images get the mean probabilities of the
+    others (and a warning), so the submission still has every row; a file that is there but
+    cannot be decoded stops the prediction, naming it."""
     adjustments = read_calibration(calibration) if calibration is not None else None  # a bad file fails first
     prediction = raw_prediction(sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people)
     if adjustments is None:
