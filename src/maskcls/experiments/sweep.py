@@ -10,7 +10,6 @@ when one thing changes. Re-running the same sweep skips finished variants and re
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +22,8 @@ from maskcls.callbacks import Progress
 from maskcls.config import Config, ConfigError, check_known_keys, format_validation_error, set_dotted, to_plain_dict
 from maskcls.errors import UserError
 from maskcls.experiments.catalog import refresh_runs_table
-from maskcls.files import read_json, write_json_atomic
 from maskcls.rundir import names
+from maskcls.rundir.folders import keep_plan
 
 SWEEP_FILE = names.SWEEP
 FIXED_KEYS = {"name", "data.root", "train.fold", "train.folds", "train.holdout"}
@@ -159,13 +158,9 @@ def record_plan(folder: Path, base: Config, varied: list[Varied], grid: bool, fo
         "grid": grid,
         "folds": folds,
     }
-    existing = folder / SWEEP_FILE
-    if existing.exists():
-        if read_json(existing) != json.loads(json.dumps(plan)):  # as stored: tuples become lists
-            raise UserError(f"{folder}: holds a different sweep (other base config or values); rename the base `name`")
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(existing, plan)
+    keep_plan(
+        folder / SWEEP_FILE, plan, "holds a different sweep (other base config or values); rename the base `name`"
+    )
 
 
 def train_variant(variant: Variant, folder: Path, runs_dir: str | Path, folds: int | None, progress) -> str:

@@ -41,7 +41,7 @@ from maskcls.experiments.space import Dimension
 from maskcls.experiments.sweep import variant_config
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
 from maskcls.rundir import names
-from maskcls.rundir.folders import write_rows
+from maskcls.rundir.folders import keep_plan, write_rows
 
 log = logging.getLogger("maskcls")
 
@@ -148,13 +148,7 @@ def record_plan(folder: Path, plan: TunePlan) -> None:
         "fold": plan.base.train.fold,
         "pruner": plan.pruner,
     }
-    path = folder / names.TUNE
-    if path.exists():
-        if read_json(path) != json.loads(json.dumps(record)):  # as stored: tuples become lists
-            raise UserError(f"{folder}: holds another search (other base config, space or budget); name the study")
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, record)
+    keep_plan(folder / names.TUNE, record, "holds another search (other base config, space or budget); name the study")
 
 
 def storage_url(plan: TunePlan, folder: Path) -> str:

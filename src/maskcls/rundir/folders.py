@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from maskcls.files import atomic_path
+from maskcls.errors import UserError
+from maskcls.files import atomic_path, read_json, write_json_atomic
 
 
 def new_run_folder(runs_dir: str | Path, name: str) -> Path:
@@ -68,3 +70,14 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def keep_plan(path: Path, plan: dict, conflict: str) -> None:
+    """Write ``plan`` (JSON) to ``path``, or check that the one there is the same plan (then the
+    work it describes resumes); another plan is refused with ``conflict``."""
+    if path.exists():
+        if read_json(path) != json.loads(json.dumps(plan)):  # as stored: tuples become lists
+            raise UserError(f"{path.parent}: {conflict}")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, plan)
