@@ -35,12 +35,23 @@ class Dimension:
     values: list[Any] | None = None
 
     def suggest(self, trial) -> Any:
-        """The value an Optuna trial draws (choices by their JSON text: lists are not Optuna choices)."""
+        """The value an Optuna trial draws."""
         if self.kind == "float":
             return trial.suggest_float(self.key, self.low, self.high, log=self.log)
         if self.kind == "int":
             return trial.suggest_int(self.key, int(self.low), int(self.high), step=self.step, log=self.log)
-        return json.loads(trial.suggest_categorical(self.key, [json.dumps(value) for value in self.values]))
+        if not self.encoded:
+            return trial.suggest_categorical(self.key, self.values)
+        return self.decode(trial.suggest_categorical(self.key, [json.dumps(value) for value in self.values]))
+
+    @property
+    def encoded(self) -> bool:
+        """Choices that are lists or mappings are drawn by their JSON text (Optuna's choices are scalars)."""
+        return self.kind == "choice" and any(isinstance(value, list | dict) for value in self.values)
+
+    def decode(self, stored: Any) -> Any:
+        """A value as Optuna stored it -> the config value."""
+        return json.loads(stored) if self.encoded and isinstance(stored, str) else stored
 
     def corners(self) -> list[Any]:
         """The values that must be valid for any draw to be: both ends, or every choice."""

@@ -374,8 +374,8 @@ def write_study_tables(study, plan: TunePlan, folder: Path) -> dict[str, Any]:
 
 
 def decoded_params(plan: TunePlan, trial) -> dict[str, Any]:
-    kinds = {dimension.key: dimension.kind for dimension in plan.space}
-    return {key: json.loads(value) if kinds.get(key) == "choice" else value for key, value in trial.params.items()}
+    dimensions = {dimension.key: dimension for dimension in plan.space}
+    return {key: dimensions[key].decode(value) if key in dimensions else value for key, value in trial.params.items()}
 
 
 def best_config(plan: TunePlan, trial) -> Config:
