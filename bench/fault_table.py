@@ -86,7 +86,9 @@ def outcome(result: subprocess.CompletedProcess) -> str:
     if "Traceback" in text:
         return "TRACEBACK"
     lines = [line.strip() for line in text.splitlines() if line.strip().startswith("maskcls:")]
-    return lines[0][:160] if lines else ("ok" if result.returncode == 0 else text.strip()[:160])
+    errors = [line for line in lines if line.startswith("maskcls: error:")]
+    shown = errors or lines
+    return shown[0][:160] if shown else ("ok" if result.returncode == 0 else text.strip()[:160])
 
 
 def main() -> None:
