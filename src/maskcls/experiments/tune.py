@@ -131,7 +131,7 @@ def import_optuna():
     try:
         import optuna
     except ImportError:
-        raise UserError("maskcls tune needs Optuna: pip install 'maskcls[tune]'") from None
+        raise UserError("maskcls tune needs Optuna: pip install optuna") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
@@ -229,6 +229,7 @@ class TrialObjective:
         self.last_number: int | None = None
 
     def __call__(self, trial) -> float:
+        self.last_number = None  # a refused claim reports nothing
         check_budget(trial, self.plan.trials)
         self.last_number = trial.number
         params = {dimension.key: dimension.suggest(trial) for dimension in self.plan.space}
