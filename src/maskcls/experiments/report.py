@@ -18,13 +18,13 @@ import pandas as pd
 import yaml
 
 from maskcls.errors import UserError
+from maskcls.experiments.page import STYLE, figure_data_uri
 from maskcls.figures import (
     age_scatter_figure,
     attribute_f1_figure,
     class_f1_figure,
     confusion_figure,
     learning_curves_figure,
-    pyplot,
 )
 from maskcls.files import read_json, write_text_atomic
 from maskcls.labels import AGE_ESTIMATE_COLUMN, HEAD_SIZES, PROBABILITY_COLUMNS, class_name
@@ -86,13 +86,6 @@ def number(value) -> str:
 # --- figures ----------------------------------------------------------------------------------
 
 
-def figure_data_uri(figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    pyplot().close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 # --- the gallery of confident mistakes ---------------------------------------------------------
 
 
@@ -141,17 +134,6 @@ def gallery_html(mistakes: pd.DataFrame, data_root: Path) -> str:
 
 
 # --- the page ---------------------------------------------------------------------------------
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
-table.headline td { padding: 0.15em 1em 0.15em 0; } img.chart { max-width: 100%; display: block; }
-.gallery { display: flex; flex-wrap: wrap; gap: 12px; }
-figure.mistake { margin: 0; width: 200px; font-size: 12px; border: 1px solid #ddd; padding: 6px; }
-figure.mistake img { width: 100%; } figure.mistake small { word-break: break-all; }
-.missing { height: 120px; background: #eee; text-align: center; }
-pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }
-"""
 
 
 def render_report(subject: Subject, data_root: Path, mistakes: int = 24) -> str:

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from maskcls.errors import UserError
+from maskcls.experiments.page import STYLE, figure_data_uri
 from maskcls.files import read_json
 from maskcls.rundir import names
 from maskcls.rundir.folders import read_rows
@@ -43,8 +44,6 @@ def study_charts(study) -> list[tuple[str, str, str]]:
     """(id, title, data URI or an explanation) for each plot."""
     from optuna.visualization import matplotlib as plots
 
-    from maskcls.experiments.report import figure_data_uri
-
     charts = []
     for key, (title, function) in PLOTS.items():
         try:
@@ -61,8 +60,6 @@ def study_charts(study) -> list[tuple[str, str, str]]:
 
 
 def render_study_report(folder: Path) -> str:
-    from maskcls.experiments.report import STYLE
-
     study = load_study_of(folder)
     summary = read_json(folder / names.STUDY_RESULT)
     rows = read_rows(folder / names.TRIALS_TABLE)
