@@ -109,10 +109,10 @@ def tune(
             time.sleep(min(plan.heartbeat, 5))
             continue
         study.optimize(objective, n_trials=1, catch=(OverBudget, NonFiniteLoss))
-        mine = [row for row in trial_rows(study, plan) if row["trial"] == objective.last_number]
+        rows = write_study_tables(study, plan, folder)  # one read of the study per trial
+        mine = [row for row in rows if row["trial"] == objective.last_number]
         if on_trial and mine:
             on_trial(mine[0])
-        write_study_tables(study, plan, folder)
     write_study_tables(study, plan, folder)
     refresh_runs_table(runs_dir)  # once per worker, not per trial: it reads every run
     return folder
@@ -347,8 +347,8 @@ def trial_rows(study, plan: TunePlan) -> list[dict[str, Any]]:
     return rows
 
 
-def write_study_tables(study, plan: TunePlan, folder: Path) -> dict[str, Any]:
-    """``trials.csv``, ``study.json`` and (once a trial completed) ``best.yaml``."""
+def write_study_tables(study, plan: TunePlan, folder: Path) -> list[dict[str, Any]]:
+    """``trials.csv``, ``study.json`` and (once a trial completed) ``best.yaml``; returns the trials' rows."""
     rows = trial_rows(study, plan)
     if rows:
         write_rows(folder / names.TRIALS_TABLE, rows)
@@ -371,7 +371,7 @@ def write_study_tables(study, plan: TunePlan, folder: Path) -> dict[str, Any]:
         summary["best"] = {"trial": best.number, "value": best.value, "params": decoded_params(plan, best)}
         write_text_atomic(folder / names.BEST_CONFIG, best_yaml(config, best, plan))
     write_json_atomic(folder / names.STUDY_RESULT, summary)
-    return summary
+    return rows
 
 
 def decoded_params(plan: TunePlan, trial) -> dict[str, Any]:

@@ -40,8 +40,7 @@ class FaceAttributeModel(nn.Module):
         super().__init__()
         if head not in HEADS:
             raise UserError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
-        if head == "single" and age_head != "classes":
-            raise UserError(f"model.age_head={age_head} needs three heads (model.head=multi)")
+        check_age_head(head, age_head)
         self.backbone, self.head = backbone, head
         self.age = AgeHead(age_head, age_borders)
         outputs = NUM_CLASSES if head == "single" else HEAD_SIZES["mask"] + HEAD_SIZES["gender"] + age_outputs(age_head)
@@ -89,6 +88,11 @@ class FaceAttributeModel(nn.Module):
     def age_estimate(self, logits: torch.Tensor) -> torch.Tensor:
         """Age in years (N,), for the age heads that give one."""
         return self.age.estimate(self.head_logits(logits)["age"])
+
+
+def check_age_head(head: str, age_head: str) -> None:
+    if head == "single" and age_head != "classes":
+        raise UserError(f"model.age_head={age_head} needs three heads (model.head=multi)")
 
 
 def split_head_logits(logits: torch.Tensor, head: str) -> dict[str, torch.Tensor]:
@@ -210,8 +214,7 @@ def create_model(
     age_head: str = "classes",
     age_borders: tuple[int, int] = AGE_BORDERS,
 ) -> FaceAttributeModel:
-    if head == "single" and age_head != "classes":  # before the backbone is built
-        raise UserError(f"model.age_head={age_head} needs three heads (model.head=multi)")
+    check_age_head(head, age_head)  # before the backbone is built
     backbone, features = create_backbone(name, pretrained, weights)
     return FaceAttributeModel(backbone, features, head, dropout, age_head, age_borders)
 
