@@ -47,3 +47,12 @@ def fit_interval(start: float, end: float, limit: int) -> tuple[float, float]:
     if end > limit:
         return limit - length, float(limit)
     return start, end
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1); 0 when either is empty."""
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

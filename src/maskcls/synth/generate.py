@@ -36,7 +36,7 @@ from maskcls.synth.draw import draw_photo
 from maskcls.synth.people import Person, Profile, sample_person
 from maskcls.synth.quirks import name_quirks, plant_file_quirks
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: faces a detector finds (shaded eye sockets, hairline, smaller eyes)
 RACE = "Asian"
 
 
