@@ -13,7 +13,7 @@ from maskcls.errors import UserError
 from maskcls.evaluation.oracle import MASKS_PER_PERSON, oracle_predictions, oracle_score
 from maskcls.labels import age_groups, encode_classes
 from maskcls.metrics import macro_f1
-from maskcls.synth.generate import SynthSpec, generate_dataset
+from maskcls.synth.generate import GENERATOR_VERSION, SynthSpec, generate_dataset
 
 
 def file_digest(path):
@@ -183,3 +183,8 @@ def test_a_tiny_model_learns_mask_and_gender_from_the_pictures(tmp_path):
     assert result["valid_f1_mask"] > 0.6, result.to_dict()
     assert result["valid_f1_gender"] > 0.6, result.to_dict()
     assert result["valid_f1_age"] > 0.5, result.to_dict()  # a constant guess: about 0.21
+
+
+def test_meta_names_the_generator_version(synth_small):
+    meta = json.loads((synth_small / "truth/meta.json").read_text())
+    assert meta["generator_version"] == GENERATOR_VERSION == 2
