@@ -125,14 +125,17 @@ def shade_face(image: Image.Image, person: Person, cx, cy, face_w, face_h) -> Im
     over the forehead, a mask) by a smooth map; real detectors look for exactly this relief."""
     x0, y0 = max(0, int(cx - face_w * 0.62)), max(0, int(cy - face_h * 0.6))
     x1, y1 = min(WIDTH, int(cx + face_w * 0.62)), min(HEIGHT, int(cy + face_h * 0.6))
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    u, v = (xs - cx) / (face_w / 2), (ys - cy) / (face_h / 2)  # -1..1 across the face
+    u = (np.arange(x0, x1, dtype=np.float32) - cx) / (face_w / 2)  # -1..1 across the face
+    v = (np.arange(y0, y1, dtype=np.float32)[:, None] - cy) / (face_h / 2)  # -1..1 down it
+
+    def blob(centre_u, width_u, centre_v, height_v):  # a separable Gaussian: two 1-D factors
+        return np.exp(-(((v - centre_v) / height_v) ** 2)) * np.exp(-(((u - centre_u) / width_u) ** 2))
+
     light = 0.62 + 0.48 * np.sqrt(np.clip(1 - (u**2 + (v * 0.9) ** 2), 0, 1))
-    for side in (-1, 1):
-        eye_u = side * 2 * person.eye_spacing
-        light -= SOCKET_DEPTH * np.exp(-(((u - eye_u) / 0.32) ** 2 + ((v + 0.08) / 0.13) ** 2))
-    light += 0.08 * np.exp(-((u / 0.1) ** 2 + ((v - 0.05) / 0.25) ** 2))  # nose bridge
-    light -= 0.12 * np.exp(-((u / 0.16) ** 2 + ((v - 0.33) / 0.05) ** 2))  # under the nose
+    for side in (-1, 1):  # eye sockets
+        light -= SOCKET_DEPTH * blob(side * 2 * person.eye_spacing, 0.32, -0.08, 0.13)
+    light += 0.08 * blob(0, 0.1, 0.05, 0.25)  # nose bridge
+    light -= 0.12 * blob(0, 0.16, 0.33, 0.05)  # under the nose
     region = np.asarray(image.crop((x0, y0, x1, y1)), dtype=np.float32) * light[..., None]
     stencil = Image.new("L", (x1 - x0, y1 - y0), 0)
     outline = [(x - x0, y - y0) for x, y in face_outline(person, cx, cy, face_w, face_h)]
