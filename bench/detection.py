@@ -9,7 +9,7 @@ face, batches of 32) over the photos of a synthetic set (generated into a tempor
 face counts as found when the detector's box overlaps the true one at IoU >= 0.5. Prints per
 mask state (worn, incorrectly worn, none; the swapped training labels of
 truth/corruptions.csv are put right): photos, found, any box at all, mean IoU of the found
-faces, and what the fixed fallback box would give. --sheet saves a contact sheet of the
+faces, and what the fixed fallback box would give; then the same per age group. --sheet saves a contact sheet of the
 hardest misses (lowest IoU first; green = true box, red = detector's box).
 
 Reads truth/: an evaluation of the generator and the detector, not a training path.
@@ -74,11 +74,9 @@ def main() -> None:
         by_state = [table.loc[table["state"] == s, "fixed_iou"].mean() for s in STATE_NAMES]
         rates["fixed box IoU"] = [*by_state, table["fixed_iou"].mean()]
         print(f"{len(table)} photos of {data}; MTCNN as `crop` runs it (decode + detect): {len(table) / seconds:.1f}/s")
-        print(
-            rates.to_string(
-                formatters={"found": "{:.1%}".format, "any box": "{:.1%}".format}, float_format="{:.3f}".format
-            )
-        )
+        shares = {"found": "{:.1%}".format, "any box": "{:.1%}".format}
+        print(rates.to_string(formatters=shares, float_format="{:.3f}".format))
+        print(rates_by_age_group(table).to_string(formatters=shares, float_format="{:.3f}".format))
         if args.sheet:
             misses_sheet(data, table, args.sheet, args.misses)
             print(f"hardest misses: {args.sheet}")

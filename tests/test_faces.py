@@ -12,8 +12,8 @@ from maskcls.errors import UserError, WriteFailed
 from maskcls.faces.crop import CropOptions, crop_dataset
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.faces.geometry import box_iou, crop_box
-from maskcls.faces.quality import detection_table, rates_by_state
-from maskcls.labels import Mask
+from maskcls.faces.quality import detection_table, rates_by_age_group, rates_by_state
+from maskcls.labels import Mask, age_groups
 from tests.conftest import make_layout, write_image
 
 
@@ -200,6 +200,13 @@ def test_mtcnn_finds_the_synthetic_faces_in_every_mask_state(synth_small):
     assert shown[f"train/images/{profile}/incorrect_mask.jpg"] == Mask.NOT_WEAR  # the swap put right
     assert shown[f"train/images/{profile}/normal.jpg"] == Mask.INCORRECT
     assert (table["state"] == Mask.WEAR).sum() == 5 * 32
+    answers = pd.read_csv(synth_small / "truth/eval.csv").set_index("ImageID")["age"]
+    ages = table.set_index("path")["age"]
+    assert [ages[f"eval/images/{image}"] for image in answers.index] == answers.tolist()
+    people = pd.read_csv(synth_small / "train/train.csv")
+    assert [ages[f"train/images/{path}/mask1.jpg"] for path in people["path"]] == people["age"].tolist()
+    per_group = np.bincount(age_groups(table["age"].to_numpy()), minlength=3).tolist()
+    assert rates_by_age_group(table)["photos"].tolist() == [*per_group, 224]
     rates = rates_by_state(table)
     # 32 people per state here (>= 90% on 600 people: bench/detection.py); generator 1 found 41%, 31%, 71%
     assert (rates["found"] >= 0.8).all(), rates

@@ -15,10 +15,11 @@ from PIL import Image
 
 from maskcls.faces.detectors import Detector
 from maskcls.faces.geometry import box_iou
-from maskcls.labels import Mask, mask_from_stem
+from maskcls.labels import Mask, age_groups, mask_from_stem
 
 FOUND_IOU = 0.5  # a face counts as found when the detector's box overlaps the true one this much
 STATE_NAMES = {Mask.WEAR: "worn", Mask.INCORRECT: "incorrect", Mask.NOT_WEAR: "none"}
+AGE_GROUP_NAMES = ("<30", "30-59", "60+")
 
 
 def shown_states(data: Path, paths: list[str]) -> list[Mask]:
@@ -40,6 +41,16 @@ def shown_states(data: Path, paths: list[str]) -> list[Mask]:
     return states
 
 
+def true_ages(data: Path, paths: list[str]) -> list[int]:
+    """The age of the person in each photo: the training folder's (never planted wrong), the answers' for eval."""
+    eval_ages = pd.read_csv(data / "truth/eval.csv").set_index("ImageID")["age"]
+    ages = []
+    for path in paths:
+        parts = Path(path).parts
+        ages.append(int(eval_ages[parts[-1]]) if parts[0] == "eval" else int(parts[-2].rsplit("_", 1)[1]))
+    return ages
+
+
 def detection_table(data: Path, detector: Detector, paths: list[str] | None = None, batch: int = 32) -> pd.DataFrame:
     """One row per photo: path, mask state, true box, the detector's box (None when it found
     nothing), its IoU with the true box (0 when none) and whether that counts as found."""
@@ -53,6 +64,7 @@ def detection_table(data: Path, detector: Detector, paths: list[str] | None = No
         {
             "path": paths,
             "state": shown_states(data, paths),
+            "age": true_ages(data, paths),
             "truth": truth,
             "box": [d.box if d else None for d in found],
             "iou": [box_iou(d.box, t) if d else 0.0 for d, t in zip(found, truth, strict=True)],
@@ -64,16 +76,26 @@ def detection_table(data: Path, detector: Detector, paths: list[str] | None = No
 
 def rates_by_state(table: pd.DataFrame) -> pd.DataFrame:
     """Per mask state (and all): photos, share found, share with any box, mean IoU of the found."""
+    return rates(table, [(STATE_NAMES[s], table["state"] == s) for s in STATE_NAMES], "mask state")
+
+
+def rates_by_age_group(table: pd.DataFrame) -> pd.DataFrame:
+    """The same per age group (<30, 30-59, 60+): a detector that misses old faces crops them worse."""
+    groups = age_groups(table["age"].to_numpy())
+    return rates(table, [(name, groups == k) for k, name in enumerate(AGE_GROUP_NAMES)], "age group")
+
+
+def rates(table: pd.DataFrame, parts: list[tuple[str, pd.Series]], title: str) -> pd.DataFrame:
+    """One row per named part of ``table`` (a boolean row selection) and one for all rows."""
     rows = []
-    parts = [(STATE_NAMES[s], table[table["state"] == s]) for s in STATE_NAMES] + [("all", table)]
-    for name, part in parts:
+    for name, part in [(name, table[selected]) for name, selected in parts] + [("all", table)]:
         rows.append(
             {
-                "mask state": name,
+                title: name,
                 "photos": len(part),
                 "found": part["found"].mean(),
                 "any box": part["box"].notna().mean(),
                 "mean IoU found": part.loc[part["found"], "iou"].mean(),
             }
         )
-    return pd.DataFrame(rows).set_index("mask state")
+    return pd.DataFrame(rows).set_index(title)
