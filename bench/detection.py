@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 
 from maskcls.faces.detectors import create_detector
 from maskcls.faces.geometry import box_iou
-from maskcls.faces.quality import STATE_NAMES, detection_table, rates_by_state
+from maskcls.faces.quality import STATE_NAMES, detection_table, rates_by_age_group, rates_by_state
 from maskcls.synth.generate import SynthSpec, generate_dataset
 
 
