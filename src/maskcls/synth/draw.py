@@ -228,9 +228,10 @@ def draw_features(canvas, person: Person, cx, cy, face_w, face_h) -> None:
 def draw_age_lines(canvas, person: Person, cx, cy, face_w, face_h, colour, nose_tip, mouth_y) -> None:
     lines = int(person.wrinkles * 3.5)
     width = max(1, round(face_w / 100 * (0.6 + person.wrinkles)))
+    forehead = shade(person.skin, 1 - 0.2 * person.wrinkles)  # fainter: dark ones read as extra brows
     for k in range(lines):  # forehead lines, between the brows and the hairline
         y = cy - face_h * (0.18 + 0.03 * k)
-        canvas.arc((cx - face_w * 0.28, y - 6, cx + face_w * 0.28, y + 6), 200, 340, fill=colour, width=width)
+        canvas.arc((cx - face_w * 0.28, y - 6, cx + face_w * 0.28, y + 6), 200, 340, fill=forehead, width=width)
     if person.wrinkles > 0.15:  # smile lines from nose to mouth corners
         for side in (-1, 1):
             canvas.line(
