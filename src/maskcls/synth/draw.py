@@ -22,6 +22,7 @@ MASK_TOP = 0.06  # top edge of a worn mask (on the nose bridge), below the face 
 MASK_WIDTH = 1.1
 EYE_WHITE = (165, 150, 140)
 SOCKET_DEPTH = 0.6  # how much darker the eye sockets are (bench/detection.py: deeper is found more often)
+LIGHT_STEPS = 4096
 HAIRLINE = 0.4  # how far above the face centre the hairline is, in face heights
 
 
@@ -125,8 +126,8 @@ def shade_face(image: Image.Image, person: Person, cx, cy, face_w, face_h) -> Im
     over the forehead, a mask) by a smooth map; real detectors look for exactly this relief."""
     x0, y0 = max(0, int(cx - face_w * 0.62)), max(0, int(cy - face_h * 0.6))
     x1, y1 = min(WIDTH, int(cx + face_w * 0.62)), min(HEIGHT, int(cy + face_h * 0.6))
-    u = (np.arange(x0, x1, dtype=np.float32) - cx) / (face_w / 2)  # -1..1 across the face
-    v = (np.arange(y0, y1, dtype=np.float32)[:, None] - cy) / (face_h / 2)  # -1..1 down it
+    u = (np.arange(x0, x1) - cx) / (face_w / 2)  # -1..1 across the face
+    v = (np.arange(y0, y1)[:, None] - cy) / (face_h / 2)  # -1..1 down it
 
     def blob(centre_u, width_u, centre_v, height_v):  # a separable Gaussian: two 1-D factors
         return np.exp(-(((v - centre_v) / height_v) ** 2)) * np.exp(-(((u - centre_u) / width_u) ** 2))
@@ -136,7 +137,10 @@ def shade_face(image: Image.Image, person: Person, cx, cy, face_w, face_h) -> Im
         light -= SOCKET_DEPTH * blob(side * 2 * person.eye_spacing, 0.32, -0.08, 0.13)
     light += 0.08 * blob(0, 0.1, 0.05, 0.25)  # nose bridge
     light -= 0.12 * blob(0, 0.16, 0.33, 0.05)  # under the nose
-    region = np.asarray(image.crop((x0, y0, x1, y1)), dtype=np.float32) * light[..., None]
+    # On a grid of 1/4096: exp and sqrt may differ in the last bit between CPUs (SIMD paths), the
+    # rounded map does not, and pixel x map is then exact: same seed, same bytes on any machine.
+    light = np.round(light * LIGHT_STEPS) / LIGHT_STEPS
+    region = np.asarray(image.crop((x0, y0, x1, y1)), dtype=np.float64) * light[..., None]
     stencil = Image.new("L", (x1 - x0, y1 - y0), 0)
     outline = [(x - x0, y - y0) for x, y in face_outline(person, cx, cy, face_w, face_h)]
     ImageDraw.Draw(stencil).polygon(outline, fill=255)
