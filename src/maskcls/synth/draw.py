@@ -22,7 +22,7 @@ MASK_TOP = 0.06  # top edge of a worn mask (on the nose bridge), below the face 
 MASK_WIDTH = 1.1
 EYE_WHITE = (165, 150, 140)
 SOCKET_DEPTH = 0.6  # how much darker the eye sockets are (bench/detection.py: deeper is found more often)
-LIGHT_STEPS = 4096
+LIGHT_STEPS = 4096  # the light map's grid (see shade_face)
 HAIRLINE = 0.4  # how far above the face centre the hairline is, in face heights
 
 
@@ -154,20 +154,23 @@ def draw_hair_top(canvas, person: Person, cx, cy, face_w, face_h) -> None:
     middle = cy - face_h * (HAIRLINE - 0.08 * person.fringe)
     temple = cy - face_h * 0.2
     half = face_w * 0.55
+
+    def hairline(x: float) -> float:  # x: -1 (left temple) .. 1 (right temple)
+        return middle + (temple - middle) * abs(x) ** 2.5
+
     points = []
     for step in range(17):  # the dome, from the left temple over the top to the right temple
         t = math.pi * step / 16
         points.append((cx - half * math.cos(t), temple - (temple - top) * math.sin(t)))
     for step in range(17):  # the hairline, back from right to left
         x = 1 - 2 * step / 16
-        points.append((cx + x * half * 0.92, middle + (temple - middle) * abs(x) ** 2.5))
+        points.append((cx + x * half * 0.92, hairline(x)))
     canvas.polygon(points, fill=person.hair)
     strand = shade(person.hair, 0.7)
     for k in range(-3, 4):  # combed strands from the crown down to the hairline
         x = k / 3.5
         crown = (cx + x * half * 0.5, top + face_h * 0.03)
-        edge = (cx + x * half * 0.9, middle + (temple - middle) * abs(x) ** 2.5)
-        canvas.line((crown, edge), fill=strand, width=max(1, round(face_w / 45)))
+        canvas.line((crown, (cx + x * half * 0.9, hairline(x))), fill=strand, width=max(1, round(face_w / 45)))
 
 
 def draw_features(canvas, person: Person, cx, cy, face_w, face_h) -> None:

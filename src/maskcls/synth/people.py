@@ -19,7 +19,7 @@ SKIN_TONES = np.array(
     dtype=float,
 )
 HAIR_COLOURS = np.array([[22, 18, 16], [40, 28, 20], [60, 40, 28], [30, 24, 30], [80, 56, 36]], dtype=float)
-GREY_HAIR = np.array([160, 158, 154], dtype=float)
+GREY_HAIR = np.array([160, 158, 154], dtype=float)  # brighter greys framed faces a detector then missed
 MASK_PATTERNS = ("plain", "stripes", "dots", "pleats", "kf94")
 
 
