@@ -6,8 +6,8 @@ Splits the training people 80/20 (no person on both sides), trains a small CNN f
 downscaled images for a few epochs on the CPU and prints the validation macro F1 over the 18
 classes, accuracy, and macro F1 per attribute (mask, gender, age), then the same on the eval
 set scored against truth/ (an evaluation of the generator, not a training path). Learnable but
-not trivial, age the hardest attribute: on 600 people (seed 7, generator 2) eval macro F1 0.47
-on fixed-box crops and 0.58 on MTCNN crops (generator 1: 0.49 and 0.50).
+not trivial, age the hardest attribute: on 600 people (seed 7, generator 2) eval macro F1 0.46
+on fixed-box crops and 0.57 on MTCNN crops (generator 1: 0.49 and 0.50).
 """
 
 from __future__ import annotations
