@@ -52,7 +52,7 @@ def true_ages(data: Path, paths: list[str]) -> list[int]:
 
 
 def detection_table(data: Path, detector: Detector, paths: list[str] | None = None, batch: int = 32) -> pd.DataFrame:
-    """One row per photo: path, mask state, true box, the detector's box (None when it found
+    """One row per photo: path, mask state, true age, true box, the detector's box (None when it found
     nothing), its IoU with the true box (0 when none) and whether that counts as found."""
     boxes = pd.read_csv(data / "truth/boxes.csv").set_index("path")
     paths = list(boxes.index) if paths is None else list(paths)
