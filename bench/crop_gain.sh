@@ -10,9 +10,12 @@
 set -euo pipefail
 BIN=${BIN:-$(dirname "$0")/../.venv/bin}
 DATA=${1%/} RUNS=$2 CONFIG=${3:-configs/cpu-pretrained.yaml} FOLDS=${4:-3}
-seconds() { local started=$SECONDS; "$@"; echo $((SECONDS - started)); }
-echo "fixed-box crops: $(seconds "$BIN/maskcls" crop "$DATA" "$DATA-fixed" --detector fixed --size 192x256 --quiet | tail -1) s"
-echo "MTCNN crops: $(seconds "$BIN/maskcls" crop "$DATA" "$DATA-faces" --size 192x256 --quiet | tail -1) s"
+started=$SECONDS
+"$BIN/maskcls" crop "$DATA" "$DATA-fixed" --detector fixed --size 192x256 --quiet
+echo "fixed-box crops: $((SECONDS - started)) s"
+started=$SECONDS
+"$BIN/maskcls" crop "$DATA" "$DATA-faces" --size 192x256 --quiet   # its table: detected / fallback shares
+echo "MTCNN crops: $((SECONDS - started)) s"
 submissions=()
 for variant in whole:"$DATA" fixed:"$DATA-fixed" mtcnn:"$DATA-faces"; do
     name=crop-${variant%%:*} data=${variant#*:} group="$RUNS/crop-${variant%%:*}-cv$FOLDS"
