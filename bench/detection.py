@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 from maskcls.faces.detectors import create_detector
 from maskcls.faces.geometry import box_iou
 from maskcls.faces.quality import STATE_NAMES, detection_table, rates_by_age_group, rates_by_state
+from maskcls.synth.draw import HEIGHT, WIDTH
 from maskcls.synth.generate import SynthSpec, generate_dataset
 
 
@@ -68,7 +69,7 @@ def main() -> None:
         started = time.perf_counter()
         table = detection_table(data, create_detector("mtcnn"), list(paths))
         seconds = time.perf_counter() - started
-        fixed = create_detector("fixed").box_for(384, 512)
+        fixed = create_detector("fixed").box_for(WIDTH, HEIGHT)
         table["fixed_iou"] = [box_iou(fixed, t) for t in table["truth"]]
         rates = rates_by_state(table)
         by_state = [table.loc[table["state"] == s, "fixed_iou"].mean() for s in STATE_NAMES]

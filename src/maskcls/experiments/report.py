@@ -83,9 +83,6 @@ def number(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-# --- figures ----------------------------------------------------------------------------------
-
-
 # --- the gallery of confident mistakes ---------------------------------------------------------
 
 

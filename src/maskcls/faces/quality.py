@@ -13,63 +13,44 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from maskcls.data.layout import read_dataset
 from maskcls.faces.detectors import Detector
 from maskcls.faces.geometry import box_iou
-from maskcls.labels import Mask, age_groups, mask_from_stem
+from maskcls.labels import Mask, age_groups
 
 FOUND_IOU = 0.5  # a face counts as found when the detector's box overlaps the true one this much
 STATE_NAMES = {Mask.WEAR: "worn", Mask.INCORRECT: "incorrect", Mask.NOT_WEAR: "none"}
 AGE_GROUP_NAMES = ("<30", "30-59", "60+")
 
 
-def shown_states(data: Path, paths: list[str]) -> list[Mask]:
-    """The mask state each photo shows: its file name's, put right where truth/ says the
-    incorrect/normal labels of a training person were swapped; eval photos from the answers."""
+def photo_truth(data: Path) -> pd.DataFrame:
+    """Per photo path: the mask state it shows and the person's true age. Training photos as the
+    layout reader names them, with the incorrect/normal swaps of ``truth/corruptions.csv`` put
+    right (the folder's age is never planted wrong); eval photos from the answers."""
+    dataset = read_dataset(data)
     corruptions = pd.read_csv(data / "truth/corruptions.csv")
-    swapped = set(corruptions.loc[corruptions["kind"] == "swap_incorrect_normal", "profile"])
-    eval_masks = pd.read_csv(data / "truth/eval.csv").set_index("ImageID")["mask"]
-    states = []
-    for path in paths:
-        parts = Path(path).parts
-        if parts[0] == "eval":
-            states.append(Mask(int(eval_masks[parts[-1]])))
-            continue
-        state = mask_from_stem(Path(path).stem)
-        if parts[-2] in swapped and state != Mask.WEAR:
-            state = Mask.NOT_WEAR if state == Mask.INCORRECT else Mask.INCORRECT
-        states.append(state)
-    return states
-
-
-def true_ages(data: Path, paths: list[str]) -> list[int]:
-    """The age of the person in each photo: the training folder's (never planted wrong), the answers' for eval."""
-    eval_ages = pd.read_csv(data / "truth/eval.csv").set_index("ImageID")["age"]
-    ages = []
-    for path in paths:
-        parts = Path(path).parts
-        ages.append(int(eval_ages[parts[-1]]) if parts[0] == "eval" else int(parts[-2].rsplit("_", 1)[1]))
-    return ages
+    swapped = corruptions.loc[corruptions["kind"] == "swap_incorrect_normal", "profile"]
+    train = dataset.train[["path", "mask", "age"]].copy()
+    in_swap = dataset.train["profile"].isin(swapped) & (train["mask"] != Mask.WEAR)
+    train.loc[in_swap, "mask"] = Mask.INCORRECT + Mask.NOT_WEAR - train.loc[in_swap, "mask"]
+    answers = pd.read_csv(data / "truth/eval.csv", usecols=["ImageID", "mask", "age"])
+    evaluation = dataset.eval.merge(answers, on="ImageID")[["path", "mask", "age"]]
+    return pd.concat([train, evaluation]).rename(columns={"mask": "state"}).set_index("path")
 
 
 def detection_table(data: Path, detector: Detector, paths: list[str] | None = None, batch: int = 32) -> pd.DataFrame:
-    """One row per photo: path, mask state, true age, true box, the detector's box (None when it found
-    nothing), its IoU with the true box (0 when none) and whether that counts as found."""
+    """One row per photo: path, mask state, true age, true box, the detector's box (None when it
+    found nothing), its IoU with the true box (0 when none) and whether that counts as found."""
     boxes = pd.read_csv(data / "truth/boxes.csv").set_index("path")
     paths = list(boxes.index) if paths is None else list(paths)
-    truth = [tuple(map(float, boxes.loc[p, ["x0", "y0", "x1", "y1"]])) for p in paths]
+    truth = [tuple(box) for box in boxes.loc[paths, ["x0", "y0", "x1", "y1"]].to_numpy(float)]
     found = []
     for k in range(0, len(paths), batch):
         found += detector.detect([np.asarray(Image.open(data / p).convert("RGB")) for p in paths[k : k + batch]])
-    table = pd.DataFrame(
-        {
-            "path": paths,
-            "state": shown_states(data, paths),
-            "age": true_ages(data, paths),
-            "truth": truth,
-            "box": [d.box if d else None for d in found],
-            "iou": [box_iou(d.box, t) if d else 0.0 for d, t in zip(found, truth, strict=True)],
-        }
-    )
+    table = photo_truth(data).loc[paths].reset_index()
+    table["truth"] = truth
+    table["box"] = [d.box if d else None for d in found]
+    table["iou"] = [box_iou(d.box, t) if d else 0.0 for d, t in zip(found, truth, strict=True)]
     table["found"] = table["iou"] >= FOUND_IOU
     return table
 
