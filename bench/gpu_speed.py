@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from maskcls.training.engine import amp_dtype
-from maskcls.training.losses import HeadLoss, create_loss
+from maskcls.training.losses import HeadLoss
 from maskcls.training.models import create_model
 
 WARMUP = 3
@@ -44,7 +44,7 @@ def step_speed(name: str, device: torch.device, size: int, batch: int, steps: in
     model = create_model(name, "multi").to(device)
     memory = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory)
-    criterion = HeadLoss(lambda: create_loss("cross_entropy"), "multi")
+    criterion = HeadLoss([("cross_entropy", 1.0, {})], "multi")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     dtype = amp_dtype(amp, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
@@ -120,7 +120,7 @@ def ddp_worker(rank: int, world: int, args, amp: str, channels_last: bool, resul
     model = create_model(args.models[0], "multi").to(device)
     memory = torch.channels_last if channels_last else torch.contiguous_format
     model = torch.nn.parallel.DistributedDataParallel(model.to(memory_format=memory), device_ids=[rank])
-    criterion = HeadLoss(lambda: create_loss("cross_entropy"), "multi")
+    criterion = HeadLoss([("cross_entropy", 1.0, {})], "multi")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     dtype = amp_dtype(amp, device)
     images = torch.randn(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=memory)

@@ -28,7 +28,7 @@ import torch
 from maskcls.config import load_config
 from maskcls.data.transforms import augment, normalize, to_float
 from maskcls.training.engine import StepSettings, batches, train_one_epoch
-from maskcls.training.losses import HeadLoss, create_loss
+from maskcls.training.losses import HeadLoss
 from maskcls.training.models import create_model
 from maskcls.training.train import fit, prepare_data
 
@@ -98,7 +98,7 @@ def step_speed(prepared, model_name: str, channels_last: bool, amp, steps: int) 
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     settings = StepSettings(amp_dtype=amp, channels_last=channels_last)
-    criterion = HeadLoss(lambda: create_loss([("cross_entropy", 1.0, {})]), "multi")
+    criterion = HeadLoss([("cross_entropy", 1.0, {})], "multi")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     rows = prepared.train_rows[: 64 * (steps + 2)]
@@ -137,7 +137,7 @@ def bare_loop(config, prepared, epochs: int) -> float:
     torch.manual_seed(0)
     model = create_model(config.model.name, config.model.head, pretrained=False).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    criterion = HeadLoss(lambda: create_loss([("cross_entropy", 1.0, {})]), config.model.head)
+    criterion = HeadLoss([("cross_entropy", 1.0, {})], config.model.head)
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     generator = torch.Generator().manual_seed(0)
 

@@ -23,7 +23,7 @@ from maskcls.inference.loading import load_run
 from maskcls.inference.predict import onnx_outputs, predict_dataset, torch_outputs
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups, encode_classes
 from maskcls.training.age import BINS, AgeHead
-from maskcls.training.losses import HeadLoss, create_loss
+from maskcls.training.losses import HeadLoss
 from maskcls.training.models import create_model
 from maskcls.training.train import fit
 
@@ -113,9 +113,19 @@ def test_age_losses_have_their_exact_values():
     assert ordinal.loss(output, torch.tensor([17])).item() == pytest.approx((expected / K).item(), rel=1e-5)
 
 
+@pytest.mark.parametrize(("age", "clipped"), [(115, 80), (130, 80), (3, 15)])
+def test_distribution_loss_clips_ages_outside_the_bins(age, clipped):
+    """A Gaussian around 115 underflows on every bin (0 / 0 = NaN); the age counts as the last bin's."""
+    logits = torch.randn(1, BINS, generator=torch.Generator().manual_seed(0))
+    head = AgeHead("distribution")
+    assert head.loss(logits, torch.tensor([age])).item() == pytest.approx(
+        head.loss(logits, torch.tensor([clipped])).item(), rel=1e-6
+    )
+
+
 def test_head_loss_adds_the_age_loss_to_mask_and_gender():
     model = create_model("test_resnet", "multi", age_head="regression")
-    loss = HeadLoss(lambda: create_loss("cross_entropy"), "multi", {"age": 0.5}, model.age)
+    loss = HeadLoss([("cross_entropy", 1.0, {})], "multi", {"age": 0.5}, model.age)
     logits = torch.randn(3, 3 + 2 + 1, generator=torch.Generator().manual_seed(2))
     classes, ages = torch.tensor([0, 7, 17]), torch.tensor([20, 45, 70])
     expected = (

@@ -58,6 +58,24 @@ def test_torchrun_two_processes_one_run_folder_gathered_metrics(synth_small, tmp
     check_gathered_probabilities_are_each_images_own(run, tmp_path / "cache")
 
 
+def test_a_nan_on_one_rank_stops_every_rank_promptly_with_the_message(synth_small, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: nan\n")
+    options = [
+        str(Path(__file__).parent / "ddp_nan_worker.py"), str(recipe), f"--data={synth_small}", "--runs-dir",
+        str(tmp_path / "runs"), "-q", "-o", "model.name=test_resnet", "-o", "train.epochs=1",
+        "-o", "train.image_size=[24,32]", "-o", "train.batch_size=16", "-o", "train.folds=3",
+        "-o", f"train.cache_dir={tmp_path / 'cache'}", "-o", "name=nan",
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *options]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    # gloo's own timeout is 30 minutes: a rank left waiting in all-reduce would hit the 120 s here
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
+    assert done.returncode != 0
+    assert "maskcls: error: epoch 0: the loss became NaN or infinite on another process at batch 2" in done.stderr
+    assert "maskcls: error: epoch 0: loss became nan at batch 2: lower the learning rate" in done.stderr
+
+
 def check_ranks_trained_one_model(dump, run):
     """Gradients were averaged: after the last step both ranks hold the same parameters, which are
     the ones rank 0 saved, and they moved away from the first epoch's."""

@@ -6,7 +6,7 @@ from torch import nn
 from maskcls.errors import UserError
 from maskcls.metrics import accuracy
 from maskcls.training.engine import StepSettings, batches, evaluate, train_one_epoch
-from maskcls.training.losses import HeadLoss, create_loss
+from maskcls.training.losses import HeadLoss
 from maskcls.training.models import FaceAttributeModel
 from maskcls.training.optim import create_optimizer, create_scheduler
 
@@ -29,7 +29,7 @@ def fit_toy(head="single", epochs=12, settings=None, mixing="none", augmentation
     torch.manual_seed(0)
     images, labels = toy_data()
     model = tiny_model(head)
-    criterion = HeadLoss(lambda: create_loss("cross_entropy"), head)
+    criterion = HeadLoss([("cross_entropy", 1.0, {})], head)
     optimizer = create_optimizer("adamw", model.parameters(), lr=0.03)
     scheduler = create_scheduler("cosine", optimizer, epochs=epochs, steps_per_epoch=8)
     generator, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)

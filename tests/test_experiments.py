@@ -79,8 +79,9 @@ def test_sweep_trains_one_run_per_value_then_resumes_without_retraining(swept, s
         assert config["optim"]["lr"] == lr and config["seed"] == 0 and config["train"]["fold"] == 0
     stamp = (folder / "tiny-lr_1e-3" / "best.pt").stat().st_mtime_ns
     again = []
+    elsewhere = tiny_config(synth_small, tmp_path / "other", "train.threads=1", "train.device=cpu")  # machine settings
     run_sweep(
-        tiny_config(synth_small, tmp_path), [parse_vary("optim.lr=1e-3,3e-3")], runs_dir=runs,
+        elsewhere, [parse_vary("optim.lr=1e-3,3e-3")], runs_dir=runs,
         on_variant=lambda index, total, variant, what: again.append(what),
     )  # fmt: skip
     assert again.count("already finished") == 2
@@ -273,3 +274,23 @@ def test_f1_sort_and_best_marks_compare_like_with_like():
     ordered = sort_entries(entries, "f1", table_columns(entries))
     assert [e.name for e in ordered] == ["cv-b", "cv-a", "lucky-fold", "run-b"]  # one fold's 0.90 is not a CV F1
     assert best_entries(entries) == {"cv-b": "best CV", "lucky-fold": "best run"}
+
+
+def test_machine_settings_are_not_part_of_a_recipe(synth_small, tmp_path):
+    from maskcls.config import recipe_dict
+    from maskcls.experiments.catalog import recipe
+    from maskcls.experiments.cv import start_group
+
+    here = tiny_config(synth_small, tmp_path, "train.folds=3")
+    elsewhere = tiny_config(synth_small, tmp_path / "b", "train.folds=3", "train.device=cpu", "train.threads=1")
+    elsewhere.data.cache = False
+    assert recipe_dict(here) == recipe_dict(elsewhere) and "cache_dir" not in recipe_dict(here)["train"]
+    group = tmp_path / "runs" / "tiny"
+    assert start_group(here, group) == group
+    assert start_group(elsewhere, group) == group  # another cache folder, device or threads: the same group
+    elsewhere.optim.lr = 0.01
+    with pytest.raises(UserError, match="a cv group with another config already uses this name"):
+        start_group(elsewhere, group)
+    flat = recipe(here.model_dump(mode="json"))
+    assert not {"train.device", "train.threads", "train.cache_dir", "data.cache"} & set(flat)
+    assert flat["optim.lr"] == here.optim.lr

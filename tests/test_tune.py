@@ -19,7 +19,16 @@ from maskcls.errors import ConfigError
 from maskcls.experiments.catalog import find_entries
 from maskcls.experiments.report import write_report
 from maskcls.experiments.space import read_space
-from maskcls.experiments.tune import OverBudget, TrialObjective, TunePlan, check_budget, tune
+from maskcls.experiments.tune import (
+    OverBudget,
+    TrialObjective,
+    TunePlan,
+    check_budget,
+    open_study,
+    trial_epochs,
+    tune,
+    write_study_tables,
+)
 from maskcls.files import read_json
 from tests.postgres import create_database, postgres_server
 
@@ -62,6 +71,12 @@ def test_the_space_is_checked_against_the_config_before_anything_trains(tmp_path
         "optim.lr: {type: float, low: 0.1, high: 1, steps: 3}": r"unknown field\(s\) steps for type float",
         "data.root: [a, b]": "a search keeps data.root fixed",
         "train.epochs: {type: int, low: 0, high: 3}": r"train.epochs: Input should be greater than or equal to 1",
+        "train.epochs: {type: int, low: 1, high: 8, log: true, step: 2}": "a log range cannot have a step",
+        "train.epochs: {type: int, low: 1, high: 8, step: 0}": "step must be a whole number >= 1, got 0",
+        "train.epochs: {type: int, low: 1, high: 8, step: -2}": "step must be a whole number >= 1, got -2",
+        "train.epochs: {type: int, low: 1, high: 8, step: 1.5}": "step must be a whole number >= 1, got 1.5",
+        "train.epochs: {type: int, low: 1.5, high: 8}": "an int range needs whole numbers, got low=1.5",
+        "optim.lr: {type: float, low: 0.1, high: 1, log: maybe}": "log must be true or false, got 'maybe'",
     }
     for text, message in cases.items():
         with pytest.raises(ConfigError, match=message):
@@ -211,3 +226,56 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_another_completes_the_st
     assert summary["trials"] == {"complete": 3, "pruned": 0, "failed": 1}
     record = read_json(running)
     assert record["state"] == "failed" and "stopped sending heartbeats" in record["error"]
+
+
+def test_ctrl_c_in_a_trial_says_the_study_continues_with_the_same_command(synth_small, tmp_path, monkeypatch, caplog):
+    from maskcls.errors import Interrupted
+    from maskcls.training import train as training
+
+    base = base_config(synth_small, tmp_path, "train.epochs=1")
+    plan = TunePlan(base, read_space(write_space(tmp_path), base), trials=1, pruner="none")
+
+    def interrupted(self, total):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.Trainer, "one_epoch", interrupted)
+    with pytest.raises(Interrupted) as caught:
+        tune(plan, tmp_path / "runs")
+    assert str(caught.value) == (
+        "interrupted in trial 0 of study 'tiny'; the trial is marked failed and does not count: run the same "
+        "maskcls tune command again to continue the study (1 finished trials)"
+    )
+    assert not [record for record in caplog.records if "Trial 0 failed" in record.getMessage()]
+    folder = tmp_path / "runs" / "tiny-tune"
+    record = read_json(folder / "trial-0000" / "trial.json")
+    assert (record["state"], record["error"]) == ("failed", "interrupted (Ctrl-C)")
+    monkeypatch.undo()
+    tune(plan, tmp_path / "runs")  # the same command continues: a new trial, the failed one not counted
+    summary = read_json(folder / "study.json")
+    assert summary["trials"] == {"complete": 1, "pruned": 0, "failed": 1}
+
+
+def test_study_bookkeeping_skips_refused_claims_and_counts_each_trials_own_epochs(tmp_path):
+    base = load_config(None, ["name=tiny", "train.epochs=4", "train.folds=3"])
+    space = write_space(tmp_path, "train.epochs: {type: int, low: 2, high: 6}\n")
+    plan = TunePlan(base, read_space(space, base), trials=2, pruner="hyperband")
+    folder = tmp_path / "tiny-tune"
+    folder.mkdir()
+    study = optuna.create_study(direction="maximize")
+    epochs = optuna.distributions.IntDistribution(2, 6)
+    for value, drawn, spent in ((0.5, 6, 6), (0.4, 3, 3)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value, params={"train.epochs": drawn}, distributions={"train.epochs": epochs},
+                user_attrs={"epochs": spent},
+            )
+        )  # fmt: skip
+    study.add_trial(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"skipped": "the study already had"})
+    )
+    write_study_tables(study, plan, folder)
+    summary = read_json(folder / "study.json")
+    assert summary["trials"] == {"complete": 2, "pruned": 0, "failed": 0}
+    assert summary["epochs_spent"] == 9 and summary["epochs_without_pruning"] == 9  # 6 + 3, not 2 x base 4
+    assert trial_epochs(plan, {}, largest=True) == 6
+    assert open_study(plan, folder).pruner._max_resource == 6

@@ -6,6 +6,7 @@ one, e.g. ``config.yaml: unknown key 'data.corection' (did you mean 'data.correc
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 from pathlib import Path
@@ -246,6 +247,25 @@ def format_validation_error(error: ValidationError, source: str, sources: dict[s
         origin = sources[max(origins, key=len)] if origins else source
         lines.append(f"{origin}: {where}: {item['msg']}")
     return lines
+
+
+MACHINE_KEYS = ("train.device", "train.threads", "train.cache_dir", "data.cache")
+"""Settings of the machine, not of the model: where the cache lives, which device and how many
+threads run, whether images are cached. They are not part of a recipe's identity (a cv group, a
+sweep, a study, the runs table's hyperparameters), so a rerun elsewhere is the same experiment."""
+
+
+def recipe_dict(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    """The plain config without :data:`MACHINE_KEYS`: what identifies an experiment."""
+    plain = copy.deepcopy(config if isinstance(config, dict) else to_plain_dict(config))
+    for key in MACHINE_KEYS:
+        *parents, leaf = key.split(".")
+        node = plain
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return plain
 
 
 def to_plain_dict(config: BaseModel) -> dict[str, Any]:

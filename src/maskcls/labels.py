@@ -101,8 +101,10 @@ def decode_class(label: int) -> tuple[Mask, Gender, AgeGroup]:
     return Mask(label // 6), Gender(label // 3 % 2), AgeGroup(label % 3)
 
 
-def decode_classes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    labels = np.asarray(labels)
+def decode_classes(labels):
+    """Classes -> (mask, gender, age group) arrays; a torch tensor gives tensors (no NumPy copy)."""
+    if not hasattr(labels, "ndim"):
+        labels = np.asarray(labels)
     return labels // 6, labels // 3 % 2, labels % 3
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from maskcls.config import flatten, parse_override, suggestion
+from maskcls.config import MACHINE_KEYS, flatten, parse_override, suggestion
 from maskcls.errors import UserError
 from maskcls.files import atomic_path, read_json, write_text_atomic
 from maskcls.rundir import names
@@ -28,7 +28,7 @@ from maskcls.rundir.folders import read_rows
 log = logging.getLogger("maskcls")
 
 # stored beside the config but not part of the experiment's recipe
-NOT_RECIPE = {"name", "mean", "std", "git_commit", "python", "torch", "timm", "train.fold"}
+NOT_RECIPE = {"name", "mean", "std", "git_commit", "python", "torch", "timm", "train.fold", *MACHINE_KEYS}
 METRIC_COLUMNS = ["valid_f1", "epoch", "cv_f1", "age_f1", "age_mae", "public_f1", "private_f1", "minutes"]
 """``age_f1`` / ``age_mae``: the age head's F1 and the age estimate's mean absolute error (years), at
 the best epoch of a run or out of fold for a cv group; ``age_mae`` only for heads that estimate it."""

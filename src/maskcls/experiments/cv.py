@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from maskcls.callbacks import Progress
-from maskcls.config import Config, to_plain_dict
+from maskcls.config import Config, recipe_dict, to_plain_dict
 from maskcls.data.layout import read_dataset
 from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.catalog import refresh_runs_table
@@ -118,7 +118,7 @@ def start_group(config: Config, group: Path) -> Path:
     plain["train"]["fold"] = 0
     if (group / GROUP_FILE).exists():
         saved = read_json(group / GROUP_FILE)
-        if saved["config"] != plain:
+        if recipe_dict(saved["config"]) != recipe_dict(plain):  # another cache folder or device is the same group
             raise UserError(f"{group}: a cv group with another config already uses this name (set a new `name`)")
         return group
     group.mkdir(parents=True, exist_ok=True)

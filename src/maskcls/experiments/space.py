@@ -110,10 +110,35 @@ def parse_dimension(key: str, spec: Any, path: Path) -> Dimension:
     low, high = number(spec.get("low")), number(spec.get("high"))
     if low is None or high is None or low >= high:
         raise ConfigError(f"{where}: needs numbers low < high, got low={spec.get('low')!r} high={spec.get('high')!r}")
-    log = bool(spec.get("log", False))
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}: log must be true or false, got {log!r}")
     if log and low <= 0:
         raise ConfigError(f"{where}: a log range needs low > 0, got {low}")
-    return Dimension(key, kind, float(low), float(high), log, int(spec.get("step", 1)))
+    if kind == "float":
+        return Dimension(key, kind, float(low), float(high), log)
+    return Dimension(key, kind, *int_range(spec, where), log, int_step(spec, log, where))
+
+
+def int_range(spec: dict, where: str) -> tuple[int, int]:
+    """An int range's ends, which must be whole numbers (``2.5`` is refused, not rounded)."""
+    ends = []
+    for field in ("low", "high"):
+        value = number(spec[field])
+        if not float(value).is_integer():
+            raise ConfigError(f"{where}: an int range needs whole numbers, got {field}={spec[field]!r}")
+        ends.append(int(value))
+    return ends[0], ends[1]
+
+
+def int_step(spec: dict, log: bool, where: str) -> int:
+    """An int range's step: a whole number >= 1, and 1 on a log range (Optuna cannot step a log scale)."""
+    step = spec.get("step", 1)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ConfigError(f"{where}: step must be a whole number >= 1, got {step!r}")
+    if log and step != 1:
+        raise ConfigError(f"{where}: a log range cannot have a step (got step={step}); drop log or step")
+    return step
 
 
 def number(value: Any) -> float | None:

@@ -19,7 +19,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from maskcls.callbacks import Progress
-from maskcls.config import Config, ConfigError, check_known_keys, format_validation_error, set_dotted, to_plain_dict
+from maskcls.config import (
+    Config,
+    ConfigError,
+    check_known_keys,
+    format_validation_error,
+    recipe_dict,
+    set_dotted,
+    to_plain_dict,
+)
 from maskcls.errors import UserError
 from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.rundir import names
@@ -153,7 +161,7 @@ def run_sweep(
 def record_plan(folder: Path, base: Config, varied: list[Varied], grid: bool, folds: int | None) -> None:
     """Write ``sweep.json``; an existing one must describe the same sweep (then it resumes)."""
     plan = {
-        "base": to_plain_dict(base),
+        "base": recipe_dict(base),
         "vary": {item.key: item.values for item in varied},
         "grid": grid,
         "folds": folds,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import time
 import warnings
@@ -34,8 +35,8 @@ from typing import Any
 import yaml
 
 from maskcls.callbacks import Progress
-from maskcls.config import Config, to_plain_dict
-from maskcls.errors import NonFiniteLoss, UserError
+from maskcls.config import Config, recipe_dict, to_plain_dict
+from maskcls.errors import Interrupted, NonFiniteLoss, UserError
 from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.experiments.space import Dimension
 from maskcls.experiments.sweep import variant_config
@@ -133,6 +134,9 @@ def import_optuna():
     except ImportError:
         raise UserError("maskcls tune needs Optuna: pip install optuna") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optimize_logger = logging.getLogger("optuna.study._optimize")  # where Optuna logs a failed trial
+    if not any(isinstance(existing, QuietTrialFailures) for existing in optimize_logger.filters):
+        optimize_logger.addFilter(QuietTrialFailures())
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
 
@@ -141,7 +145,7 @@ def record_plan(folder: Path, plan: TunePlan) -> None:
     """``tune.json``; an existing one must describe the same search (then this worker joins it)."""
     record = {
         "study": plan.study_name,
-        "base": to_plain_dict(plan.base),
+        "base": recipe_dict(plan.base),
         "space": {dimension.key: dimension.__dict__ for dimension in plan.space},
         "trials": plan.trials,
         "folds": plan.folds,
@@ -158,10 +162,10 @@ def storage_url(plan: TunePlan, folder: Path) -> str:
 def open_study(plan: TunePlan, folder: Path):
     """The shared study: created by the first worker, joined by the others."""
     optuna = import_optuna()
-    epochs = plan.base.train.epochs if plan.folds is None else plan.folds
+    epochs = max(trial_epochs(plan, {}, largest=True), 1) if plan.folds is None else plan.folds
     pruners = {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1)),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs),
         "none": optuna.pruners.NopPruner,
     }
     seed = plan.base.seed * 100_003 + os.getpid()  # workers draw differently; each trial's config is kept
@@ -216,7 +220,8 @@ def engine_options(url: str) -> dict:
 def state_counts(study) -> dict[str, int]:
     counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
     for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name] += 1
+        if not trial.user_attrs.get("skipped"):  # a refused over-budget claim is no trial
+            counts[trial.state.name] += 1
     counts["finished"] = counts["COMPLETE"] + counts["PRUNED"]
     return counts
 
@@ -245,15 +250,22 @@ class TrialObjective:
         except BaseException as error:
             import optuna
 
+            if isinstance(error, KeyboardInterrupt | Interrupted):
+                self.record_failure(target, record, "interrupted (Ctrl-C)")
+                raise Interrupted(interrupted_trial_message(self.plan, trial.number)) from None
             pruned = isinstance(error, optuna.TrialPruned)
-            state = "pruned" if pruned else "failed"
             epochs = epochs_trained(target, self.plan.folds)
             trial.set_user_attr("epochs", epochs)
-            write_json_atomic(target / names.TRIAL, {**record, "state": state, "epochs": epochs, "error": str(error)})
+            self.record_failure(target, record, str(error), "pruned" if pruned else "failed", epochs)
             raise
         trial.set_user_attr("epochs", epochs)
         write_json_atomic(target / names.TRIAL, {**record, "state": "complete", "value": value, "epochs": epochs})
         return value
+
+    def record_failure(self, target: Path, record: dict, error: str, state: str = "failed", epochs=None) -> None:
+        if epochs is None:
+            epochs = epochs_trained(target, self.plan.folds)
+        write_json_atomic(target / names.TRIAL, {**record, "state": state, "epochs": epochs, "error": error})
 
     def train(self, trial, config: Config, target: Path) -> tuple[float, int]:
         from maskcls.experiments.cv import cross_validate
@@ -284,6 +296,34 @@ class TrialObjective:
 
         cross_validate(config, self.runs_dir, progress=self.progress, on_fold=report_fold, group=target)
         return float(read_json(target / names.CV_RESULT)["oof_f1"]), epochs_trained(target, self.plan.folds)
+
+
+def interrupted_trial_message(plan: TunePlan, number: int) -> str:
+    """What is true after Ctrl-C in a trial: Optuna marks it failed and never counts it, so the
+    way on is the same tune command, which starts new trials until the study has its budget."""
+    return (
+        f"interrupted in trial {number} of study {plan.study_name!r}; the trial is marked failed and does not "
+        f"count: run the same maskcls tune command again to continue the study ({plan.trials} finished trials)"
+    )
+
+
+class QuietTrialFailures(logging.Filter):
+    """Drops Optuna's two "Trial N failed ..." warnings (one with a traceback) for a trial stopped
+    with Ctrl-C, whose one line is ours, and for a refused over-budget claim, which is bookkeeping;
+    other failures keep their warnings."""
+
+    def __init__(self):
+        super().__init__()
+        self.quiet_trials: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found = re.match(r"Trial (\d+) failed", record.getMessage())
+        if not found:
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, KeyboardInterrupt | Interrupted | OverBudget):
+            self.quiet_trials.add(found.group(1))
+        return found.group(1) not in self.quiet_trials
 
 
 def check_budget(trial, budget: int) -> None:
@@ -354,14 +394,14 @@ def write_study_tables(study, plan: TunePlan, folder: Path) -> list[dict[str, An
         write_rows(folder / names.TRIALS_TABLE, rows)
     counts = state_counts(study)
     complete = [row for row in rows if row["state"] == "complete"]
-    spent = sum(row["epochs"] or 0 for row in rows if row["state"] in ("complete", "pruned"))
-    full = plan.base.train.epochs * (plan.folds or 1)
+    finished = [row for row in rows if row["state"] in ("complete", "pruned")]
+    spent = sum(row["epochs"] or 0 for row in finished)
     summary = {
         "study": plan.study_name,
         "storage": shown_url(storage_url(plan, folder)),
         "trials": {"complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]},
         "epochs_spent": spent,
-        "epochs_without_pruning": full * (counts["COMPLETE"] + counts["PRUNED"]),
+        "epochs_without_pruning": sum(trial_epochs(plan, row) * (plan.folds or 1) for row in finished),
     }
     if summary["epochs_without_pruning"]:
         summary["share_of_epochs_saved"] = round(1 - spent / summary["epochs_without_pruning"], 4)
@@ -372,6 +412,17 @@ def write_study_tables(study, plan: TunePlan, folder: Path) -> list[dict[str, An
         write_text_atomic(folder / names.BEST_CONFIG, best_yaml(config, best, plan))
     write_json_atomic(folder / names.STUDY_RESULT, summary)
     return rows
+
+
+def trial_epochs(plan: TunePlan, params: dict[str, Any], largest: bool = False) -> int:
+    """Epochs a trial with these parameters trains per fold: its own ``train.epochs`` when the
+    space searches it (``largest``: the most any draw can take), else the base config's."""
+    searched = next((dimension for dimension in plan.space if dimension.key == "train.epochs"), None)
+    if searched is None:
+        return plan.base.train.epochs
+    if largest:
+        return int(max(searched.corners()))
+    return int(params.get("train.epochs") or plan.base.train.epochs)
 
 
 def decoded_params(plan: TunePlan, trial) -> dict[str, Any]:

@@ -140,8 +140,9 @@ class AgeHead(nn.Module):
         if self.kind == "regression":
             target = (ages.float() - AGE_CENTRE) / AGE_SPREAD
             return ((target - logits[:, 0]).abs() / self.log_scale.exp() + self.log_scale).mean()
-        if self.kind == "distribution":
-            soft = torch.exp(-0.5 * ((self.bin_ages[None, :] - ages.float()[:, None]) / DISTRIBUTION_SIGMA) ** 2)
+        if self.kind == "distribution":  # ages clipped into the bins, as the ordinal head's are (a Gaussian
+            clipped = ages.float().clamp(AGE_MIN, AGE_MAX)  # around 110 underflows to 0 / 0 on every bin)
+            soft = torch.exp(-0.5 * ((self.bin_ages[None, :] - clipped[:, None]) / DISTRIBUTION_SIGMA) ** 2)
             soft = soft / soft.sum(dim=1, keepdim=True)
             return -(soft * logits.log_softmax(dim=1)).sum(dim=1).mean()
         if self.kind == "ordinal":

@@ -104,3 +104,14 @@ def merge_in_order(parts: list[np.ndarray], world_size: int) -> np.ndarray:
     for rank, part in enumerate(parts):
         merged[rank::world_size] = part
     return merged
+
+
+def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """True on every rank when ``flag`` is true on any (one all-reduce of one number); ``flag``
+    itself in a single process. Ranks that must stop together (a non-finite loss on one shard)
+    agree through this before the next collective step, so none waits for a rank that left."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    box = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return bool(box.item() > 0)

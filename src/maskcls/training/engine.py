@@ -17,6 +17,7 @@ from torch import nn
 
 from maskcls.data.transforms import augment, normalize, to_float
 from maskcls.errors import NonFiniteLoss
+from maskcls.training.distributed import any_rank
 from maskcls.training.mixing import maybe_mix, mixed_loss
 from maskcls.training.models import target_classes
 
@@ -90,6 +91,12 @@ def finish(batch: torch.Tensor, settings: StepSettings) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last) if settings.channels_last else batch
 
 
+def non_finite_message(loss_value: float, batch: int) -> str:
+    if math.isfinite(loss_value):
+        return f"the loss became NaN or infinite on another process at batch {batch}: lower the learning rate"
+    return f"loss became {loss_value} at batch {batch}: lower the learning rate"
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterator[tuple[torch.Tensor, torch.Tensor]],
@@ -118,8 +125,8 @@ def train_one_epoch(
             logits = model(batch)
             loss = mixed_loss(criterion, logits.float(), mixed) if mixed else criterion(logits.float(), labels)
         loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise NonFiniteLoss(f"loss became {loss_value} at batch {seen // len(labels) + 1}: lower the learning rate")
+        if any_rank(not math.isfinite(loss_value), settings.device):  # all ranks stop, before backward's all-reduce
+            raise NonFiniteLoss(non_finite_message(loss_value, seen // len(labels) + 1))
         optimizer.zero_grad(set_to_none=True)
         step(loss, model, optimizer, settings, scaler)
         scheduler.step()

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maskcls.errors import UserError
+from maskcls.labels import HEAD_SIZES, NUM_CLASSES, decode_classes
 from maskcls.registry import Registry
 from maskcls.training.age import AgeHead
 from maskcls.training.models import head_targets, split_head_logits, target_ages
@@ -117,26 +120,90 @@ def create_loss(spec: str | Sequence[tuple[str, float, dict]], **kwargs) -> nn.M
     return WeightedSum([(LOSSES.create(name, **(options or {})), weight) for name, weight, options in spec])
 
 
+HEADS = {"single": ["class"], "multi": ["mask", "gender", "age"]}
+HEAD_CLASSES = {"class": NUM_CLASSES, **HEAD_SIZES}
+WEIGHTED_OPTION = "weight"
+
+
+def head_class_weights(weight: Sequence[float] | dict, head: str, where: str = "weight") -> dict[str, list[float]]:
+    """A loss's per-class ``weight`` for each head of the model, checked.
+
+    One head: 18 values. Three heads: 18 values, which become each head's weights as the mean
+    over the classes that share its value (class weight w[c] -> mask weight of m = mean of w over
+    the 6 classes with mask m), or a mapping ``{mask: [3], gender: [2], age: [3]}`` (a head left out
+    is unweighted). Raises a UserError naming ``where`` for a wrong length or an unknown head."""
+    if isinstance(weight, dict):
+        if head == "single":
+            raise UserError(f"{where}: a mapping per head needs model.head=multi; one head takes {NUM_CLASSES} values")
+        unknown = sorted(set(weight) - set(HEADS["multi"]))
+        if unknown:
+            raise UserError(f"{where}: unknown head {unknown[0]!r}; heads: {', '.join(HEADS['multi'])}")
+        return {name: checked_weights(values, HEAD_CLASSES[name], f"{where}.{name}") for name, values in weight.items()}
+    values = checked_weights(weight, NUM_CLASSES, where)
+    if head == "single":
+        return {"class": values}
+    classes = np.arange(NUM_CLASSES)
+    by_value = dict(zip(HEADS["multi"], decode_classes(classes), strict=True))
+    return {
+        name: [float(np.mean([values[c] for c in classes[by_value[name] == value]])) for value in range(size)]
+        for name, size in HEAD_SIZES.items()
+    }
+
+
+def checked_weights(values, count: int, where: str) -> list[float]:
+    if not isinstance(values, list | tuple) or len(values) != count:
+        shown = len(values) if isinstance(values, list | tuple) else repr(values)
+        raise UserError(f"{where}: expected {count} class weights, got {shown}")
+    try:
+        weights = [float(value) for value in values]
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: class weights must be numbers, got {list(values)}") from None
+    if any(not np.isfinite(value) or value < 0 for value in weights):
+        raise UserError(f"{where}: class weights must be finite and >= 0, got {weights}")
+    return weights
+
+
+def head_loss_parts(parts: Sequence[tuple[str, float, dict]], head: str) -> dict[str, list[tuple[str, float, dict]]]:
+    """The loss parts of each head: a part's per-class ``weight`` made to fit that head."""
+    per_head: dict[str, list[tuple[str, float, dict]]] = {name: [] for name in HEADS[head]}
+    for index, (name, weight, options) in enumerate(parts):
+        options = dict(options or {})
+        class_weights = options.pop(WEIGHTED_OPTION, None)
+        where = f"loss[{index}].options.weight"
+        fitted = head_class_weights(class_weights, head, where) if class_weights is not None else {}
+        for head_name in per_head:
+            extra = {WEIGHTED_OPTION: fitted[head_name]} if head_name in fitted else {}
+            per_head[head_name].append((name, weight, {**options, **extra}))
+    return per_head
+
+
 class HeadLoss(nn.Module):
     """The loss of a single- or multi-head model on its targets: 18 classes (N,), or classes and
     exact ages (N, 2), which an ordinal, regression or distribution age head needs.
 
-    For three heads, the targets are split into mask / gender / age and the head losses are
-    summed with ``head_weights``; each head has its own copy of the loss (class weights differ),
+    ``parts`` are ``(name, weight, options)`` of :func:`create_loss`. For three heads, the targets
+    are split into mask / gender / age and the head losses are summed with ``head_weights``; each
+    head has its own loss, with per-class ``weight`` fitted to its classes (:func:`head_class_weights`),
     except an age head over exact ages, which has its own loss (``AgeHead.loss``).
     """
 
     def __init__(
-        self, make_loss, head: str = "single", head_weights: dict[str, float] | None = None, age: AgeHead | None = None
+        self,
+        parts: Sequence[tuple[str, float, dict]],
+        head: str = "single",
+        head_weights: dict[str, float] | None = None,
+        age: AgeHead | None = None,
     ):
         super().__init__()
         self.head = head
-        names = ["class"] if head == "single" else ["mask", "gender", "age"]
-        self.weights = {name: (head_weights or {}).get(name, 1.0) for name in names}
+        per_head = head_loss_parts(parts, head)
+        self.weights = {name: (head_weights or {}).get(name, 1.0) for name in per_head}
         self.age_loss = (
             age.loss if age is not None and age.gives_estimate else None
         )  # the model's (regression: its scale)
-        self.losses = nn.ModuleDict({name: make_loss() for name in names if not (name == "age" and self.age_loss)})
+        self.losses = nn.ModuleDict(
+            {name: create_loss(spec) for name, spec in per_head.items() if not (name == "age" and self.age_loss)}
+        )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         targets = head_targets(target, self.head)

@@ -18,7 +18,7 @@ from torch import nn
 
 from maskcls.config import Config
 from maskcls.errors import UserError
-from maskcls.labels import AGE_BORDERS, HEAD_SIZES, NUM_CLASSES
+from maskcls.labels import AGE_BORDERS, HEAD_SIZES, NUM_CLASSES, decode_classes
 from maskcls.training.age import AgeHead, age_outputs
 from maskcls.training.weights import check_weights_fit_model, fit_state_dict, read_state_dict, resolve_weights_path
 
@@ -120,7 +120,8 @@ def head_targets(targets: torch.Tensor, head: str) -> dict[str, torch.Tensor]:
     classes = target_classes(targets)
     if head == "single":
         return {"class": classes}
-    return {"mask": classes // 6, "gender": classes // 3 % 2, "age": classes % 3}  # see labels.decode_class
+    mask, gender, age = decode_classes(classes)
+    return {"mask": mask, "gender": gender, "age": age}
 
 
 def create_backbone(name: str, pretrained: bool = False, weights: str | Path | None = None) -> tuple[nn.Module, int]:

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from maskcls.callbacks import Progress
-from maskcls.config import Config, set_dotted, to_plain_dict
+from maskcls.config import MACHINE_KEYS, Config, set_dotted, to_plain_dict
 from maskcls.data.cache import DecodedImages, cached_images
 from maskcls.data.layout import read_dataset
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
@@ -57,13 +57,13 @@ from maskcls.training.engine import (
     resolve_device,
     train_one_epoch,
 )
-from maskcls.training.losses import LOSSES, HeadLoss, create_loss
+from maskcls.training.losses import LOSSES, HeadLoss, head_loss_parts
 from maskcls.training.models import check_model_name, model_from_config
 from maskcls.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler, weight_decay_groups
 from maskcls.training.weights import check_weights_fit_model, resolve_weights_path
 
 log = logging.getLogger("maskcls")
-RESUMABLE_KEYS = {"train.epochs", "train.early_stopping"}
+RESUMABLE_KEYS = {"train.epochs", "train.early_stopping", *MACHINE_KEYS}
 
 
 @dataclass
@@ -150,8 +150,10 @@ def check_parts(config: Config) -> None:
         resolve_weights_path(model.weights)
     OPTIMIZERS.check(optim.name, params=[], lr=optim.lr, weight_decay=optim.weight_decay, **optim.options)
     SCHEDULERS.check(optim.scheduler, optimizer=None, epochs=1, steps_per_epoch=1, **optim.scheduler_options)
-    for part in config.loss:
-        LOSSES.check(part.name, **part.options)
+    parts = [(part.name, part.weight, part.options) for part in config.loss]
+    for head_parts in head_loss_parts(parts, config.model.head).values():  # class weights fit each head
+        for name, _, options in head_parts:
+            LOSSES.check(name, **options)
 
 
 def start_run_folder(config: Config, runs_dir: str | Path, mean, std, run_dir: str | Path | None = None) -> Path:
@@ -297,9 +299,7 @@ class Trainer:
                 self.model, device_ids=ids, gradient_as_bucket_view=True
             )
         parts = [(part.name, part.weight, part.options) for part in config.loss]
-        self.criterion = HeadLoss(
-            lambda: create_loss(parts), config.model.head, config.model.head_weights, self.model.age
-        )
+        self.criterion = HeadLoss(parts, config.model.head, config.model.head_weights, self.model.age)
         groups = weight_decay_groups(self.model, optim.weight_decay, optim.decay_bias_and_norm)
         self.optimizer = create_optimizer(
             optim.name, groups, lr=optim.lr, weight_decay=optim.weight_decay, **optim.options
