@@ -12,7 +12,8 @@ from torch.nn import functional as F
 
 from maskcls.config import load_config
 from maskcls.errors import ConfigError, UserError
-from maskcls.evaluation.age_borders import laplace_group_probabilities, with_age_borders
+from maskcls.ages import laplace_group_probabilities
+from maskcls.evaluation.age_borders import with_age_borders
 from maskcls.evaluation.calibrate import Calibration, calibrate, calibrate_table, read_calibration
 from maskcls.evaluation.ensemble import ensemble
 from maskcls.experiments.catalog import find_entries, read_run
@@ -210,17 +211,17 @@ def test_calibrate_learns_the_borders_a_biased_estimate_needs(tmp_path, capsys):
     path, target = biased_estimates(tmp_path)
     result = calibrate(path)
     age = result.age
-    assert age.borders == [32.0, 62.5]  # estimate = age + 3: the first grid cuts whose decisions split 29|30 and 59|60
-    assert age.fold_borders == [[32.0, 62.5]] * 3 and age.scale == 3.0
+    assert age.borders == [32.5, 63.0]  # estimate = age + 3: the first grid borders whose decisions split 29|30, 59|60
+    assert age.fold_borders == [[32.5, 63.0]] * 3 and age.scale == 3.0
     assert age.heldout_f1_after == 1.0 and age.guard_passed and age.oof_f1_before < 1.0
     written = result.write(tmp_path / "calibration.json")
-    assert read_calibration(written).age_borders.borders == [32.0, 62.5]
+    assert read_calibration(written).age_borders.borders == [32.5, 63.0]
     calibrated = ensemble([path], oof=True, calibration=written)
     assert (calibrated.classes == target).all()
     from tests.test_cli import run_cli
 
     code, out, _ = run_cli("calibrate", str(path), capsys=capsys)
-    assert code == 0 and "age borders 32 and 62.5" in out and "32/62.5; 32/62.5; 32/62.5" in out
+    assert code == 0 and "age borders 32.5 and 63" in out and "32.5/63; 32.5/63; 32.5/63" in out
 
 
 def test_borders_are_not_used_when_the_model_s_own_groups_are_as_good(tmp_path):
@@ -244,15 +245,27 @@ def test_the_ensemble_averages_age_estimates_with_the_weights(tmp_path):
     assert AGE_ESTIMATE_COLUMN not in ensemble([path, tmp_path / "plain.csv"], oof=True).table
 
 
+@pytest.mark.parametrize("borders", [(30, 60), (32.5, 58.0)])
+def test_torch_and_numpy_cut_an_estimate_at_the_same_borders(borders):
+    """One meaning of a border: the age head (torch) and calibrate (NumPy) give the same probabilities."""
+    from maskcls.training.age import laplace_group_probabilities as torch_groups
+
+    estimates = np.array([18.0, 29.4, 29.5, 31.0, 45.0, 59.49, 59.5, 70.0])
+    expected = laplace_group_probabilities(estimates, borders, 2.5)
+    given = torch_groups(torch.tensor(estimates, dtype=torch.float64), borders, torch.tensor(2.5, dtype=torch.float64))
+    assert np.allclose(given.numpy(), expected, atol=1e-12)
+    assert expected[2, 0] == (0.5 if borders == (30, 60) else expected[2, 0])  # 29.5 years rounds to 30: on the cut
+
+
 def test_learned_borders_rebuild_the_age_part_and_need_an_estimate():
     probabilities = np.zeros((1, 18))
     probabilities[0, 9:12] = [0.2, 0.5, 0.3]  # incorrect / female, some age
     rebuilt = with_age_borders(probabilities, np.array([40.0]), (30, 60), 5.0)
-    young, old = 0.5 * math.exp(-2), 0.5 * math.exp(-4)
+    young, old = 0.5 * math.exp(-2.1), 0.5 * math.exp(-3.9)  # cut at 29.5 and 59.5 (whole years)
     expected = np.zeros(18)
     expected[9:12] = [young, 1 - young - old, old]
     assert np.allclose(rebuilt[0], expected)
-    assert np.allclose(laplace_group_probabilities(np.array([25.0]), (30, 60), 5.0)[0, 2], 0.5 * math.exp(-7))
+    assert np.allclose(laplace_group_probabilities(np.array([25.0]), (30, 60), 5.0)[0, 2], 0.5 * math.exp(-6.9))
     calibration = Calibration(biases=[0.0] * 18, source="c.json")
     calibration.age = read_age({"borders": [31, 57], "scale": 4.0})
     table = pd.DataFrame(probabilities, columns=PROBABILITY_COLUMNS)
@@ -284,3 +297,32 @@ def test_a_distribution_cv_writes_the_age_error_and_calibrates_borders(synth_sma
     fold = read_run(group / "fold0", tmp_path / "runs")
     best = pd.read_csv(group / "fold0" / "summary.csv").iloc[0]
     assert (fold.age_mae, fold.age_f1) == (best["valid_age_mae"], best["valid_f1_age"])
+
+
+def test_the_bias_guard_cuts_each_held_out_fold_at_borders_learned_without_it(tmp_path):
+    """With learned borders, fold f's held-out biases are fitted and applied on probabilities cut at
+    the borders (and scale) of the other folds, never at the borders that saw fold f."""
+    from maskcls.evaluation.age_borders import with_age_borders
+    from maskcls.evaluation.calibrate import fit_biases
+    from maskcls.metrics import macro_f1
+
+    path, target = biased_estimates(tmp_path)
+    table = pd.read_csv(path)
+    rng = np.random.default_rng(1)
+    table[AGE_ESTIMATE_COLUMN] += rng.normal(0, 4, len(table)) * (table["fold"] == 1)  # fold 1: a noisy estimate
+    table.to_csv(path, index=False)
+    result = calibrate(path)
+    age = result.age
+    assert age.guard_passed and len(set(map(tuple, age.fold_borders))) > 1 and len(age.fold_scales) == 3
+    probabilities = table[PROBABILITY_COLUMNS].to_numpy()
+    estimates, folds = table[AGE_ESTIMATE_COLUMN].to_numpy(), table["fold"].to_numpy()
+    heldout = np.empty(len(table), dtype=np.int64)
+    for fold in range(3):
+        seen = np.log(
+            np.clip(
+                with_age_borders(probabilities, estimates, age.fold_borders[fold], age.fold_scales[fold]), 1e-7, None
+            )
+        )
+        inside = folds != fold
+        heldout[~inside] = (seen[~inside] + fit_biases(seen[inside], target[inside])).argmax(axis=1)
+    assert result.heldout_f1_after == round(macro_f1(target, heldout), 6)

@@ -168,7 +168,7 @@ def test_predict_group_people_writes_people_and_keeps_mask(tmp_path, synth_small
     plain = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache")
     grouped = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache", group_people=True)
     write_predictions(tmp_path / "out", grouped)
-    people = pd.read_csv(tmp_path / "out" / "people.csv")
+    people = pd.read_csv(tmp_path / "out" / "person_groups.csv")
     assert len(people) == len(plain.table) and people["person"].nunique() == round(len(people) / 7)
     mask_plain = plain.table[PROBABILITY_COLUMNS].to_numpy().reshape(-1, 3, 6).sum(axis=2)
     mask_grouped = grouped.table[PROBABILITY_COLUMNS].to_numpy().reshape(-1, 3, 6).sum(axis=2)

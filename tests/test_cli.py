@@ -182,8 +182,15 @@ def test_resume_finds_the_runs_folder_of_the_run(tmp_path):
 
     (tmp_path / "runs/folds").mkdir(parents=True)
     (tmp_path / "runs/a-cv3/fold1").mkdir(parents=True)
+    (tmp_path / "runs/a-cv3/group.json").write_text("{}")
     (tmp_path / "runs/b-fold0").mkdir()
     assert runs_root(tmp_path / "runs/a-cv3/fold1") == tmp_path / "runs"
     assert runs_root(tmp_path / "runs/b-fold0") == tmp_path / "runs"
+    for container, plan in (("s-tune", "tune.json"), ("s-sweep", "sweep.json")):  # a group inside a study or sweep
+        (tmp_path / "runs" / container / "trial-0003/fold2").mkdir(parents=True)
+        (tmp_path / "runs" / container / "trial-0003/group.json").write_text("{}")
+        (tmp_path / "runs" / container / plan).write_text("{}")
+        assert runs_root(tmp_path / "runs" / container / "trial-0003/fold2") == tmp_path / "runs"
+        assert runs_root(tmp_path / "runs" / container / "trial-0003") == tmp_path / "runs"
     (tmp_path / "elsewhere/c-fold0").mkdir(parents=True)
     assert runs_root(tmp_path / "elsewhere/c-fold0") == tmp_path / "elsewhere"

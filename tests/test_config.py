@@ -80,3 +80,44 @@ def test_a_bad_value_in_the_file_is_still_blamed_on_the_file(tmp_path):
     recipe.write_text("train: {epochs: abc}\n")
     with pytest.raises(ConfigError, match=re.escape(f"{recipe}: train.epochs: Input should be a valid integer")):
         load_config(recipe, ["optim.lr=0.1"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "optim.name=adamx",
+            "optim.name: unknown optimizer 'adamx' (did you mean 'adam'?); known: adam, adamw, madgrad, sgd",
+        ),
+        (
+            "optim.scheduler=cosin",
+            "optim.scheduler: unknown scheduler 'cosin' (did you mean 'cosine'?); known: cosine,",
+        ),
+        ("loss=[{name: focall}]", "loss.0.name: unknown loss 'focall' (did you mean 'focal'?); known: cross_entropy,"),
+        (
+            "model.age_head=ordinl",
+            "model.age_head: Input should be 'classes', 'ordinal', 'regression' or 'distribution'",
+        ),
+    ],
+)
+def test_a_misspelt_name_fails_in_the_config_without_importing_torch(override, message):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom maskcls.config import load_config\nfrom maskcls.errors import ConfigError\n"
+        f"try:\n    load_config(None, [{override!r}])\nexcept ConfigError as error:\n    print(error)\n"
+        "print('torch' in sys.modules, 'timm' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    shown, imported = done.stdout.strip().splitlines()
+    assert shown.startswith(f"override {override!r}: {message}") and imported == "False False"
+
+
+def test_the_config_knows_every_registered_name():
+    from maskcls.config import LOSS_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES
+    from maskcls.training.losses import LOSSES
+    from maskcls.training.optim import OPTIMIZERS, SCHEDULERS
+
+    assert OPTIMIZERS.names() == sorted(OPTIMIZER_NAMES) and SCHEDULERS.names() == sorted(SCHEDULER_NAMES)
+    assert LOSSES.names() == sorted(LOSS_NAMES)

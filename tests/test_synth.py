@@ -121,7 +121,7 @@ def test_oracle_reads_the_cues_with_borders_fitted_on_training_people(synth_smal
     answers = pd.read_csv(synth_small / "truth/eval.csv")
     cues = pd.read_csv(synth_small / "truth/people.csv").set_index("person").loc[answers["person"]]
     gender = np.where(cues["masculinity"].to_numpy() > 0, 0, 1)  # male 0, female 1
-    age = np.digitize(cues["apparent_age"].to_numpy(), borders)
+    age = np.digitize(cues["apparent_age"].to_numpy(), [border - 0.5 for border in borders])  # whole years
     assert list(predicted) == list(encode_classes(answers["mask"].to_numpy(), gender, age))
     assert list(truth) == list(answers["ans"]) and list(halves) == list(answers["half"])
     train = pd.read_csv(synth_small / "truth/people.csv").query("split == 'train'")
@@ -133,7 +133,7 @@ def test_oracle_reads_the_cues_with_borders_fitted_on_training_people(synth_smal
             masks, np.repeat(train["gender"].to_numpy(), 7), np.repeat(age_groups(train["age"].to_numpy()), 7)
         )
         guessed = encode_classes(
-            masks, genders, np.digitize(np.repeat(train["apparent_age"].to_numpy(), 7), [low, high])
+            masks, genders, np.digitize(np.repeat(train["apparent_age"].to_numpy(), 7), [low - 0.5, high - 0.5])
         )
         return macro_f1(wanted, guessed)
 
@@ -141,7 +141,7 @@ def test_oracle_reads_the_cues_with_borders_fitted_on_training_people(synth_smal
     score = oracle_score(synth_small / "truth")
     assert score["all"]["f1"] == pytest.approx(macro_f1(truth, predicted)) and score["all"]["f1_mask"] == 1.0
     assert score["all"]["f1_gender"] == 1.0  # the cue's sign is the gender for all 8 test people of this set
-    assert borders == (33.5, 58.75)  # the first best pair of the quarter-year grid for this seed
+    assert borders == (34.0, 59.5)  # the first best pair of the half-year grid for this seed (whole-year borders)
     assert oracle_score(synth_small / "eval") is None  # answers without people.csv: no oracle
 
 

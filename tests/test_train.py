@@ -110,11 +110,18 @@ def test_a_split_side_lacking_a_class_is_named():
     ]
 
 
+def test_balanced_sampling_counts_the_training_rows_only():
+    from maskcls.training.train import balanced_weights
+
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])  # rows 2, 5, 6 are validation images
+    weights = balanced_weights(labels, np.array([0, 1, 3, 4]))
+    assert weights.tolist() == [0.5, 0.5, 0.0, 0.5, 0.5, 0.0, 0.0]  # two training images of each class
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("optim.name=adamx", "unknown optimizer 'adamx' (did you mean 'adam'?); known: adam, adamw, madgrad, sgd"),
-        ("optim.scheduler=cosin", "unknown scheduler 'cosin' (did you mean 'cosine'?)"),
+        ("loss=[{name: focal, options: {weight: [1, 2, 3]}}]", "loss[0].options.weight: expected 18 class weights"),
         ("optim.options={betas_: [0.9, 0.99]}", "optimizer 'adamw' has no option 'betas_' (did you mean 'betas'?)"),
         ("optim.scheduler_options={min_rate: 0.1}", "scheduler 'cosine' has no option 'min_rate'"),
         ("loss=[{name: focal, options: {gama: 2}}]", "loss 'focal' has no option 'gama' (did you mean 'gamma'?)"),

@@ -10,13 +10,36 @@ import copy
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from maskcls.errors import ConfigError
 from maskcls.labels import AGE_BORDERS, validate_age_borders
+from maskcls.registry import unknown_name
+
+OPTIMIZER_NAMES = ("adam", "adamw", "madgrad", "sgd")
+SCHEDULER_NAMES = ("cosine", "cyclic", "none", "step")
+LOSS_NAMES = ("cross_entropy", "f1", "focal", "label_smoothing", "symmetric_ce")
+"""The fixed names of training/optim.py's and training/losses.py's registries (a test keeps them
+equal), checked here so that a misspelt name fails before PyTorch is imported."""
+
+
+def known_name(kind: str, known: tuple[str, ...]) -> AfterValidator:
+    """A pydantic check: the value must be one of ``known``, else the registry's own message."""
+
+    def check(value: str) -> str:
+        if value not in known:
+            raise ValueError(unknown_name(kind, value, known))
+        return value
+
+    return AfterValidator(check)
+
+
+OptimizerName = Annotated[str, known_name("optimizer", OPTIMIZER_NAMES)]
+SchedulerName = Annotated[str, known_name("scheduler", SCHEDULER_NAMES)]
+LossName = Annotated[str, known_name("loss", LOSS_NAMES)]
 
 
 class Section(BaseModel):
@@ -74,17 +97,17 @@ class ModelConfig(Section):
 
 
 class LossPart(Section):
-    name: str = "cross_entropy"
+    name: LossName = "cross_entropy"
     weight: float = 1.0
     options: dict[str, Any] = {}
 
 
 class OptimConfig(Section):
-    name: str = "adamw"
+    name: OptimizerName = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.01
     options: dict[str, Any] = {}
-    scheduler: str = "cosine"
+    scheduler: SchedulerName = "cosine"
     scheduler_options: dict[str, Any] = {}
     warmup_epochs: float = 0.0
     decay_bias_and_norm: bool = False
@@ -245,7 +268,8 @@ def format_validation_error(error: ValidationError, source: str, sources: dict[s
         where = ".".join(str(part) for part in item["loc"]) or "(top)"
         origins = [key for key in sources or {} if where == key or where.startswith(f"{key}.")]
         origin = sources[max(origins, key=len)] if origins else source
-        lines.append(f"{origin}: {where}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's ValueError
+        lines.append(f"{origin}: {where}: {message}")
     return lines
 
 

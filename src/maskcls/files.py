@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from maskcls.errors import UserError
 
@@ -37,13 +39,20 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             os.unlink(temporary)
 
 
-def read_json(path: str | Path) -> dict:
-    """A JSON file's object, ``{}`` when the file does not exist; a broken file names itself."""
+_REQUIRED = object()
+
+
+def read_json(path: str | Path, missing: Any = _REQUIRED) -> Any:
+    """A JSON file's content; a broken file names itself. A missing file is a UserError naming
+    it, unless ``missing`` is given (e.g. ``{}`` for a file that only a finished job writes):
+    then that is returned."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {}
+        if missing is _REQUIRED:
+            raise UserError(f"{path}: file not found") from None
+        return missing
     except json.JSONDecodeError as error:
         raise UserError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
     except UnicodeDecodeError:
@@ -53,6 +62,14 @@ def read_json(path: str | Path) -> dict:
 def write_text_atomic(target: str | Path, text: str) -> None:
     with atomic_path(target) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def write_csv_atomic(target: str | Path, columns: list[str], rows: list[dict]) -> None:
+    """A CSV table (header, then ``rows``) written to a temporary file, then moved over ``target``."""
+    with atomic_path(target) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_json_atomic(target: str | Path, data: dict) -> None:

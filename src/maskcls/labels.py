@@ -146,6 +146,16 @@ def mean_outputs(outputs: list[np.ndarray]) -> np.ndarray:
     return sum(part[:, :width] for part in outputs) / len(outputs)
 
 
+def mask_gender_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """(N, 18) -> (N, 6): P(mask, gender), index ``mask * 2 + gender`` (a class without its age)."""
+    return np.asarray(probabilities, dtype=np.float64).reshape(-1, 6, 3).sum(axis=2)
+
+
+def class_from_mask_gender(mask_gender: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """The class of a ``mask * 2 + gender`` index and an age group (= ``encode_classes``)."""
+    return np.asarray(mask_gender) * 3 + np.asarray(age)
+
+
 def head_marginals(probabilities: np.ndarray) -> dict[str, np.ndarray]:
     """18-class probabilities (N, 18) summed to each head: mask (N, 3), gender (N, 2), age (N, 3)."""
     cube = np.asarray(probabilities, dtype=np.float64).reshape(-1, 3, 2, 3)  # class = mask*6 + gender*3 + age

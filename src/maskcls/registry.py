@@ -41,11 +41,16 @@ class Registry(Generic[T]):
         try:
             factory = self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._entries, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}") from None
+            raise UserError(unknown_name(self.kind, name, self.names())) from None
         check_options(f"{self.kind} {name!r}", factory, kwargs)
         return factory
+
+
+def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...]) -> str:
+    """``unknown optimizer 'adamx' (did you mean 'adam'?); known: adam, adamw, madgrad, sgd``."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; known: {', '.join(sorted(known))}"
 
 
 def check_options(what: str, factory: Callable, options: dict) -> None:

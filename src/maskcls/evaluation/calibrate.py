@@ -5,7 +5,8 @@ probabilities does. A bias per class, added to log p before the argmax, moves th
 borders; the biases are found by coordinate ascent on the out-of-fold probabilities.
 
 The guard against fitting the noise: for each fold, biases fitted on the other folds predict the
-held-out fold; the pooled held-out macro F1 is the honest estimate. When it is not above the
+held-out fold (with the age borders, when learned, also fitted on the other folds only); the pooled
+held-out macro F1 is the honest estimate. When it is not above the
 uncalibrated F1, the calibration is written with zero biases (and says so).
 
 Before the biases, for a model that estimates the age in years (an ``age_estimate`` column),
@@ -16,21 +17,16 @@ same held-out guard; the biases are then fitted on the probabilities with the le
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from maskcls.errors import UserError
-from maskcls.evaluation.age_borders import (
-    classes_with_borders,
-    fit_age_borders,
-    mask_gender_probabilities,
-    with_age_borders,
-)
+from maskcls.evaluation.age_borders import classes_with_borders, fit_age_borders, with_age_borders
 from maskcls.files import write_json_atomic
-from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS
+from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS, mask_gender_probabilities
 from maskcls.metrics import macro_f1
 from maskcls.rundir import names
 from maskcls.rundir.tables import read_out_of_fold
@@ -51,6 +47,7 @@ class AgeBorders:
     heldout_f1_after: float  # each fold cut at borders learned on the other folds
     fold_borders: list[list[float]]  # those borders, per held-out fold
     guard_passed: bool  # borders are used only when the held-out F1 rose
+    fold_scales: list[float] = field(default_factory=list)  # the scale fitted with each fold's borders
 
 
 @dataclass
@@ -149,17 +146,23 @@ def calibrate(source: str | Path) -> Calibration:
     if len(np.unique(folds)) < 2:
         raise UserError(f"{path}: one fold only; the overfitting guard needs at least two")
     age = None
+    fold_probabilities = [probabilities] * len(np.unique(folds))  # what each held-out fold's biases see
     if {AGE_ESTIMATE_COLUMN, "age"} <= set(table.columns):
         estimates = table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=np.float64)
         age = learn_age_borders(probabilities, estimates, table["age"].to_numpy(dtype=np.float64), target, folds)
-        if age.guard_passed:
+        if age.guard_passed:  # the bias guard's held-out fold must not have shaped the borders either
+            fold_probabilities = [
+                with_age_borders(probabilities, estimates, borders, scale)
+                for borders, scale in zip(age.fold_borders, age.fold_scales, strict=True)
+            ]
             probabilities = with_age_borders(probabilities, estimates, age.borders, age.scale)
     log_probabilities = np.log(np.clip(probabilities, EPSILON, None))
     heldout = np.empty(len(table), dtype=np.int64)
-    for fold in np.unique(folds):
+    for fold, seen in zip(np.unique(folds), fold_probabilities, strict=True):
         inside = folds != fold
-        biases = fit_biases(log_probabilities[inside], target[inside])
-        heldout[~inside] = (log_probabilities[~inside] + biases).argmax(axis=1)
+        fold_log = np.log(np.clip(seen, EPSILON, None))
+        biases = fit_biases(fold_log[inside], target[inside])
+        heldout[~inside] = (fold_log[~inside] + biases).argmax(axis=1)
     before = macro_f1(target, log_probabilities.argmax(axis=1))
     heldout_after = macro_f1(target, heldout)
     guard_passed = heldout_after > before
@@ -185,13 +188,14 @@ def learn_age_borders(
     fit is the mean absolute error of the rows it is fitted on."""
     mask_gender = mask_gender_probabilities(probabilities).argmax(axis=1)
     heldout = np.empty(len(target), dtype=np.int64)
-    fold_borders = []
+    fold_borders, fold_scales = [], []
     for fold in np.unique(folds):
         inside = folds != fold
         scale = age_scale(estimates[inside], ages[inside])
         borders = fit_age_borders(probabilities[inside], estimates[inside], target[inside], scale)
         heldout[~inside] = classes_with_borders(mask_gender[~inside], estimates[~inside], borders, scale)
         fold_borders.append(list(borders))
+        fold_scales.append(scale)
     before = macro_f1(target, probabilities.argmax(axis=1))
     heldout_after = macro_f1(target, heldout)
     scale = age_scale(estimates, ages)
@@ -202,6 +206,7 @@ def learn_age_borders(
         heldout_f1_after=round(heldout_after, 6),
         fold_borders=fold_borders,
         guard_passed=bool(heldout_after > before),
+        fold_scales=fold_scales,
     )
 
 

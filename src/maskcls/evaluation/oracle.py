@@ -7,7 +7,8 @@ image noise:
 - mask state: always right (it is plainly visible in every photo);
 - gender: male when masculinity > 0;
 - age group: the apparent age cut at two borders, chosen to maximise 18-class macro F1 on the
-  *training* people (a grid of quarter years) and then applied to the test people.
+  *training* people (the half-year grid of :mod:`maskcls.ages`, which also says what a border on
+  a continuous age means) and then applied to the test people.
 
 No image model can read the cues better than the cues themselves, so the oracle's F1 is about
 the best any model can reach on that set; a leaderboard line divided by it is the share of the
@@ -21,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maskcls.ages import best_borders, groups_of_estimates
 from maskcls.errors import DataError
 from maskcls.evaluation.score import score_predictions
-from maskcls.labels import AGE_BORDERS, MASK_STEMS, Gender, age_groups, encode_classes
+from maskcls.labels import MASK_STEMS, Gender, age_groups, encode_classes
 from maskcls.metrics import macro_f1
 
 PEOPLE_FILE = "people.csv"
@@ -43,20 +45,16 @@ def per_photo(values: np.ndarray) -> np.ndarray:
     return np.repeat(values, len(MASKS_PER_PERSON))
 
 
-def oracle_borders(train: pd.DataFrame, step: float = 0.25) -> tuple[float, float]:
-    """The two apparent-age borders that maximise macro F1 over the training people's 7 photos."""
+def oracle_borders(train: pd.DataFrame) -> tuple[float, float]:
+    """The two apparent-age borders that maximise macro F1 over the training people's 7 photos
+    (the grid and tie rule of every border search, :func:`maskcls.ages.best_borders`)."""
     masks = np.tile(MASKS_PER_PERSON, len(train))
     genders = per_photo(genders_from_cues(train["masculinity"].to_numpy()))
     truth = encode_classes(masks, per_photo(train["gender"].to_numpy()), per_photo(age_groups(train["age"].to_numpy())))
     apparent = per_photo(train["apparent_age"].to_numpy())
-    best, borders = -1.0, (float(AGE_BORDERS[0]), float(AGE_BORDERS[1]))
-    for low in np.arange(AGE_BORDERS[0] - 6, AGE_BORDERS[0] + 6 + step / 2, step):
-        for high in np.arange(AGE_BORDERS[1] - 6, AGE_BORDERS[1] + 6 + step / 2, step):
-            predicted = encode_classes(masks, genders, np.digitize(apparent, [low, high]))
-            f1 = macro_f1(truth, predicted)
-            if f1 > best:
-                best, borders = f1, (float(low), float(high))
-    return borders
+    return best_borders(
+        lambda borders: macro_f1(truth, encode_classes(masks, genders, groups_of_estimates(apparent, borders)))
+    )
 
 
 def oracle_predictions(truth_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
@@ -70,7 +68,7 @@ def oracle_predictions(truth_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
         raise DataError(f"{truth_dir / PEOPLE_FILE}: no cues for test person {missing[0]!r}")
     rows = cues.loc[answers["person"]]
     genders = genders_from_cues(rows["masculinity"].to_numpy())
-    ages = np.digitize(rows["apparent_age"].to_numpy(), borders)
+    ages = groups_of_estimates(rows["apparent_age"].to_numpy(), borders)
     predicted = encode_classes(answers["mask"].to_numpy(), genders, ages)
     return answers["ans"].to_numpy(), predicted, answers["half"].to_numpy(), borders
 

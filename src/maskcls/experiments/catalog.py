@@ -89,7 +89,7 @@ def recipe(config: dict) -> dict[str, Any]:
 
 def read_run(folder: Path, root: Path) -> Entry:
     config = read_json(folder / names.CONFIG)
-    result = read_json(folder / names.RESULT)
+    result = read_json(folder / names.RESULT, missing={})
     rows = read_rows(folder / names.SUMMARY)
     train = config.get("train", {})
     entry = Entry(
@@ -117,7 +117,7 @@ def read_run(folder: Path, root: Path) -> Entry:
 def run_status(folder: Path, result: dict, epochs: int) -> str:
     if result.get("finished"):
         return "finished"
-    trial = read_json(folder / names.TRIAL)  # a trial of maskcls tune says why it stopped
+    trial = read_json(folder / names.TRIAL, missing={})  # a trial of maskcls tune says why it stopped
     if trial.get("state") in ("pruned", "failed"):
         return f"{trial['state']} after {epochs} epochs"
     return f"stopped after {epochs} epochs"
@@ -125,7 +125,7 @@ def run_status(folder: Path, result: dict, epochs: int) -> str:
 
 def read_group(folder: Path, root: Path) -> Entry:
     group = read_json(folder / names.GROUP)
-    cv = read_json(folder / names.CV_RESULT)
+    cv = read_json(folder / names.CV_RESULT, missing={})
     folds = [read_run(folder / run, root) for run in group.get("runs", []) if (folder / run / names.CONFIG).exists()]
     finished = [fold for fold in folds if fold.status == "finished"]
     complete = bool(cv) and len(finished) == group.get("folds")

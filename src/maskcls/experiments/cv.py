@@ -129,6 +129,14 @@ def start_group(config: Config, group: Path) -> Path:
     return group
 
 
+def last_line(text: str) -> str:
+    """The last line a failed fold printed, without the ``maskcls: error:`` its CLI put before it."""
+    lines = text.strip().splitlines()
+    if not lines:
+        return "no message (see the fold's folder)"
+    return lines[-1].removeprefix("maskcls: error: ")
+
+
 def fold_finished(run: Path) -> bool:
     return (run / names.RESULT).exists()
 
@@ -160,7 +168,7 @@ def train_in_processes(group: Path, runs_dir, folds: list[int], devices: list[st
             command = fold_command(group, runs_dir, fold, device)
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
-                failures.append(f"fold {fold} on {device} failed: {done.stderr.strip().splitlines()[-1:]}")
+                failures.append(f"fold {fold} on {device} failed: {last_line(done.stderr)}")
             elif on_fold:
                 on_fold(fold, f"trained on {device}")
 

@@ -49,7 +49,7 @@ def load_subject(folder: str | Path) -> Subject:
     folder = Path(folder)
     if (folder / names.GROUP).exists():
         group = read_json(folder / names.GROUP)
-        cv = read_json(folder / names.CV_RESULT)
+        cv = read_json(folder / names.CV_RESULT, missing={})
         curves = {run: read_rows(folder / run / names.SUMMARY) for run in group["runs"]}
         headline = {
             "kind": f"cv group, {group['folds']} folds",
@@ -61,7 +61,7 @@ def load_subject(folder: str | Path) -> Subject:
         )
     if (folder / names.CONFIG).exists():
         config = read_json(folder / names.CONFIG)
-        result = read_json(folder / names.RESULT)
+        result = read_json(folder / names.RESULT, missing={})
         headline = {
             "kind": f"run, fold {config['train']['fold']} of {config['train']['folds']}",
             "best valid macro F1": f"{number(result.get('valid_f1'))} at epoch {result.get('best_epoch', '?')}",

@@ -31,7 +31,7 @@ def load_study_of(folder: Path):
 
     optuna = import_optuna()
     plan = read_json(folder / names.TUNE)
-    summary = read_json(folder / names.STUDY_RESULT)
+    summary = read_json(folder / names.STUDY_RESULT, missing={})
     url = summary.get("storage") if summary.get("storage", "").startswith("sqlite") else None
     url = url or f"sqlite:///{(folder / names.STUDY_DB).absolute()}"
     try:
@@ -61,7 +61,7 @@ def study_charts(study) -> list[tuple[str, str, str]]:
 
 def render_study_report(folder: Path) -> str:
     study = load_study_of(folder)
-    summary = read_json(folder / names.STUDY_RESULT)
+    summary = read_json(folder / names.STUDY_RESULT, missing={})
     rows = read_rows(folder / names.TRIALS_TABLE)
     name = html.escape(study.study_name)
     trials = summary.get("trials", {})

@@ -284,7 +284,7 @@ class TrialObjective:
             return float(read_json(target / names.RESULT)["valid_f1"]), epochs_trained(target, None)
 
         def report_fold(fold: int, what: str) -> None:
-            scores = [read_json(run / names.RESULT).get("valid_f1") for run in fold_runs(target)]
+            scores = [read_json(run / names.RESULT, missing={}).get("valid_f1") for run in fold_runs(target)]
             finished = [score for score in scores if score is not None]
             trial.report(sum(finished) / len(finished), fold)
             if trial.should_prune():

@@ -30,13 +30,14 @@ from maskcls.faces.detectors import Box, Detection, Detector, FixedBoxDetector, 
 from maskcls.faces.geometry import crop_box
 from maskcls.files import atomic_path, read_json, write_json_atomic
 from maskcls.locks import exclusive_use
+from maskcls.rundir import names
 
 BOXES_CSV = "boxes.csv"
 BOX_COLUMNS = [
     "split", "path", "status", "detector", "probability",
     "x0", "y0", "x1", "y1", "crop_x0", "crop_y0", "crop_x1", "crop_y1", "source", "error",
 ]  # fmt: skip
-SETTINGS_JSON = "crop.json"
+SETTINGS_JSON = names.CROP_SETTINGS
 CROP_KEYS = ("detector", "margin", "size")  # what changes the pictures a model sees
 COPIED = (TRAIN_CSV, EVAL_CSV)
 

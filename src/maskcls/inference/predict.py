@@ -108,7 +108,7 @@ def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path,
             inside = run.parent.resolve() == folder.resolve()  # a group's own folds; else keep runs untouched
             write_table_and_submission(run if inside else folder / f"{run.parent.name}_{run.name}", table)
     if prediction.people is not None:
-        write_rows(folder / names.PEOPLE, prediction.people.to_dict("records"))
+        write_rows(folder / names.PERSON_GROUPS, prediction.people.to_dict("records"))
     return write_table_and_submission(folder, prediction.table)
 
 

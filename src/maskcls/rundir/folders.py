@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from maskcls.errors import UserError
-from maskcls.files import atomic_path, read_json, write_json_atomic
+from maskcls.files import read_json, write_csv_atomic, write_json_atomic
+from maskcls.rundir import names
 
 
 def new_run_folder(runs_dir: str | Path, name: str) -> Path:
@@ -27,13 +28,18 @@ def new_run_folder(runs_dir: str | Path, name: str) -> Path:
     raise RuntimeError(f"no free run name for {name!r} in {runs_dir}")
 
 
+CONTAINER_PLANS = (names.GROUP, names.SWEEP, names.TUNE)
+
+
 def runs_root(run: Path) -> Path:
-    """The runs folder a run belongs to: the nearest folder above it that keeps ``folds/`` (a fold
-    of a cv group sits one level deeper), else the run's parent."""
-    for folder in list(Path(run).absolute().parents)[:2]:  # a run's parent, or its group's
-        if (folder / "folds").is_dir():
-            return folder
-    return Path(run).absolute().parent
+    """The runs folder a run belongs to (where ``folds/`` and ``cache/`` are): the first folder
+    above it that is not a container of runs. A fold sits in a cv group, which may sit in a
+    sweep or a study (``runs/NAME-tune/trial-0007/fold0``), so the walk goes up past every
+    folder that holds a group's, a sweep's or a study's plan."""
+    folder = Path(run).absolute().parent
+    while folder.parent != folder and any((folder / plan).exists() for plan in CONTAINER_PLANS):
+        folder = folder.parent
+    return folder
 
 
 def environment() -> dict[str, Any]:
@@ -59,10 +65,7 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """The whole CSV, rewritten atomically (summary.csv stays valid if the run is killed)."""
     if not rows:
         return
-    with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(path, list(rows[0]), rows)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -35,7 +35,8 @@ STUDY_RESULT = "study.json"
 # written by later steps, in a run or a group
 TEST_PROBABILITIES = "test_probabilities.csv"
 SUBMISSION = "submission.csv"
-PEOPLE = "people.csv"  # predict --group-people: the person cluster of each photo
+PERSON_GROUPS = "person_groups.csv"  # predict --group-people: the person cluster of each photo
+# (not the synthetic set's truth/people.csv, which holds who each person is)
 ONNX_MODEL = "model.onnx"
 BACKEND = "backend.json"  # predict --backend auto: the measured choice
 CALIBRATION = "calibration.json"

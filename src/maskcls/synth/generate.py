@@ -15,7 +15,6 @@ temporary folder next to OUT and renamed into place at the end: OUT is complete 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import shutil
@@ -30,7 +29,7 @@ import numpy as np
 
 from maskcls.callbacks import Progress
 from maskcls.errors import UserError
-from maskcls.files import write_json_atomic
+from maskcls.files import write_csv_atomic, write_json_atomic
 from maskcls.labels import MASK_STEMS, Gender, Mask, age_group, encode_class
 from maskcls.synth.draw import draw_photo
 from maskcls.synth.people import Person, Profile, sample_person
@@ -234,7 +233,7 @@ def write_train_csv(root: Path, train: list[Profile]) -> None:
         }
         for p in train
     ]
-    write_csv(root / "train/train.csv", ["id", "gender", "race", "age", "path"], rows)
+    write_csv_atomic(root / "train/train.csv", ["id", "gender", "race", "age", "path"], rows)
 
 
 def write_eval_files(root: Path, evaluation: list[Profile], seed: int) -> list[dict]:
@@ -257,15 +256,15 @@ def write_eval_files(root: Path, evaluation: list[Profile], seed: int) -> list[d
             )
     order = rng.permutation(len(answers))
     answers = [answers[i] for i in order]
-    write_csv(root / "eval/info.csv", ["ImageID", "ans"], [{"ImageID": a["ImageID"], "ans": 0} for a in answers])
-    write_csv(root / "truth/eval.csv", list(answers[0]), answers)
+    write_csv_atomic(root / "eval/info.csv", ["ImageID", "ans"], [{"ImageID": a["ImageID"], "ans": 0} for a in answers])
+    write_csv_atomic(root / "truth/eval.csv", list(answers[0]), answers)
     return answers
 
 
 def write_truth(root: Path, boxes: list, answers: list[dict], train: list[Profile]) -> None:
     box_rows = [{"path": path, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3]} for path, b in boxes]
-    write_csv(root / "truth/boxes.csv", ["path", "x0", "y0", "x1", "y1"], box_rows)
-    write_csv(root / "truth/corruptions.csv", ["profile", "kind", "given", "true"], corruption_records(train))
+    write_csv_atomic(root / "truth/boxes.csv", ["path", "x0", "y0", "x1", "y1"], box_rows)
+    write_csv_atomic(root / "truth/corruptions.csv", ["profile", "kind", "given", "true"], corruption_records(train))
 
 
 def write_people(root: Path, profiles: list[Profile]) -> None:
@@ -281,7 +280,7 @@ def write_people(root: Path, profiles: list[Profile]) -> None:
         }
         for p in profiles
     ]
-    write_csv(root / "truth/people.csv", list(rows[0]), rows)
+    write_csv_atomic(root / "truth/people.csv", list(rows[0]), rows)
 
 
 def corruption_records(train: list[Profile]) -> list[dict]:
@@ -312,10 +311,3 @@ def meta(spec: SynthSpec, summary: SynthSummary) -> dict:
         "corruptions": len(summary.corruptions),
         "quirks": summary.quirks,
     }
-
-
-def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)

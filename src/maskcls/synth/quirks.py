@@ -14,6 +14,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+from maskcls.files import write_csv_atomic
 from maskcls.synth.people import Profile
 
 APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
@@ -99,7 +100,4 @@ def edit_train_csv(root: Path, drop: str, rename: tuple[str, str]) -> None:
         if row["path"] == rename[0]:
             row["path"] = rename[1]
     rows.append({"id": "999999", "gender": "female", "race": "Asian", "age": "33", "path": "999999_female_Asian_33"})
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "gender", "race", "age", "path"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(path, ["id", "gender", "race", "age", "path"], rows)

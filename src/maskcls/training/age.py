@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maskcls.ages import estimate_cuts
 from maskcls.labels import AGE_BORDERS
 
 AGE_HEADS = ("classes", "ordinal", "regression", "distribution")
@@ -120,7 +121,7 @@ class AgeHead(nn.Module):
         if self.kind == "classes":
             return logits.float().softmax(dim=1)
         if self.kind == "regression":
-            return laplace_group_probabilities(self.estimate(logits), self.scale_years(), self.borders)
+            return laplace_group_probabilities(self.estimate(logits), self.borders, self.scale_years())
         return self.bin_probabilities(logits) @ self.bin_groups
 
     def estimate(self, logits: torch.Tensor) -> torch.Tensor:
@@ -162,8 +163,8 @@ def laplace_cdf(x: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor) -> t
     return torch.where(z < 0, 0.5 * torch.exp(z.clamp(max=0)), 1 - 0.5 * torch.exp(-z.clamp(min=0)))
 
 
-def laplace_group_probabilities(estimates: torch.Tensor, scale: torch.Tensor, borders: Sequence[float]) -> torch.Tensor:
-    """P(age group) for integer ages, under Laplace noise of ``scale`` years around ``estimates``:
-    an age below border b is one whose continuous estimate falls below b - 0.5."""
-    young, old = (laplace_cdf(torch.as_tensor(border - 0.5), estimates, scale) for border in borders)
+def laplace_group_probabilities(estimates: torch.Tensor, borders: Sequence[float], scale: torch.Tensor) -> torch.Tensor:
+    """:func:`maskcls.ages.laplace_group_probabilities` in torch (differentiable in the estimates
+    and the scale): the same arguments, the same cut of a continuous age at ``border - 0.5``."""
+    young, old = (laplace_cdf(torch.as_tensor(cut), estimates, scale) for cut in estimate_cuts(borders))
     return torch.stack([young, old - young, 1 - old], dim=1)

@@ -165,9 +165,9 @@ def start_run_folder(config: Config, runs_dir: str | Path, mean, std, run_dir: s
             raise UserError(f"{run}: already holds a run (continue it with --resume)")
         run.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run / names.CONFIG, {**to_plain_dict(config), "mean": mean, "std": std, **environment()})
-    crop_settings = Path(config.data.root) / "crop.json"  # how the training faces were cut (serve repeats it)
+    crop_settings = Path(config.data.root) / names.CROP_SETTINGS  # how the training faces were cut (serve repeats it)
     if crop_settings.exists():
-        write_text_atomic(run / "crop.json", crop_settings.read_text(encoding="utf-8"))
+        write_text_atomic(run / names.CROP_SETTINGS, crop_settings.read_text(encoding="utf-8"))
     return run
 
 
@@ -308,7 +308,7 @@ class Trainer:
         self.steps_per_epoch = max(1, -(-len(context.shard(data.train_rows)) // self.batch_size))
         self.scheduler = self.build_scheduler()
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 and device.type == "cuda" else None
-        self.sample_weights = balanced_weights(data.train_labels) if train.balanced_sampling else None
+        self.sample_weights = balanced_weights(data.train_labels, data.train_rows) if train.balanced_sampling else None
         self.epoch, self.best_f1, self.best_epoch, self.stale = 0, -1.0, -1, 0
         self.rows: list[dict] = []
         if checkpoint is not None:
@@ -530,10 +530,13 @@ def sync_buffers(model: torch.nn.Module) -> None:
         dist.broadcast(buffer, src=0)
 
 
-def balanced_weights(labels: np.ndarray) -> np.ndarray:
-    """Per image 1 / (images of its class): each class drawn about equally often."""
-    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(float)
-    return 1.0 / np.maximum(counts[labels], 1.0)
+def balanced_weights(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per image 1 / (training images of its class), counted over ``rows`` only (the validation
+    people must not change how often a training image is drawn); 0 outside ``rows``."""
+    counts = np.bincount(labels[rows], minlength=NUM_CLASSES).astype(float)
+    weights = np.zeros(len(labels))
+    weights[rows] = 1.0 / counts[labels[rows]]
+    return weights
 
 
 def log_scalars(writer, row: dict, epoch: int) -> None:
