@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from maskcls.ages import laplace_group_probabilities
 from maskcls.config import load_config
 from maskcls.errors import ConfigError, UserError
-from maskcls.ages import laplace_group_probabilities
 from maskcls.evaluation.age_borders import with_age_borders
 from maskcls.evaluation.calibrate import Calibration, calibrate, calibrate_table, read_calibration
 from maskcls.evaluation.ensemble import ensemble
