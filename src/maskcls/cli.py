@@ -67,12 +67,14 @@ def root(
 @app.command()
 def synth(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
-    people: Annotated[int, typer.Option(help="Training people (7 images each).")] = 300,
-    eval_people: Annotated[int | None, typer.Option(help="Test people; default 2/3 of --people.")] = None,
+    people: Annotated[int, typer.Option(min=1, help="Training people (7 images each).")] = 300,
+    eval_people: Annotated[int | None, typer.Option(min=1, help="Test people; default 2/3 of --people.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same dataset.")] = 0,
-    difficulty: Annotated[float, typer.Option(help="0 easy .. 1 hard: cue overlap, noise, label errors.")] = 0.5,
+    difficulty: Annotated[
+        float, typer.Option(min=0, max=1, help="0 easy .. 1 hard: cue overlap, noise, label errors.")
+    ] = 0.5,
     quirks: Annotated[bool, typer.Option(help="Plant the real data's oddities and problems.")] = False,
-    workers: Annotated[int | None, typer.Option(help="Processes; default: all cores.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes; default: all cores.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT_DIR if it exists.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -149,7 +151,7 @@ def print_stats(summary: dict) -> None:
 def sheet(
     data: DataArg,
     output: Annotated[Path, typer.Argument(help="PNG file to write.")],
-    people: Annotated[int, typer.Option(help="How many people (one row each).")] = 6,
+    people: Annotated[int, typer.Option(min=1, help="How many people (one row each).")] = 6,
     seed: Annotated[int, typer.Option(help="Which people: random with this seed.")] = 0,
     corrections: CorrectionsOpt = None,
 ) -> None:
@@ -177,11 +179,11 @@ def crop(
     data: DataArg,
     out_dir: Annotated[Path, typer.Argument(help="Folder for the cropped copy (same layout).")],
     detector: Annotated[str, typer.Option(help="Face detector: mtcnn or fixed (the fallback box).")] = "mtcnn",
-    margin: Annotated[float, typer.Option(help="Widen the face box by this fraction on each side.")] = 0.3,
+    margin: Annotated[float, typer.Option(min=0, help="Widen the face box by this fraction on each side.")] = 0.3,
     size: Annotated[str | None, typer.Option(help="Resize crops to WxH (e.g. 192x256); keeps aspect.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per detector call.")] = 32,
-    detect_scale: Annotated[float, typer.Option(help="MTCNN runs on the image scaled by this.")] = 0.5,
-    min_face_size: Annotated[int, typer.Option(help="Smallest face MTCNN looks for, in pixels.")] = 60,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per detector call.")] = 32,
+    detect_scale: Annotated[float, typer.Option(min=0.01, max=1, help="MTCNN runs on the image scaled by this.")] = 0.5,
+    min_face_size: Annotated[int, typer.Option(min=1, help="Smallest face MTCNN looks for, in pixels.")] = 60,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if present).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Start OUT_DIR afresh instead of resuming.")] = False,
     quiet: Quiet = False,
@@ -265,14 +267,11 @@ def train(
 
     runs_dir = runs_dir or (runs_root(resume) if resume is not None else Path("runs"))
 
-    def show_epoch(row: dict) -> None:
-        if not quiet:
-            err.print(epoch_line(row), highlight=False)
-
     with progress_bar("train", quiet) as progress:
         run = fit(
             settings, runs_dir=runs_dir, resume=resume, progress=progress, run_dir=run_dir,
-            on_finished=refresh_runs_table, on_epoch=show_epoch, resume_changes=resume_changes,
+            on_finished=refresh_runs_table, on_epoch=epoch_printer(quiet, progress, named=False),
+            resume_changes=resume_changes,
         )  # fmt: skip
     rows = read_rows(run / names.SUMMARY)
     if rows and is_main_process():
@@ -284,12 +283,27 @@ def train(
         )
 
 
+def epoch_printer(quiet: bool, bar, named: bool = True):
+    """``on_epoch`` for the long commands: one line per epoch (``fold2: epoch 3/10 ...`` when
+    ``named``), and the bar says which run and epoch is under way."""
+
+    def show_epoch(row: dict) -> None:
+        if quiet:
+            return
+        err.print(f"{row['run']}: {epoch_line(row)}" if named else epoch_line(row), highlight=False)
+        if bar is not None:
+            following = f"epoch {row['epoch'] + 1}/{row['epochs']}" if row["epoch"] < row["epochs"] else "done"
+            bar.describe(f"{row['run']} {following}" if named else following)
+
+    return show_epoch
+
+
 def epoch_line(row: dict) -> str:
     """``epoch 3/10  loss 2.1300  valid loss 1.9000  valid F1 0.4960  12.3 s  best``: one line per
     epoch, on a terminal and in logs alike."""
     best = "  best" if row["improved"] else ""
     return (
-        f"epoch {row['epoch'] + 1}/{row['epochs']}  loss {row['train_loss']:.4f}  valid loss {row['valid_loss']:.4f}"
+        f"epoch {row['epoch']}/{row['epochs']}  loss {row['train_loss']:.4f}  valid loss {row['valid_loss']:.4f}"
         f"  valid F1 {row['valid_f1']:.4f}  {row['seconds']:.1f} s{best}"
     )
 
@@ -338,7 +352,10 @@ def cv(
 
     with progress_bar("cv", quiet) as progress:
         device_list = [name.strip() for name in devices.split(",")] if devices else None
-        group = cross_validate(settings, runs_dir=runs_dir, devices=device_list, progress=progress, on_fold=on_fold)
+        group = cross_validate(
+            settings, runs_dir=runs_dir, devices=device_list, progress=progress, on_fold=on_fold,
+            on_epoch=epoch_printer(quiet, progress),
+        )  # fmt: skip
     result = read_json(group / names.CV_RESULT)
     per_fold = " ".join(f"{fold['valid_f1']:.4f}" for fold in result["folds"])
     out.print(
@@ -359,7 +376,7 @@ def predict(
         Path | None,
         typer.Option("--out", help="Folder for test_probabilities.csv and submission.csv (default: the source)."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 128,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 128,
     cache_dir: Annotated[
         Path | None, typer.Option(help="Decoded-image cache folder (default: cache/ in the runs' runs folder).")
     ] = None,
@@ -531,9 +548,9 @@ def calibrate(
 @app.command()
 def audit(
     group: Annotated[Path, typer.Argument(help="cv group (its out-of-fold probabilities are audited).")],
-    top: Annotated[int, typer.Option(help="How many suggestions to show and write.")] = 30,
+    top: Annotated[int, typer.Option(min=1, help="How many suggestions to show and write.")] = 30,
     out_file: Annotated[Path | None, typer.Option("--out", help="Corrections YAML (default GROUP/audit.yaml).")] = None,
-    min_share: Annotated[float, typer.Option(help="Share of a person's images that must agree.")] = 0.5,
+    min_share: Annotated[float, typer.Option(min=0, max=1, help="Share of a person's images that must agree.")] = 0.5,
 ) -> None:
     """Training labels that are probably wrong: a ranked table and a corrections YAML to review."""
     from maskcls.evaluation.audit import audit as find_suspects
@@ -619,7 +636,10 @@ def sweep(
             err.print(f"[{index + 1}/{total}] {variant.name} ({changes}): {what}", highlight=False)
 
     with progress_bar("sweep", quiet) as progress:
-        folder = run_sweep(base, varied, grid, folds, runs_dir, progress, on_variant)
+        folder = run_sweep(
+            base, varied, grid=grid, folds=folds, runs_dir=runs_dir, progress=progress, on_variant=on_variant,
+            on_epoch=epoch_printer(quiet, progress),
+        )  # fmt: skip
     entries = find_entries(folder)
     columns = [column for column in table_columns(entries) if column not in ("kind", "date", "commit", "status")]
     entries = sort_entries(entries, "f1", columns)  # best first
@@ -630,7 +650,7 @@ def sweep(
 def tune(
     config: Annotated[Path, typer.Argument(help="Base YAML recipe.")],
     space: Annotated[Path, typer.Option(help="Search space YAML: config keys and distributions (configs/search/).")],
-    trials: Annotated[int, typer.Option(help="Finished (complete or pruned) trials the study ends with.")],
+    trials: Annotated[int, typer.Option(min=1, help="Finished (complete or pruned) trials the study ends with.")],
     study: Annotated[
         str | None, typer.Option(help="Study name (default: the config's name); workers share it.")
     ] = None,
@@ -643,8 +663,8 @@ def tune(
     ] = None,
     fold: Annotated[int | None, typer.Option(help="Train each trial on this fold (default: train.fold).")] = None,
     pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
-    timeout: Annotated[float | None, typer.Option(help="Seconds this worker starts new trials for.")] = None,
-    heartbeat: Annotated[int, typer.Option(help="Seconds between a running trial's heartbeats.")] = 30,
+    timeout: Annotated[float | None, typer.Option(min=0, help="Seconds this worker starts new trials for.")] = None,
+    heartbeat: Annotated[int, typer.Option(min=1, help="Seconds between a running trial's heartbeats.")] = 30,
     override: OverrideOpt = None,
     data: DataOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -673,7 +693,7 @@ def tune(
             )
 
     with progress_bar("trial", quiet) as progress:
-        folder = run_study(plan, runs_dir, progress, on_trial)
+        folder = run_study(plan, runs_dir, progress, on_trial, on_epoch=epoch_printer(quiet, progress))
     summary = read_json(folder / names.STUDY_RESULT)
     best = summary.get("best")
     counts = summary["trials"]
@@ -702,12 +722,14 @@ def report(
 def serve(
     source: Annotated[Path, typer.Argument(help="Run folder or cv group (its models are averaged).")],
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 opens it to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     tta: Annotated[str, typer.Option(help="Test-time augmentation: none or flip.")] = "none",
-    max_upload_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 20.0,
-    max_pixels: Annotated[int, typer.Option(help="Largest photo, pixels (decompression-bomb guard).")] = 40_000_000,
-    max_files: Annotated[int, typer.Option(help="Most photos per request.")] = 16,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body, MiB.")] = 20.0,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Largest photo, pixels (decompression-bomb guard).")
+    ] = 40_000_000,
+    max_files: Annotated[int, typer.Option(min=1, help="Most photos per request.")] = 16,
     quiet: Quiet = False,
 ) -> None:
     """Serve a model over HTTP: POST /predict, GET /health, GET /model, and a web page at /."""

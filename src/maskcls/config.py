@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -40,6 +41,24 @@ def known_name(kind: str, known: tuple[str, ...]) -> AfterValidator:
 OptimizerName = Annotated[str, known_name("optimizer", OPTIMIZER_NAMES)]
 SchedulerName = Annotated[str, known_name("scheduler", SCHEDULER_NAMES)]
 LossName = Annotated[str, known_name("loss", LOSS_NAMES)]
+
+
+DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device_name(name: str, what: str = "device") -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; whether this machine has it is checked
+    when the device is used (``training.engine.resolve_device``)."""
+    if not DEVICE_NAMES.fullmatch(name):
+        raise ConfigError(f"{what}={name!r}: not a device; use auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
+def device_name_value(name: str) -> str:
+    """:func:`check_device_name` as a pydantic check (the key is named by the validation error)."""
+    if not DEVICE_NAMES.fullmatch(name):
+        raise ValueError(f"{name!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    return name
 
 
 class Section(BaseModel):
@@ -86,7 +105,8 @@ class ModelConfig(Section):
     (Laplace) or distribution (1-year bins); the last three also estimate the age in years."""
     pretrained: bool = False
     weights: str | None = None
-    """Local weights file for the backbone (instead of downloading)."""
+    """Weights for the backbone instead of downloading: a state-dict file, ``package:NAME``, or a
+    maskcls checkpoint (``RUN/best.pt``) to fine-tune from one's own run."""
     dropout: float = 0.0
 
     @model_validator(mode="after")
@@ -124,15 +144,16 @@ class TrainConfig(Section):
     mixing: Literal["none", "cutmix_vertical", "cutmix", "mixup"] = "none"
     mixing_probability: float = 0.5
     balanced_sampling: bool = False
-    folds: int = 5
-    fold: int = 0
+    folds: int = Field(5, ge=2)
+    fold: int = Field(0, ge=0)
     holdout: float | None = None
     """Validation share of people for a plain holdout split instead of folds."""
     early_stopping: int | None = None
     """Stop after this many epochs without a better valid macro F1."""
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
-    device: str = "auto"
+    device: Annotated[str, AfterValidator(device_name_value)] = "auto"
+    """auto (CUDA when present), cpu, cuda, cuda:N or mps."""
     threads: int | None = None
     cache_dir: str | None = None
     """Decoded-image cache folder; by default ``cache/`` in the runs folder, where predict finds it."""
@@ -170,11 +191,29 @@ def load_config(
         raise ConfigError(*format_validation_error(error, source, sources)) from None
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (plain YAML
+    keeps the last, so the first value would be silently lost)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ConfigError(
+                    f"line {key_node.start_mark.line + 1}: key {key!r} is given twice (also on line {seen[key]})"
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except ConfigError as error:
+        raise ConfigError(f"{path} {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

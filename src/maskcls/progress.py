@@ -10,16 +10,29 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from maskcls.callbacks import Progress as ProgressCallback
-
 
 def progress_wanted(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
 
 
+class Bar:
+    """``bar(done, total)`` moves the bar; ``bar.describe(text)`` says what is running (which
+    fold, which epoch) in front of it."""
+
+    def __init__(self, progress: Progress, task):
+        self.progress, self.task = progress, task
+
+    def __call__(self, done: int, total: int) -> None:
+        self.progress.update(self.task, completed=done, total=total)
+
+    def describe(self, text: str) -> None:
+        self.progress.update(self.task, description=text)
+
+
 @contextmanager
-def progress_bar(description: str, quiet: bool = False) -> Iterator[ProgressCallback | None]:
-    """Yield a ``progress(done, total)`` callback drawing a bar with ETA, or None when quiet."""
+def progress_bar(description: str, quiet: bool = False) -> Iterator[Bar | None]:
+    """Yield a :class:`Bar` (a ``progress(done, total)`` callback drawing a bar with ETA), or
+    None when quiet or not on a terminal."""
     if not progress_wanted(quiet):
         yield None
         return
@@ -32,9 +45,4 @@ def progress_bar(description: str, quiet: bool = False) -> Iterator[ProgressCall
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
+        yield Bar(bar, bar.add_task(description, total=None))

@@ -61,9 +61,12 @@ class Calibration:
     folds: int = 0
     source: str = ""  # the out-of-fold file it was fitted on
     age: AgeBorders | None = None  # for models that estimate the age in years
+    fitted_on: str = ""  # read back: the out-of-fold file it was fitted on (``source`` then names this file)
 
     def write(self, path: str | Path) -> Path:
-        write_json_atomic(path, asdict(self))
+        record = asdict(self)
+        record.pop("fitted_on")
+        write_json_atomic(path, record)
         return Path(path)
 
     @property
@@ -79,7 +82,7 @@ def read_calibration(path: str | Path) -> Calibration:
         record = json.loads(path.read_text(encoding="utf-8"))
         biases = np.asarray(record["biases"], dtype=np.float64)
         age = AgeBorders(**record["age"]) if record.get("age") else None
-        calibration = Calibration(biases=list(biases), source=str(path), age=age)
+        calibration = Calibration(biases=list(biases), source=str(path), age=age, fitted_on=record.get("source", ""))
     except FileNotFoundError:
         raise UserError(f"{path}: calibration file not found (make one with maskcls calibrate)") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):

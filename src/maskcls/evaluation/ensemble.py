@@ -11,6 +11,7 @@ files, which also carry ``target``, so the ensemble's CV score can be computed).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.rundir import names
 from maskcls.rundir.tables import read_probabilities
 
+log = logging.getLogger("maskcls")
 METHODS = ("soft", "hard")
 KEYS = ("ImageID", "path")
 
@@ -102,6 +104,9 @@ def ensemble(
     if all(AGE_ESTIMATE_COLUMN in frame for frame in aligned):  # the weighted mean of the age estimates
         estimates = [frame[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float)[:, None] for frame in aligned]
         table[AGE_ESTIMATE_COLUMN] = soft_vote(estimates, weight_array)[:, 0]
+    elif any(AGE_ESTIMATE_COLUMN in frame for frame in aligned):
+        log.warning(age_estimate_dropped([path for path, frame in zip(files, aligned, strict=True)
+                                          if AGE_ESTIMATE_COLUMN not in frame]))  # fmt: skip
     if method == "soft":
         if calibration is not None:
             table = calibrate_table(table, read_calibration(calibration))
@@ -111,6 +116,13 @@ def ensemble(
             table.insert(0, column, frames[0][column].to_numpy())
     table.insert(0, key, frames[0][key].to_numpy())
     return Ensemble(key, table, classes)
+
+
+def age_estimate_dropped(without: list) -> str:
+    return (
+        f"the ensemble has no {AGE_ESTIMATE_COLUMN}: {', '.join(map(str, without))} give none (another age head), "
+        "so calibrate can learn no age borders from it; combine models whose age heads estimate years"
+    )
 
 
 def shared_key(frames: list[pd.DataFrame], files: list[Path]) -> str:

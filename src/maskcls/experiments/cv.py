@@ -53,25 +53,31 @@ def cross_validate(
     progress: Progress | None = None,
     on_fold: Callable[[int, str], None] | None = None,
     group: str | Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> Path:
     """Train the folds still missing, then write the OOF file and ``cv.json``; returns the group
     folder (``runs_dir/NAME-cvK`` unless ``group`` names it). Folds files stay in ``runs_dir``."""
     if config.train.holdout is not None:
         raise UserError("train.holdout is set: cross-validation needs folds (remove train.holdout)")
+    from maskcls.training.engine import resolve_device
     from maskcls.training.train import check_parts
 
     check_parts(config)  # a typo in the config leaves no group folder behind
+    for device in devices or []:
+        resolve_device(device, "devices")
+    if devices and len(devices) == 1:  # one device: the folds train here, on it
+        config = config.model_copy(update={"train": config.train.model_copy(update={"device": devices[0]})})
     group = Path(group) if group is not None else group_folder(runs_dir, config)
     with exclusive_use(group, "cv"):  # a second cv on the same group refuses instead of racing
         start_group(config, group)
-        train_missing_folds(config, group, runs_dir, devices, progress, on_fold)
+        train_missing_folds(config, group, runs_dir, devices, progress, on_fold, on_epoch)
         result = write_cv_results(group)
     if config.data.corrections:
         warn_about_corrections(config, result)
     return group
 
 
-def train_missing_folds(config: Config, group: Path, runs_dir, devices, progress, on_fold) -> None:
+def train_missing_folds(config: Config, group: Path, runs_dir, devices, progress, on_fold, on_epoch=None) -> None:
     pending = [fold for fold in range(config.train.folds) if not fold_finished(group / f"fold{fold}")]
     if on_fold:
         for fold in sorted(set(range(config.train.folds)) - set(pending)):
@@ -81,7 +87,7 @@ def train_missing_folds(config: Config, group: Path, runs_dir, devices, progress
         return
     for fold in pending:
         try:
-            train_fold(config, group, runs_dir, fold, progress)
+            train_fold(config, group, runs_dir, fold, progress, on_epoch)
         except Interrupted:
             raise Interrupted(
                 f"interrupted in fold {fold} of {group}; run the same maskcls cv again to continue "
@@ -141,15 +147,23 @@ def fold_finished(run: Path) -> bool:
     return (run / names.RESULT).exists()
 
 
-def train_fold(config: Config, group: Path, runs_dir, fold: int, progress: Progress | None) -> Path:
+def train_fold(
+    config: Config, group: Path, runs_dir, fold: int, progress: Progress | None, on_epoch: Callable | None = None
+) -> Path:
     from maskcls.training.train import fit
 
     run = group / f"fold{fold}"
     if (run / names.LAST_CHECKPOINT).exists():
-        return fit(config, runs_dir=runs_dir, resume=run, progress=progress, on_finished=refresh_runs_table)
+        return fit(
+            config, runs_dir=runs_dir, resume=run, progress=progress, on_finished=refresh_runs_table,
+            on_epoch=on_epoch,
+        )  # fmt: skip
     fold_config = config.model_copy(deep=True)
     fold_config.train.fold = fold
-    return fit(fold_config, runs_dir=runs_dir, progress=progress, run_dir=run, on_finished=refresh_runs_table)
+    return fit(
+        fold_config, runs_dir=runs_dir, progress=progress, run_dir=run, on_finished=refresh_runs_table,
+        on_epoch=on_epoch,
+    )  # fmt: skip
 
 
 def train_in_processes(group: Path, runs_dir, folds: list[int], devices: list[str], on_fold) -> None:

@@ -33,6 +33,7 @@ class Dimension:
     log: bool = False
     step: int = 1
     values: list[Any] | None = None
+    origin: str = "the search space"  # the file it was read from, for messages
 
     def suggest(self, trial) -> Any:
         """The value an Optuna trial draws."""
@@ -106,7 +107,7 @@ def parse_dimension(key: str, spec: Any, path: Path) -> Dimension:
         values = spec.get("values")
         if not isinstance(values, list) or len(values) < 2:
             raise ConfigError(f"{where}: a choice needs a list of at least two values")
-        return Dimension(key, kind, values=values)
+        return Dimension(key, kind, values=values, origin=str(path))
     low, high = number(spec.get("low")), number(spec.get("high"))
     if low is None or high is None or low >= high:
         raise ConfigError(f"{where}: needs numbers low < high, got low={spec.get('low')!r} high={spec.get('high')!r}")
@@ -116,8 +117,8 @@ def parse_dimension(key: str, spec: Any, path: Path) -> Dimension:
     if log and low <= 0:
         raise ConfigError(f"{where}: a log range needs low > 0, got {low}")
     if kind == "float":
-        return Dimension(key, kind, float(low), float(high), log)
-    return Dimension(key, kind, *int_range(spec, where), log, int_step(spec, log, where))
+        return Dimension(key, kind, float(low), float(high), log, origin=str(path))
+    return Dimension(key, kind, *int_range(spec, where), log, int_step(spec, log, where), origin=str(path))
 
 
 def int_range(spec: dict, where: str) -> tuple[int, int]:

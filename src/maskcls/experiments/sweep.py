@@ -144,15 +144,22 @@ def run_sweep(
     runs_dir: str | Path = "runs",
     progress: Progress | None = None,
     on_variant: Callable[[int, int, Variant, str], None] | None = None,
+    *,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> Path:
-    """Train every variant not yet finished (cv groups when ``folds``); returns the sweep folder."""
+    """Train every variant not yet finished (cv groups when ``folds``); returns the sweep folder.
+    ``on_variant(index, count, variant, what)`` around each variant, ``on_epoch(row)`` after each epoch."""
+    from maskcls.training.train import check_parts
+
     variants = plan_sweep(base, varied, grid, folds)
+    for variant in variants:  # every variant's names and options, before the first one trains
+        check_parts(variant.config)
     folder = sweep_folder(runs_dir, base, varied)
     record_plan(folder, base, varied, grid, folds)
     for index, variant in enumerate(variants):
         if on_variant:
             on_variant(index, len(variants), variant, "starting")
-        what = train_variant(variant, folder, runs_dir, folds, progress)
+        what = train_variant(variant, folder, runs_dir, folds, progress, on_epoch)
         if on_variant:
             on_variant(index, len(variants), variant, what)
     return folder
@@ -167,23 +174,39 @@ def record_plan(folder: Path, base: Config, varied: list[Varied], grid: bool, fo
         "folds": folds,
     }
     keep_plan(
-        folder / SWEEP_FILE, plan, "holds a different sweep (other base config or values); rename the base `name`"
-    )
+        folder / SWEEP_FILE, plan, "a sweep", "to start another sweep, give the base another name (-o name=...)",
+        growable={"vary": more_values},
+    )  # fmt: skip
 
 
-def train_variant(variant: Variant, folder: Path, runs_dir: str | Path, folds: int | None, progress) -> str:
+def more_values(stored: dict[str, list], given: dict[str, list]) -> dict[str, list] | None:
+    """A sweep grows by values of the same keys: the stored values, then the new ones."""
+    if set(stored) != set(given):
+        return None
+    return {key: stored[key] + [value for value in given[key] if value not in stored[key]] for key in stored}
+
+
+def train_variant(
+    variant: Variant, folder: Path, runs_dir: str | Path, folds: int | None, progress, on_epoch=None
+) -> str:
     from maskcls.experiments.cv import cross_validate
     from maskcls.training.train import fit
 
     target = folder / variant.name
     if folds is not None:
         finished = (target / names.CV_RESULT).exists()
-        cross_validate(variant.config, runs_dir=runs_dir, progress=progress, group=target)
+        cross_validate(variant.config, runs_dir=runs_dir, progress=progress, group=target, on_epoch=on_epoch)
         return "already finished" if finished else "trained"
     if (target / names.RESULT).exists():
         return "already finished"
     if (target / names.LAST_CHECKPOINT).exists():
-        fit(variant.config, runs_dir=runs_dir, resume=target, progress=progress, on_finished=refresh_runs_table)
+        fit(
+            variant.config, runs_dir=runs_dir, resume=target, progress=progress, on_finished=refresh_runs_table,
+            on_epoch=on_epoch,
+        )  # fmt: skip
         return "resumed and finished"
-    fit(variant.config, runs_dir=runs_dir, progress=progress, run_dir=target, on_finished=refresh_runs_table)
+    fit(
+        variant.config, runs_dir=runs_dir, progress=progress, run_dir=target, on_finished=refresh_runs_table,
+        on_epoch=on_epoch,
+    )  # fmt: skip
     return "trained"

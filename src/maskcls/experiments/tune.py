@@ -76,6 +76,8 @@ def tune(
     runs_dir: str | Path = "runs",
     progress: Progress | None = None,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> Path:
     """Run trials until the study has ``plan.trials`` finished ones (or ``plan.timeout``); returns
     the study folder with its tables written. ``on_trial(row)``: after each of this worker's
@@ -90,7 +92,7 @@ def tune(
     record_plan(folder, plan)
     study = open_study(plan, folder)
     deadline = time.monotonic() + plan.timeout if plan.timeout else None
-    objective = TrialObjective(plan, folder, runs_dir, progress)
+    objective = TrialObjective(plan, folder, runs_dir, progress, on_epoch)
     waiting_said = False
     while deadline is None or time.monotonic() < deadline:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial, once its heartbeat is stale
@@ -125,7 +127,10 @@ def check_space_parts(plan: TunePlan) -> None:
 
     for dimension in plan.space:
         for value in dimension.corners():
-            check_parts(variant_config(plan.base, {dimension.key: value}, plan.base.name, plan.folds))
+            try:
+                check_parts(variant_config(plan.base, {dimension.key: value}, plan.base.name, plan.folds))
+            except UserError as error:
+                raise UserError(f"{dimension.origin}: {dimension.key}={value!r}: {error}") from None
 
 
 def import_optuna():
@@ -152,11 +157,29 @@ def record_plan(folder: Path, plan: TunePlan) -> None:
         "fold": plan.base.train.fold,
         "pruner": plan.pruner,
     }
-    keep_plan(folder / names.TUNE, record, "holds another search (other base config, space or budget); name the study")
+    keep_plan(
+        folder / names.TUNE, record, "a study", "to start another study, name it with --study NAME",
+        growable={"trials": lambda stored, given: given},  # more (or fewer) finished trials: the same search
+    )  # fmt: skip
 
 
 def storage_url(plan: TunePlan, folder: Path) -> str:
-    return plan.storage or f"sqlite:///{(folder / names.STUDY_DB).absolute()}"
+    return with_installed_driver(plan.storage) if plan.storage else f"sqlite:///{(folder / names.STUDY_DB).absolute()}"
+
+
+def with_installed_driver(url: str) -> str:
+    """``postgresql://HOST/DB`` with the PostgreSQL driver that is installed: SQLAlchemy 2.1 reads a
+    URL without a driver as psycopg (3), while ``maskcls[postgres]`` installs psycopg2. A URL that
+    names its driver (``postgresql+psycopg://``) is kept as given."""
+    import importlib.util
+
+    scheme, separator, rest = url.partition("://")
+    if scheme != "postgresql" or not separator:
+        return url
+    for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}://{rest}"
+    return url
 
 
 def open_study(plan: TunePlan, folder: Path):
@@ -164,7 +187,7 @@ def open_study(plan: TunePlan, folder: Path):
     optuna = import_optuna()
     epochs = max(trial_epochs(plan, {}, largest=True), 1) if plan.folds is None else plan.folds
     pruners = {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),  # not after step 1
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs),
         "none": optuna.pruners.NopPruner,
     }
@@ -229,8 +252,9 @@ def state_counts(study) -> dict[str, int]:
 class TrialObjective:
     """One trial: its config from the sampled parameters, trained as a run (or cv group) folder."""
 
-    def __init__(self, plan: TunePlan, folder: Path, runs_dir, progress: Progress | None):
+    def __init__(self, plan: TunePlan, folder: Path, runs_dir, progress: Progress | None, on_epoch=None):
         self.plan, self.folder, self.runs_dir, self.progress = plan, folder, runs_dir, progress
+        self.on_epoch = on_epoch
         self.last_number: int | None = None
 
     def __call__(self, trial) -> float:
@@ -274,6 +298,8 @@ class TrialObjective:
         if self.plan.folds is None:
 
             def report_epoch(row: dict) -> None:
+                if self.on_epoch:
+                    self.on_epoch({**row, "run": f"trial {trial.number}"})
                 trial.report(row["valid_f1"], row["epoch"])
                 if trial.should_prune():
                     import optuna
@@ -286,15 +312,21 @@ class TrialObjective:
         def report_fold(fold: int, what: str) -> None:
             scores = [read_json(run / names.RESULT, missing={}).get("valid_f1") for run in fold_runs(target)]
             finished = [score for score in scores if score is not None]
-            trial.report(sum(finished) / len(finished), fold)
+            trial.report(sum(finished) / len(finished), fold + 1)  # steps count from 1, as epochs do
             if trial.should_prune():
                 import optuna
 
                 raise optuna.TrialPruned(
-                    f"pruned after fold {fold} (mean fold F1 {trial.intermediate_values[fold]:.4f})"
+                    f"pruned after fold {fold} (mean fold F1 {trial.intermediate_values[fold + 1]:.4f})"
                 )
 
-        cross_validate(config, self.runs_dir, progress=self.progress, on_fold=report_fold, group=target)
+        def show_epoch(row: dict) -> None:
+            if self.on_epoch:
+                self.on_epoch({**row, "run": f"trial {trial.number} {row['run']}"})
+
+        cross_validate(
+            config, self.runs_dir, progress=self.progress, on_fold=report_fold, group=target, on_epoch=show_epoch
+        )
         return float(read_json(target / names.CV_RESULT)["oof_f1"]), epochs_trained(target, self.plan.folds)
 
 

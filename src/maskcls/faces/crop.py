@@ -25,7 +25,7 @@ from PIL import Image
 
 from maskcls.callbacks import Progress
 from maskcls.data.layout import EVAL_CSV, TRAIN_CSV, read_dataset
-from maskcls.errors import UserError, WriteFailed
+from maskcls.errors import Interrupted, UserError, WriteFailed
 from maskcls.faces.detectors import Box, Detection, Detector, FixedBoxDetector, create_detector
 from maskcls.faces.geometry import crop_box
 from maskcls.files import atomic_path, read_json, write_json_atomic
@@ -90,12 +90,25 @@ def crop_dataset(
         raise UserError(f"--size must be positive, got {options.size}")
     dataset = read_dataset(data)
     items = [Item("train", p) for p in dataset.train["path"]] + [Item("eval", p) for p in dataset.eval["path"]]
+    detector = create_detector(options.detector, **options.detector_options)  # a missing package: no folder made
     with exclusive_use(out, "crop"):  # a second crop into the same folder refuses instead of racing
-        return crop_into(data, out, items, options, progress, overwrite)
+        try:
+            return crop_into(data, out, items, options, detector, progress, overwrite)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted; the crops finished so far are kept (listed in {out / BOXES_CSV}): run the same "
+                "crop again to continue"
+            ) from None
 
 
 def crop_into(
-    data: Path, out: Path, items: list[Item], options: CropOptions, progress: Progress | None, overwrite: bool
+    data: Path,
+    out: Path,
+    items: list[Item],
+    options: CropOptions,
+    detector: Detector,
+    progress: Progress | None,
+    overwrite: bool,
 ) -> CropSummary:
     if overwrite and out.exists():
         shutil.rmtree(out)
@@ -106,7 +119,6 @@ def crop_into(
     todo = [item for item in items if item.path not in done]
     if options.limit is not None:
         todo = todo[: options.limit]
-    detector = create_detector(options.detector, **options.detector_options)
     started = time.perf_counter()
     with ThreadPoolExecutor(max(1, options.workers)) as pool, BoxesCsv(boxes_path) as rows:
         try:

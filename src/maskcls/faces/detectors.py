@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from maskcls.errors import UserError
 from maskcls.registry import Registry
 
 Box = tuple[float, float, float, float]
@@ -76,10 +77,18 @@ class MTCNNDetector:
         device: str | None = None,
     ):
         import torch
-        from facenet_pytorch import MTCNN
 
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError:
+            raise UserError(
+                "the mtcnn detector needs facenet-pytorch, which is not installed: pip install --no-deps "
+                "facenet-pytorch==2.6.0 (its own pins would downgrade torch), or use the fixed detector"
+            ) from None
         if not 0 < detect_scale <= 1:
-            raise ValueError(f"detect_scale must be in (0, 1], got {detect_scale}")
+            raise UserError(f"detect_scale must be in (0, 1], got {detect_scale}")
+        if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"device={device}: this machine has no CUDA device; use cpu")
         self.detect_scale = detect_scale
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = MTCNN(

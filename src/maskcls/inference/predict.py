@@ -26,7 +26,8 @@ from maskcls.callbacks import Progress
 from maskcls.data.cache import cached_images
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError
-from maskcls.evaluation.calibrate import calibrate_table, read_calibration
+from maskcls.evaluation.calibrate import Calibration, calibrate_table, read_calibration
+from maskcls.evaluation.ensemble import age_estimate_dropped
 from maskcls.faces.crop import SETTINGS_JSON, crop_mismatch
 from maskcls.files import read_json, write_json_atomic
 from maskcls.inference.export import export_onnx, onnx_session
@@ -142,7 +143,12 @@ def predict_dataset(
     Images listed in info.csv but missing from eval/images get the mean probabilities of the
     others (and a warning), so the submission still has every row; a file that is there but
     cannot be decoded stops the prediction, naming it."""
+    if batch_size < 1:
+        raise UserError(f"batch_size must be at least 1, got {batch_size}")
+    resolve_device(device)
     adjustments = read_calibration(calibration) if calibration is not None else None  # a bad file fails first
+    if adjustments is not None:
+        warn_if_fitted_elsewhere(adjustments, sources)
     prediction = raw_prediction(sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people)
     if adjustments is None:
         return prediction
@@ -184,6 +190,10 @@ def raw_prediction(
         seconds += run_seconds
         used.append(chosen)
     mean = mean_outputs(list(per_run.values()))
+    if len({outputs.shape[1] for outputs in per_run.values()}) > 1:
+        log.warning(
+            age_estimate_dropped([run for run, outputs in per_run.items() if outputs.shape[1] == mean.shape[1]])
+        )
     people = check = None
     if group_people:
         clusters = people_clusters(
@@ -203,6 +213,20 @@ def raw_prediction(
         people=people,
         grouping_check=check,
     )
+
+
+def warn_if_fitted_elsewhere(calibration: Calibration, sources: list[str | Path]) -> None:
+    """A calibration learned on another model's out-of-fold probabilities is applied only with a word."""
+    fitted_on = Path(calibration.fitted_on) if calibration.fitted_on else None
+    if fitted_on is None:
+        return
+    folder = (fitted_on.parent if fitted_on.suffix else fitted_on).resolve()
+    if all(Path(source).resolve() != folder for source in sources):
+        shown = ", ".join(map(str, sources))
+        log.warning(
+            f"{calibration.source} was fitted on {fitted_on}, not on the models predicted here ({shown}): its "
+            "borders and biases may not fit them (calibrate these models' out-of-fold probabilities)"
+        )
 
 
 def warn_about_crop_mismatches(runs: list[Path], root: Path) -> None:

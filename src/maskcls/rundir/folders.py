@@ -6,6 +6,7 @@ import csv
 import json
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +76,50 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def keep_plan(path: Path, plan: dict, conflict: str) -> None:
-    """Write ``plan`` (JSON) to ``path``, or check that the one there is the same plan (then the
-    work it describes resumes); another plan is refused with ``conflict``."""
-    if path.exists():
-        if read_json(path) != json.loads(json.dumps(plan)):  # as stored: tuples become lists
-            raise UserError(f"{path.parent}: {conflict}")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, plan)
+def keep_plan(path: Path, plan: dict, what: str, remedy: str, growable: dict[str, Callable] | None = None) -> dict:
+    """Write ``plan`` (JSON) to ``path``, or check it against the one there, so that the work it
+    describes resumes. Fields in ``growable`` may change: ``growable[field](stored, given)``
+    returns the grown value (more trials, more values) or None when they cannot be joined. Any
+    other difference is a UserError that names it and ends with ``remedy``. Returns the plan kept."""
+    given = json.loads(json.dumps(plan))  # as stored: tuples become lists
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, given)
+        return given
+    stored = read_json(path)
+    kept, differences = dict(stored), []
+    for field in sorted(set(stored) | set(given)):
+        before, after = stored.get(field), given.get(field)
+        if before == after:
+            continue
+        grown = growable[field](before, after) if field in (growable or {}) else None
+        if grown is None:
+            differences.append(describe_difference(field, before, after))
+        else:
+            kept[field] = grown
+    if differences:
+        raise UserError(f"{path.parent}: holds {what} with another {'; '.join(differences)}; {remedy}")
+    if kept != stored:
+        write_json_atomic(path, kept)
+    return kept
+
+
+def describe_difference(field: str, stored: Any, given: Any) -> str:
+    """``base config: optim.lr 0.001 there, 0.003 here`` (up to three keys of a nested config)."""
+    if isinstance(stored, dict) and isinstance(given, dict):
+        there, here = flat_items(stored), flat_items(given)
+        keys = sorted(key for key in set(there) | set(here) if there.get(key) != here.get(key))
+        shown = ", ".join(f"{key} {there.get(key)!r} there, {here.get(key)!r} here" for key in keys[:3])
+        more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+        return f"{field} ({shown}{more})"
+    return f"{field} ({stored!r} there, {given!r} here)"
+
+
+def flat_items(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flat_items(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskcls.config import check_device_name
 from maskcls.data.transforms import augment, normalize, to_float
-from maskcls.errors import NonFiniteLoss
+from maskcls.errors import NonFiniteLoss, UserError
 from maskcls.training.distributed import any_rank
 from maskcls.training.mixing import maybe_mix, mixed_loss
 from maskcls.training.models import target_classes
@@ -161,11 +162,22 @@ def step(loss, model, optimizer, settings: StepSettings, scaler) -> None:
         optimizer.step()
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` means CUDA when present, else the CPU."""
+def resolve_device(name: str, what: str = "device") -> torch.device:
+    """``auto`` means CUDA when present, else the CPU. A device this machine does not have is a
+    UserError naming ``what`` (the option or config key that asked for it), before any work."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    check_device_name(name, what)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"{what}={name}: this machine has no CUDA device; use cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"{what}={name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"{what}={name}: this machine has no MPS device; use cpu or auto")
+    return device
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:

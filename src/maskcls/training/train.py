@@ -60,10 +60,10 @@ from maskcls.training.engine import (
 from maskcls.training.losses import LOSSES, HeadLoss, head_loss_parts
 from maskcls.training.models import check_model_name, model_from_config
 from maskcls.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler, weight_decay_groups
-from maskcls.training.weights import check_weights_fit_model, resolve_weights_path
+from maskcls.training.weights import check_weights_file
 
 log = logging.getLogger("maskcls")
-RESUMABLE_KEYS = {"train.epochs", "train.early_stopping", *MACHINE_KEYS}
+RESUMABLE_KEYS = ("train.early_stopping", "train.epochs")  # and the machine settings, MACHINE_KEYS
 
 
 @dataclass
@@ -100,7 +100,8 @@ def fit(
     unique, or exactly ``run_dir``). ``runs_dir/folds/`` keeps the folds files every run shares.
     Under torchrun every process calls this; rank 0 alone writes, and all return the same path.
     ``on_finished(runs_dir)`` runs in rank 0 after a finished run (the runs table refreshes itself);
-    ``on_epoch(row)`` after each epoch (its summary row, plus ``epochs`` and ``improved``). Ctrl-C
+    ``on_epoch(row)`` after each epoch (its summary row, plus ``epochs``, ``improved`` and ``run``,
+    the run folder's name). Ctrl-C
     raises :class:`Interrupted`, naming the command that continues the run. ``resume_changes``
     (dotted key -> value): what a resume may change, e.g. ``{"train.epochs": 20}``."""
     checkpoint = load_checkpoint(Path(resume) / names.LAST_CHECKPOINT) if resume is not None else None
@@ -144,10 +145,12 @@ def check_parts(config: Config) -> None:
     """Every name and option of the model, optimizer, scheduler and losses, checked without
     building anything: a typo fails in a moment, with nothing left behind."""
     model, optim = config.model, config.optim
+    resolve_device(config.train.device, "train.device")  # a GPU this machine lacks fails here
     check_model_name(model.name)
     if model.weights is not None:
-        check_weights_fit_model(model.weights, model.name)
-        resolve_weights_path(model.weights)
+        check_weights_file(model.weights, model.name)
+        if model.pretrained:
+            log.warning(f"model.pretrained=true is not used: model.weights={model.weights} gives the weights")
     OPTIMIZERS.check(optim.name, params=[], lr=optim.lr, weight_decay=optim.weight_decay, **optim.options)
     SCHEDULERS.check(optim.scheduler, optimizer=None, epochs=1, steps_per_epoch=1, **optim.scheduler_options)
     parts = [(part.name, part.weight, part.options) for part in config.loss]
@@ -250,12 +253,14 @@ def fast_forward(scheduler, steps: int) -> None:
 
 def resume_config(checkpoint: dict, changes: dict[str, Any]) -> Config:
     """The stopped run's config with the changes a resume can make (``RESUMABLE_KEYS``: more
-    epochs, another patience); any other change would not continue the same run."""
-    refused = sorted(set(changes) - RESUMABLE_KEYS)
+    epochs, another patience; and any machine setting); any other change would not continue the
+    same run."""
+    refused = sorted(set(changes) - {*RESUMABLE_KEYS, *MACHINE_KEYS})
     if refused:
         raise UserError(
             f"--resume cannot change {', '.join(refused)}: that would not continue the same run (only "
-            f"{', '.join(sorted(RESUMABLE_KEYS))} can change); start a new run instead"
+            f"{', '.join(RESUMABLE_KEYS)} and the machine settings {', '.join(MACHINE_KEYS)} can change); "
+            "start a new run instead"
         )
     plain = copy.deepcopy(checkpoint["config"])  # the checkpoint keeps the config it was written with
     for key, value in changes.items():
@@ -326,14 +331,14 @@ class Trainer:
                 self.rows.append(row)
                 improved = row["valid_f1"] > self.best_f1
                 if improved:
-                    self.best_f1, self.best_epoch, self.stale = row["valid_f1"], self.epoch, 0
+                    self.best_f1, self.best_epoch, self.stale = row["valid_f1"], row["epoch"], 0
                 else:
                     self.stale += 1
                 self.epoch += 1
                 if self.context.is_main:
                     self.write_epoch(writer, row, improved)
                 if self.on_epoch:
-                    self.on_epoch({**row, "epochs": train.epochs, "improved": improved})
+                    self.on_epoch({**row, "epochs": train.epochs, "improved": improved, "run": self.run_dir.name})
                 if train.early_stopping and self.stale >= train.early_stopping:
                     break
             if writer is not None:
@@ -349,7 +354,7 @@ class Trainer:
             return None
         from torch.utils.tensorboard import SummaryWriter
 
-        return SummaryWriter(str(self.run_dir), purge_step=self.epoch)
+        return SummaryWriter(str(self.run_dir), purge_step=self.epoch + 1)  # steps are epochs counted from 1
 
     def write_epoch(self, writer, row: dict, improved: bool) -> None:
         write_rows(self.run_dir / names.SUMMARY, self.rows)
@@ -383,7 +388,7 @@ class Trainer:
                 scaler=self.scaler, on_batch=on_batch,
             )  # fmt: skip
         except NonFiniteLoss as error:
-            raise NonFiniteLoss(f"epoch {self.epoch}: {error}; {self.last_good_checkpoint()}") from None
+            raise NonFiniteLoss(f"epoch {self.epoch + 1}: {error}; {self.last_good_checkpoint()}") from None
         train_seconds = time.perf_counter() - started
         train_loss, train_predictions, train_targets = gather_results(
             context, result.loss, result.images, result.predictions, result.targets
@@ -397,7 +402,7 @@ class Trainer:
             valid_metrics["age_mae"] = float(np.abs(age_estimates - self.data.ages[self.data.valid_rows]).mean())
         images_per_second = result.images * context.world_size / max(train_seconds, 1e-9)
         return {
-            "epoch": self.epoch,
+            "epoch": self.epoch + 1,  # epochs are counted from 1 everywhere a user reads them
             "lr": result.learning_rate,
             "train_loss": round(train_loss, 6),
             "train_accuracy": round(train_metrics["accuracy"], 6),
@@ -442,7 +447,7 @@ class Trainer:
     def last_good_checkpoint(self) -> str:
         if self.epoch == 0:
             return "no checkpoint was written (the first epoch did not finish)"
-        return f"the last good checkpoint is {self.run_dir / 'last.pt'} (after epoch {self.epoch - 1})"
+        return f"the last good checkpoint is {self.run_dir / 'last.pt'} (after epoch {self.epoch})"
 
     # --- checkpoints ---------------------------------------------------------------------------
 

@@ -100,6 +100,14 @@ def check_weights_fit_model(spec: str | Path, model_name: str) -> None:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file; of a maskcls checkpoint (``best.pt``), its backbone's."""
+    return read_weights(path)[0]
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    """A weights file's state dict, and the timm model it was trained as when it is a maskcls
+    checkpoint (else None): fine-tuning from one's own run starts from its backbone."""
+    trained_as = None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -111,9 +119,37 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise UserError(f"{path}: not a readable weights file ({type(error).__name__}: {error})") from None
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
+        elif is_maskcls_checkpoint(state):
+            trained_as = str(state["config"]["model"]["name"])
+            state = {
+                key.removeprefix("backbone."): value
+                for key, value in state["model"].items()
+                if key.startswith("backbone.")
+            }
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise UserError(f"{path}: not a state dict (a mapping from names to tensors)")
-    return {key.removeprefix("module."): value for key, value in state.items()}
+        raise UserError(
+            f"{path}: not a state dict (a mapping from names to tensors) nor a maskcls checkpoint (RUN/best.pt)"
+        )
+    return {key.removeprefix("module."): value for key, value in state.items()}, trained_as
+
+
+def is_maskcls_checkpoint(state) -> bool:
+    return (
+        isinstance(state, dict)
+        and isinstance(state.get("model"), dict)
+        and isinstance(state.get("config"), dict)
+        and "name" in state["config"].get("model", {})
+    )
+
+
+def check_weights_file(spec: str | Path, model_name: str) -> None:
+    """Read ``model.weights`` once before anything is built: a file of the wrong kind, or a
+    maskcls checkpoint of another network, is refused while no run folder exists yet."""
+    check_weights_fit_model(spec, model_name)
+    path = resolve_weights_path(spec)
+    _, trained_as = read_weights(path)
+    if trained_as is not None and trained_as.split(".")[0] != model_name.split(".")[0]:
+        raise UserError(f"model.weights={spec} is a maskcls checkpoint of {trained_as}, not model.name={model_name}")
 
 
 def fit_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], path: Path) -> FittedState:
