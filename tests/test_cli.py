@@ -129,7 +129,7 @@ def test_train_prints_one_line_per_epoch_off_a_terminal_and_refuses_overrides_on
     lines = [line for line in err.splitlines() if line.startswith("epoch ")]
     assert code == 0 and len(lines) == 2  # captured output is not a terminal: the lines are there all the same
     for line, row in zip(lines, summary.itertuples(), strict=True):
-        assert line.startswith(f"epoch {row.epoch + 1}/2  loss {row.train_loss:.4f}  valid loss {row.valid_loss:.4f}")
+        assert line.startswith(f"epoch {row.epoch}/2  loss {row.train_loss:.4f}  valid loss {row.valid_loss:.4f}")
         assert f"valid F1 {row.valid_f1:.4f}" in line
     assert lines[0].endswith("best")
     quiet_code, _, quiet_err = run_cli(*train_args(synth_small, tmp_path, "-o", "train.epochs=1", "-q"), capsys=capsys)
@@ -151,7 +151,7 @@ def test_resume_with_more_epochs_stretches_the_schedule(synth_small, tmp_path, c
     assert run_cli(*whole_args, capsys=capsys)[0] == 0
     resumed = pd.read_csv(run / "summary.csv")
     whole = pd.read_csv(tmp_path / "runs/whole-fold0/summary.csv")
-    assert list(resumed["epoch"]) == [0, 1, 2, 3]
+    assert list(resumed["epoch"]) == [1, 2, 3, 4]  # epochs count from 1
     assert list(resumed["lr"][2:]) == pytest.approx(list(whole["lr"][2:]), rel=1e-9)
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 4
 

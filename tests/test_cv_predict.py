@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from maskcls.config import load_config
-from maskcls.errors import Interrupted
+from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.cv import cross_validate
 from maskcls.inference import predict
 from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
@@ -49,7 +49,7 @@ def test_cv_writes_out_of_fold_probabilities_for_every_training_image(finished_g
     for fold, score in enumerate(result["folds"]):  # each fold's F1 is its run's best valid F1
         run_result = json.loads((group / f"fold{fold}" / "result.json").read_text())
         summary = pd.read_csv(group / f"fold{fold}" / "summary.csv")
-        assert run_result["best_epoch"] == int(summary["valid_f1"].idxmax())
+        assert run_result["best_epoch"] == int(summary["valid_f1"].idxmax()) + 1  # epochs count from 1
         assert run_result["valid_f1"] == summary["valid_f1"].max()
         assert score["valid_f1"] == run_result["valid_f1"] and score["best_epoch"] == run_result["best_epoch"]
 
@@ -191,3 +191,70 @@ def test_cv_warns_that_corrections_change_the_out_of_fold_targets(synth_small, t
         "is comparable only with runs that use the same corrections"
     )
     assert any(message.startswith(expected) for message in caplog.messages), caplog.messages
+
+
+def test_cv_prints_an_epoch_line_per_fold_and_counts_epochs_from_one(synth_small, tmp_path, capsys):
+    from tests.test_cli import run_cli
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: lines\n")
+    code, _, err = run_cli(
+        "cv", str(recipe), "--data", str(synth_small), "--runs-dir", str(tmp_path / "runs"), "-o",
+        "model.name=test_resnet", "-o", "train.epochs=2", "-o", "train.image_size=[24,32]", "-o", "train.folds=2",
+        "-o", f"train.cache_dir={tmp_path / 'cache'}", capsys=capsys,
+    )  # fmt: skip
+    assert code == 0
+    lines = [line for line in err.splitlines() if ": epoch " in line]
+    assert [line.split("  ")[0] for line in lines] == ["fold0: epoch 1/2", "fold0: epoch 2/2", "fold1: epoch 1/2",
+                                                      "fold1: epoch 2/2"]  # fmt: skip
+    summary = pd.read_csv(tmp_path / "runs/lines-cv2/fold0/summary.csv")
+    result = json.loads((tmp_path / "runs/lines-cv2/fold0/result.json").read_text())
+    assert summary["epoch"].tolist() == [1, 2] and result["best_epoch"] == int(
+        summary.loc[summary["valid_f1"].idxmax(), "epoch"]
+    )
+
+
+def test_a_busy_group_is_refused_before_the_slow_checks(synth_small, tmp_path, monkeypatch):
+    from maskcls.locks import exclusive_use
+    from maskcls.training import train as training
+
+    def slow_checks(config):
+        raise AssertionError("the busy group was not refused first")
+
+    monkeypatch.setattr(training, "check_parts", slow_checks)
+    group = tmp_path / "runs/busy-cv3"
+    with exclusive_use(group, "cv"), pytest.raises(UserError, match=f"{group} is in use by maskcls cv"):
+        cross_validate(cv_config(synth_small, tmp_path, "name=busy"), runs_dir=tmp_path / "runs")
+
+
+def test_a_cv_group_where_a_run_is_needed_names_its_folds(finished_group, capsys):
+    from tests.test_cli import run_cli
+
+    group, _ = finished_group
+    folds = ", ".join(str(group / f"fold{k}") for k in range(3))
+    for args in (["export", str(group)], ["train", "--resume", str(group)]):
+        code, _, err = run_cli(*args, capsys=capsys)
+        assert (
+            code == 2
+            and err == f"maskcls: error: {group} is a cv group, not a run: name one of its fold runs ({folds})\n"
+        )
+
+
+def test_a_submission_written_elsewhere_keeps_its_cv_f1_and_truth_folders_are_found(
+    finished_group, synth_small, tmp_path
+):
+    from maskcls.evaluation.score import score_submission
+
+    group, cache = finished_group
+    prediction = predict_dataset([group], synth_small, cache_dir=cache / "cache")
+    _, submission = write_predictions(tmp_path / "elsewhere", prediction)
+    cv_f1 = json.loads((group / "cv.json").read_text())["oof_f1"]
+    for truth in (synth_small, synth_small / "truth", synth_small / "truth" / "eval.csv"):
+        assert score_submission(submission, truth)["validation_f1"] == cv_f1
+
+
+def test_predict_given_the_eval_folder_names_the_dataset_before_any_warning(finished_group, synth_small, caplog):
+    group, cache = finished_group
+    with pytest.raises(UserError, match=r"eval: this is the eval/ folder of a dataset; give the dataset folder"):
+        predict_dataset([group], synth_small / "eval", cache_dir=cache / "cache")
+    assert caplog.text == ""

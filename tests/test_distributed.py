@@ -72,8 +72,8 @@ def test_a_nan_on_one_rank_stops_every_rank_promptly_with_the_message(synth_smal
     # gloo's own timeout is 30 minutes: a rank left waiting in all-reduce would hit the 120 s here
     done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
     assert done.returncode != 0
-    assert "maskcls: error: epoch 0: the loss became NaN or infinite on another process at batch 2" in done.stderr
-    assert "maskcls: error: epoch 0: loss became nan at batch 2: lower the learning rate" in done.stderr
+    assert "maskcls: error: epoch 1: the loss became NaN or infinite on another process at batch 2" in done.stderr
+    assert "maskcls: error: epoch 1: loss became nan at batch 2: lower the learning rate" in done.stderr
 
 
 def check_ranks_trained_one_model(dump, run):

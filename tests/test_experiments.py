@@ -4,6 +4,7 @@ hparams, and the HTML report rendered in headless Chromium."""
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,33 @@ def test_sweep_trains_one_run_per_value_then_resumes_without_retraining(swept, s
     )  # fmt: skip
     assert again.count("already finished") == 2
     assert (folder / "tiny-lr_1e-3" / "best.pt").stat().st_mtime_ns == stamp
-    with pytest.raises(UserError, match="different sweep"):
-        run_sweep(tiny_config(synth_small, tmp_path), [parse_vary("optim.lr=1e-3,1e-2")], runs_dir=runs)
+    other_base = tiny_config(synth_small, tmp_path, "optim.weight_decay=0.05")
+    with pytest.raises(UserError) as refused:
+        run_sweep(other_base, [parse_vary("optim.lr=1e-3,3e-3")], runs_dir=runs)
+    assert str(refused.value) == (
+        f"{folder}: holds a sweep with another base (optim.weight_decay 0.01 there, 0.05 here); to start another "
+        "sweep, give the base another name (-o name=...)"
+    )
+
+
+def test_a_sweep_grows_by_values_and_a_study_by_trials(tmp_path):
+    from maskcls.experiments.sweep import record_plan
+    from maskcls.experiments.tune import TunePlan
+    from maskcls.experiments.tune import record_plan as record_study
+
+    base = load_config(None, ["name=g"])
+    record_plan(tmp_path / "s", base, [parse_vary("optim.lr=1e-3,3e-3")], False, None)
+    record_plan(tmp_path / "s", base, [parse_vary("optim.lr=3e-3,1e-2")], False, None)  # one more value
+    assert json.loads((tmp_path / "s/sweep.json").read_text())["vary"] == {"optim.lr": ["1e-3", "3e-3", "1e-2"]}
+    with pytest.raises(
+        UserError, match=r"holds a sweep with another vary \(optim.lr \['1e-3', '3e-3', '1e-2'\] there, None"
+    ):
+        record_plan(tmp_path / "s", base, [parse_vary("train.epochs=1,2")], False, None)
+    record_study(tmp_path / "t", TunePlan(base, [], trials=3))
+    record_study(tmp_path / "t", TunePlan(base, [], trials=8))  # the same search, more trials
+    assert json.loads((tmp_path / "t/tune.json").read_text())["trials"] == 8
+    with pytest.raises(UserError, match=r"holds a study with another pruner \('median' there, 'none' here\); to"):
+        record_study(tmp_path / "t", TunePlan(base, [], trials=8, pruner="none"))
 
 
 def test_sweep_refuses_two_keys_unless_grid(synth_small, tmp_path, capsys):
@@ -139,6 +165,10 @@ def test_runs_table_filters_sorts_and_exports(swept, capsys):
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [row["optim.lr"] for row in rows] == ["0.001", "0.003"]
     assert {row["status"] for row in rows} == {"finished"} and all(float(row["valid_f1"]) >= 0 for row in rows)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = next(line for line in readme.splitlines() if line.startswith("maskcls runs --sort f1 --where"))
+    wheres = re.findall(r'--where "?([^" ]+)"?', example)  # the README's own filters match the runs they name
+    assert wheres == ["optim.name=adamw", "model.name=*resnet*"] and len(filter_entries(entries, wheres)) == 2
 
 
 def test_xlsx_round_trip(swept, tmp_path):

@@ -30,7 +30,7 @@ def test_run_folder_holds_everything(synth_small, tmp_path):
     assert {"config.json", "summary.csv", "last.pt", "best.pt", "valid_probabilities.csv", "confusion.png"} <= names
     assert any(name.startswith("events.out.tfevents") for name in names)
     summary = pd.read_csv(run / "summary.csv")
-    assert list(summary["epoch"]) == [0, 1] and summary["valid_f1"].between(0, 1).all()
+    assert list(summary["epoch"]) == [1, 2] and summary["valid_f1"].between(0, 1).all()
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["head"] == "multi" and len(config["mean"]) == 3 and "torch" in config
     checkpoint = torch.load(run / "best.pt", weights_only=True)
@@ -76,8 +76,8 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(synth_sm
         if stale >= 2:
             stopped_at = epoch
             break
-    assert stopped_at is not None and stopped_at < 7  # lr 0: nothing improves, so it stops early
-    assert list(summary["epoch"]) == list(range(stopped_at + 1))
+    assert stopped_at is not None and stopped_at < 8  # lr 0: nothing improves, so it stops early
+    assert list(summary["epoch"]) == list(range(1, stopped_at + 1))
 
 
 def test_nan_loss_stops_with_the_last_good_checkpoint_kept(synth_small, tmp_path, monkeypatch):
@@ -93,7 +93,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_kept(synth_small, tmp_path
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_one_epoch", diverge_in_second_epoch)
-    with pytest.raises(NonFiniteLoss, match=r"epoch 1: loss became nan .*last good checkpoint is .*last\.pt"):
+    with pytest.raises(NonFiniteLoss, match=r"epoch 2: loss became nan .*last good checkpoint is .*last\.pt \(after epoch 1\)"):
         fit(config_for(synth_small, tmp_path, "train.epochs=3"), runs_dir=tmp_path / "runs")
     (run,) = (tmp_path / "runs").glob("t-fold0*")
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1

@@ -117,8 +117,8 @@ def test_a_search_on_sqlite_keeps_every_trial_as_a_run_and_writes_the_best_confi
     assert page.count("data:image/png;base64,") == 4 and f"<td>{best['value']}</td>" in page
     tune(plan, tmp_path / "runs")  # the study has its trials: nothing more runs
     assert len(pd.read_csv(folder / "trials.csv")) == 3
-    other = TunePlan(base, plan.space, trials=5, pruner="none")
-    with pytest.raises(Exception, match="holds another search"):
+    other = TunePlan(base_config(synth_small, tmp_path, "optim.lr=0.5"), plan.space, trials=3, pruner="none")
+    with pytest.raises(Exception, match=r"holds a study with another base \(optim.lr 0.001 there, 0.5 here\)"):
         tune(other, tmp_path / "runs")
 
 
@@ -129,10 +129,10 @@ def test_a_pruned_trial_stops_and_its_folder_says_so(synth_small, tmp_path):
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.1))
     study.optimize(TrialObjective(plan, folder, tmp_path / "runs", None), n_trials=1)
     (trial,) = study.trials
-    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [0]
+    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1]
     run = folder / "trial-0000"
     record = read_json(run / "trial.json")
-    assert record["state"] == "pruned" and record["epochs"] == 1 and "pruned after epoch 0" in record["error"]
+    assert record["state"] == "pruned" and record["epochs"] == 1 and "pruned after epoch 1" in record["error"]
     assert len(pd.read_csv(run / "summary.csv")) == 1 and not (run / "result.json").exists()
     (entry,) = find_entries(tmp_path / "runs")
     assert entry.status == "pruned after 1 epochs"

@@ -220,7 +220,7 @@ def crop(
 
 @app.command()
 def train(
-    config: Annotated[Path | None, typer.Argument(help="YAML recipe (see configs/); defaults if omitted.")] = None,
+    config: Annotated[Path | None, typer.Argument(help="YAML recipe (see configs/); not with --resume.")] = None,
     override: Annotated[
         list[str] | None, typer.Option("--override", "-o", help="KEY=VALUE, e.g. -o optim.lr=3e-4 (repeatable).")
     ] = None,
@@ -429,6 +429,11 @@ def ensemble(
     from maskcls.metrics import summary
     from maskcls.rundir.tables import write_probabilities, write_submission
 
+    if not (out_file or probabilities or oof):
+        raise UserError(
+            "nothing to write or score: give --out FILE (a submission), --probabilities FILE, or --oof "
+            "(the ensemble's out-of-fold score)"
+        )
     weight_list = parse_floats(weights, "--weights") if weights else None
     result = combine(inputs, method=method, weights=weight_list, oof=oof, calibration=calibration)
     if probabilities:
@@ -744,19 +749,51 @@ def serve(
     run_server(predictor, host, port, limits, quiet)
 
 
-def rich_table(rows: list[dict], columns: list[str], title: str | None = None, marks: dict | None = None) -> Table:
-    """Rows as a terminal table; names are never cut (long ones fold onto a second line), and
-    ``marks`` (name -> "best CV" / "best run") fill a first column."""
+NAME_WIDTH = 40  # a longer name folds onto a second line
+
+
+def rich_table(
+    rows: list[dict], columns: list[str], title: str | None = None, marks: dict | None = None, width: int | None = None
+) -> Table:
+    """Rows as a terminal table ``width`` characters wide (the terminal's): names are never cut
+    (long ones fold onto a second line), ``marks`` (name -> "best CV" / "best run") fill a first
+    column, and columns that would not fit whole are left out (the caption names them) rather
+    than squeezed to a few characters each."""
     from maskcls.experiments.catalog import cell_text
 
-    table = Table(*(["best"] if marks else []), title=title)
-    for column in columns:
-        longest = max((len(cell_text(column, row[column])) for row in rows), default=0)
-        table.add_column(column, overflow="fold", min_width=min(longest, 48) if column == "name" else None)
-    for row in rows:
+    texts = [{column: cell_text(column, row[column]) for column in columns} for row in rows]
+    shown, left_out = columns_that_fit(texts, columns, width or out.width, 7 if marks else 0)
+    caption = f"left out to fit: {', '.join(left_out)} (--format csv shows every column)" if left_out else None
+    table = Table(*(["best"] if marks else []), title=title, caption=caption)
+    for column in shown:
+        longest = max((len(row[column]) for row in texts), default=0)
+        table.add_column(column, overflow="fold", min_width=min(longest, NAME_WIDTH) if column == "name" else None)
+    for row, text in zip(rows, texts, strict=True):
         mark = [marks.get(row.get("name"), "")] if marks else []
-        table.add_row(*mark, *(cell_text(column, row[column]) for column in columns))
+        table.add_row(*mark, *(text[column] for column in shown))
     return table
+
+
+def columns_that_fit(texts: list[dict[str, str]], columns: list[str], width: int, used: int) -> tuple[list, list]:
+    """(shown, left out): columns whole at their widest cell, by priority: the name, the scores,
+    then the rest in order; columns empty in every row are left out silently."""
+    filled = [column for column in columns if column == "name" or any(row[column] for row in texts)]
+    natural = {
+        column: min(max([len(column), *(len(row[column]) for row in texts)]), NAME_WIDTH if column == "name" else width)
+        + 3  # padding and the border
+        for column in filled
+    }
+    scores = [column for column in filled if "f1" in column or column in ("epoch", "age_mae", "minutes")]
+    priority = ["name", *scores, *(column for column in filled if column not in scores and column != "name")]
+    kept: set[str] = set()
+    left_out = []
+    for column in priority:
+        if column == "name" or used + natural[column] <= width:
+            kept.add(column)
+            used += natural[column]
+        elif column in filled:
+            left_out.append(column)
+    return [column for column in columns if column in kept], [column for column in columns if column in left_out]
 
 
 def parse_floats(text: str, option: str) -> list[float]:

@@ -33,10 +33,7 @@ def exclusive_use(folder: str | Path, command: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise UserError(
-                f"{folder} is in use by {holder}; wait for it to finish (or stop it), then run this again"
-            ) from None
+            raise UserError(busy_message(folder, handle.read())) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"maskcls {command} (pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})")
@@ -46,3 +43,22 @@ def exclusive_use(folder: str | Path, command: str) -> Iterator[None]:
         finally:
             handle.seek(0)
             handle.truncate()
+
+
+def refuse_if_busy(folder: str | Path) -> None:
+    """The same refusal as :func:`exclusive_use`, at once and without creating anything: for a
+    command that checks its inputs (slow imports) before it takes the folder."""
+    path = lock_file(Path(folder))
+    if not path.exists():
+        return
+    with path.open("r") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(busy_message(folder, handle.read())) from None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def busy_message(folder: str | Path, holder: str) -> str:
+    holder = holder.strip() or "another process"
+    return f"{folder} is in use by {holder}; wait for it to finish (or stop it), then run this again"

@@ -76,6 +76,7 @@ def read_dataset(
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
+    refuse_part_of_dataset(root)
     problems: list[Problem] = []
     ignored: Counter = Counter()
     train = read_train_table(root, problems, ignored)
@@ -216,6 +217,13 @@ def profile_matches_row(folder_name: str, row: dict, problems: list[Problem]) ->
             )
         )
     return True
+
+
+def refuse_part_of_dataset(root: Path) -> None:
+    """``DATA/eval`` or ``DATA/train`` given where ``DATA`` is meant: say so, naming ``DATA``."""
+    parent = root.absolute().parent
+    if root.name in ("train", "eval", "truth") and (parent / "train").is_dir() and (parent / "eval").is_dir():
+        raise DataError(f"{root}: this is the {root.name}/ folder of a dataset; give the dataset folder {parent}")
 
 
 def list_profile_folders(root: Path, problems: list[Problem], ignored: Counter) -> set[str]:

@@ -26,9 +26,12 @@ MAX_LISTED_PROBLEMS = 20
 
 
 def truth_file(path: str | Path) -> Path:
-    """A dataset folder means its ``truth/eval.csv``; a file is used as given."""
+    """A dataset folder means its ``truth/eval.csv`` (its ``truth/`` folder, its ``eval.csv``); a
+    file is used as given."""
     path = Path(path)
-    return path / "truth" / "eval.csv" if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    return path / "eval.csv" if (path / "eval.csv").exists() and path.name == "truth" else path / "truth" / "eval.csv"
 
 
 def read_answers(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray | None]:
@@ -157,11 +160,15 @@ def score_predictions(truth: np.ndarray, predicted: np.ndarray, halves: np.ndarr
 
 
 def validation_f1(submission: str | Path) -> float | None:
-    """The CV F1 (cv group) or best valid F1 (run) of the folder a submission was written to."""
+    """The CV F1 (cv group) or best valid F1 (run) of the folder a submission was written to, or
+    of the one model it was predicted from (``predicted_from.json``, written by ``predict --out``)."""
     folder = Path(submission).resolve().parent
     for name, key in ((names.CV_RESULT, "oof_f1"), (names.RESULT, "valid_f1")):
         if (folder / name).exists():
             return read_json(folder / name).get(key)
+    sources = read_json(folder / names.PREDICTED_FROM, missing={}).get("sources", [])
+    if len(sources) == 1 and Path(sources[0]).resolve() != folder:  # written with --out away from its model
+        return validation_f1(Path(sources[0]) / names.SUBMISSION)
     return None
 
 

@@ -33,7 +33,7 @@ from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups
-from maskcls.locks import exclusive_use
+from maskcls.locks import exclusive_use, refuse_if_busy
 from maskcls.metrics import summary
 from maskcls.rundir import names
 from maskcls.rundir.folders import write_rows
@@ -62,12 +62,13 @@ def cross_validate(
     from maskcls.training.engine import resolve_device
     from maskcls.training.train import check_parts
 
+    group = Path(group) if group is not None else group_folder(runs_dir, config)
+    refuse_if_busy(group)  # at once, before the slow checks below
     check_parts(config)  # a typo in the config leaves no group folder behind
     for device in devices or []:
         resolve_device(device, "devices")
     if devices and len(devices) == 1:  # one device: the folds train here, on it
         config = config.model_copy(update={"train": config.train.model_copy(update={"device": devices[0]})})
-    group = Path(group) if group is not None else group_folder(runs_dir, config)
     with exclusive_use(group, "cv"):  # a second cv on the same group refuses instead of racing
         start_group(config, group)
         train_missing_folds(config, group, runs_dir, devices, progress, on_fold, on_epoch)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +97,7 @@ class Prediction:
     per_run: dict[Path, pd.DataFrame]  # each model's own table (the same layout)
     people: pd.DataFrame | None = None  # ImageID, person cluster (with group_people)
     grouping_check: GroupingCheck | None = None  # the grouping tried on the validation photos
+    sources: list[Path] = field(default_factory=list)  # the run folders or cv groups predicted
 
 
 def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path, Path]:
@@ -110,6 +111,9 @@ def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path,
             write_table_and_submission(run if inside else folder / f"{run.parent.name}_{run.name}", table)
     if prediction.people is not None:
         write_rows(folder / names.PERSON_GROUPS, prediction.people.to_dict("records"))
+    if [source.resolve() for source in prediction.sources] != [folder.resolve()]:  # score finds the CV F1 here
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / names.PREDICTED_FROM, {"sources": [str(s.resolve()) for s in prediction.sources]})
     return write_table_and_submission(folder, prediction.table)
 
 
@@ -150,6 +154,7 @@ def predict_dataset(
     if adjustments is not None:
         warn_if_fitted_elsewhere(adjustments, sources)
     prediction = raw_prediction(sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people)
+    prediction.sources = [Path(source) for source in sources]
     if adjustments is None:
         return prediction
     prediction.table = calibrate_table(prediction.table, adjustments)
@@ -164,8 +169,8 @@ def raw_prediction(
     runs = run_folders(sources)
     cache_dir = cache_dir if cache_dir is not None else runs_root(runs[0]) / "cache"  # where training put it
     root = Path(data_root)
+    dataset = read_dataset(root, require_eval=True)  # a wrong folder is named before any warning
     warn_about_crop_mismatches(runs, root)
-    dataset = read_dataset(root, require_eval=True)
     info = pd.read_csv(root / "eval" / "info.csv", dtype=str, keep_default_na=False)
     table = dataset.eval
     total, done = len(runs) * len(table), 0

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from maskcls.errors import UserError, WriteFailed
-from maskcls.files import atomic_path
+from maskcls.files import atomic_path, read_json
+from maskcls.rundir import names
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -45,8 +46,17 @@ def copy_checkpoint(source: Path, target: Path) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.exists():
+        if names.kind(path.parent) is names.Kind.GROUP:  # export or --resume given a cv group
+            raise UserError(group_not_run(path.parent))
         raise UserError(f"{path}: checkpoint not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated or foreign file
         raise UserError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from None
+
+
+def group_not_run(group: Path) -> str:
+    """A cv group where one run is needed: name its fold runs."""
+    runs = read_json(group / names.GROUP, missing={}).get("runs", [])
+    folds = ", ".join(str(group / run) for run in runs) or f"the fold folders in {group}"
+    return f"{group} is a cv group, not a run: name one of its fold runs ({folds})"

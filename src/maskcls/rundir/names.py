@@ -35,6 +35,7 @@ STUDY_RESULT = "study.json"
 # written by later steps, in a run or a group
 TEST_PROBABILITIES = "test_probabilities.csv"
 SUBMISSION = "submission.csv"
+PREDICTED_FROM = "predicted_from.json"  # beside a submission written away from its model: which runs made it
 PERSON_GROUPS = "person_groups.csv"  # predict --group-people: the person cluster of each photo
 # (not the synthetic set's truth/people.csv, which holds who each person is)
 ONNX_MODEL = "model.onnx"
