@@ -93,7 +93,8 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_kept(synth_small, tmp_path
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_one_epoch", diverge_in_second_epoch)
-    with pytest.raises(NonFiniteLoss, match=r"epoch 2: loss became nan .*last good checkpoint is .*last\.pt \(after epoch 1\)"):
+    expected = r"epoch 2: loss became nan .*last good checkpoint is .*last\.pt \(after epoch 1\)"
+    with pytest.raises(NonFiniteLoss, match=expected):
         fit(config_for(synth_small, tmp_path, "train.epochs=3"), runs_dir=tmp_path / "runs")
     (run,) = (tmp_path / "runs").glob("t-fold0*")
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
