@@ -68,3 +68,35 @@ def test_a_damaged_cache_file_is_named_and_built_again(colourful, tmp_path, capl
     assert np.array_equal(rebuilt, good)
     assert len(caplog.messages) == 1 and caplog.messages[0].startswith(f"{target}: ")
     assert caplog.messages[0].endswith("building it again")
+
+
+def test_the_cache_says_its_size_and_refuses_a_disk_without_room_before_decoding(
+    colourful, tmp_path, monkeypatch, caplog
+):
+    import logging
+    import shutil
+    from collections import namedtuple
+
+    from maskcls.data import cache as caching
+    from maskcls.errors import UserError
+
+    paths = list(read_dataset(colourful).train["path"])
+    decoded = []
+    monkeypatch.setattr(caching, "decode_chunk", lambda task: decoded.append(task) or caching.decode_chunk(task))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**9, 10**9, 2**20))  # 1 MiB free
+    with pytest.raises(UserError) as refused:
+        cached_images(colourful, paths, (384, 512), tmp_path / "cache", workers=1)
+    assert str(refused.value) == (
+        f"{tmp_path / 'cache'}: the image cache needs 0.01 GB (14 images at 384x512), 0.00 GB are free; free some "
+        "space, put the cache on a bigger disk (train.cache_dir, --cache-dir), or set data.cache=false to decode "
+        "the images every epoch instead"
+    )
+    assert decoded == [] and list((tmp_path / "cache").iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(caching, "CHUNK", 4)  # 4 chunks on 2 processes, written where each belongs
+    with caplog.at_level(logging.INFO, logger="maskcls"):
+        array = cached_images(colourful, paths, (24, 32), tmp_path / "cache", workers=2)
+    assert "caching 14 images at 24x32 (0.00 GB)" in caplog.text
+    for k in range(14):
+        assert np.array_equal(array[k], load_resized(colourful / paths[k], (24, 32)))

@@ -42,6 +42,30 @@ def test_run_folder_holds_everything(synth_small, tmp_path):
     assert again.name == "t-fold0-2"  # a new, unique run folder
 
 
+def test_inputs_are_normalised_as_the_weights_were_trained_or_by_the_dataset(synth_small, tmp_path):
+    from maskcls.data.cache import cached_images
+    from maskcls.data.transforms import channel_stats
+    from maskcls.training.train import prepare_data
+
+    def normalization(*overrides):
+        run = fit(config_for(synth_small, tmp_path, "train.epochs=1", *overrides), runs_dir=tmp_path / "runs")
+        config = json.loads((run / "config.json").read_text())
+        checkpoint = torch.load(run / "best.pt", weights_only=True)
+        assert (checkpoint["mean"], checkpoint["std"]) == (config["mean"], config["std"])  # what predict uses
+        return run, (config["mean"], config["std"])
+
+    scratch, stats = normalization()  # from scratch: the training images' own statistics
+    data = prepare_data(config_for(synth_small, tmp_path), tmp_path / "runs")
+    images = cached_images(synth_small, list(data.table["path"]), (24, 32), tmp_path / "cache")
+    assert stats == channel_stats(images, np.sort(data.train_rows))
+    assert normalization("model.normalize=weights")[1] == ([0.5] * 3, [0.5] * 3)  # timm's test_resnet config
+    assert normalization("model.name=resnet10t", "model.normalize=weights")[1] == (
+        [0.485, 0.456, 0.406], [0.229, 0.224, 0.225],
+    )  # fmt: skip
+    tuned = normalization(f"model.weights={scratch / 'best.pt'}")  # auto: a maskcls checkpoint's own
+    assert tuned[1] == stats
+
+
 def test_resume_continues_exactly_where_a_killed_run_stopped(synth_small, tmp_path):
     whole = fit(config_for(synth_small, tmp_path), runs_dir=tmp_path / "a")
 

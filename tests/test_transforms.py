@@ -56,9 +56,17 @@ def test_flip_is_a_mirror():
 
 def test_channel_stats_and_normalize():
     images = np.random.default_rng(0).integers(0, 256, (50, 8, 6, 3), dtype=np.uint8)
-    mean, std = channel_stats(images, chunk=7)
+    mean, std = channel_stats(images, chunk_bytes=7 * 8 * 6 * 3)  # 7 images a chunk
     reference = images.reshape(-1, 3) / 255
     assert np.allclose(mean, reference.mean(0), atol=1e-6) and np.allclose(std, reference.std(0), atol=1e-6)
+    rows = np.array([3, 4, 10, 11, 12, 40])  # a subset, read in chunks of 4 images
+    some = images[rows].reshape(-1, 3) / 255
+    assert channel_stats(images, rows, chunk_bytes=4 * 8 * 6 * 3) == (
+        some.mean(0).round(6).tolist(),
+        some.std(0).round(6).tolist(),
+    )
+    white = np.full((3, 2, 2, 3), 255, dtype=np.uint8)  # the largest values: the integer sums do not wrap
+    assert channel_stats(white, chunk_bytes=1) == ([1.0, 1.0, 1.0], [1e-06, 1e-06, 1e-06])
     normalized = normalize(to_float(torch.from_numpy(images)), mean, std)
     assert normalized.mean(dim=(0, 2, 3)).abs().max() < 1e-4
 

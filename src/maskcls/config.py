@@ -108,6 +108,10 @@ class ModelConfig(Section):
     """Weights for the backbone instead of downloading: a state-dict file, ``package:NAME``, or a
     maskcls checkpoint (``RUN/best.pt``) to fine-tune from one's own run."""
     dropout: float = 0.0
+    normalize: Literal["auto", "weights", "dataset"] = "auto"
+    """Input mean/std: the pretrained weights' own (timm's ``pretrained_cfg``; a maskcls
+    checkpoint's), or the training images' channel statistics; ``auto``: the weights' own when the
+    backbone starts from weights (``pretrained`` or ``weights``), the dataset's when from scratch."""
 
     @model_validator(mode="after")
     def _age_head_needs_three_heads(self) -> ModelConfig:

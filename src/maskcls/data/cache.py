@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
@@ -20,13 +22,14 @@ import numpy as np
 from PIL import Image
 
 from maskcls.callbacks import Progress
-from maskcls.errors import DataError
+from maskcls.errors import DataError, UserError
 from maskcls.files import atomic_path
 
 log = logging.getLogger("maskcls")
 
 CACHE_VERSION = 1
 CHUNK = 64
+ROOM_TO_SPARE = 256 * 2**20  # left free on the cache's disk besides the cache itself
 
 
 def cache_fingerprint(root: Path, paths: Sequence[str], size: tuple[int, int]) -> str:
@@ -51,7 +54,8 @@ def cached_images(
     """Images of ``paths`` (relative to ``root``) as an (N, H, W, 3) uint8 memory map, in order.
 
     ``size`` is (width, height). Built on first use with ``workers`` processes, then reused.
-    """
+    Before a build, the size it will take is logged, and a disk without room for it is a
+    UserError before any work. The build holds a few chunks of images at a time, whatever N."""
     root = Path(root)
     target = Path(cache_dir) / f"images-{size[0]}x{size[1]}-{cache_fingerprint(root, paths, size)}.npy"
     shape = (len(paths), size[1], size[0], 3)
@@ -60,12 +64,32 @@ def cached_images(
         if cached is not None:
             return cached
     target.parent.mkdir(parents=True, exist_ok=True)
+    needed = int(np.prod(shape))
+    check_room(target.parent, needed, shape)
+    log.info(f"{target}: caching {len(paths)} images at {size[0]}x{size[1]} ({needed / 1e9:.2f} GB)")
     with atomic_path(target) as temporary:
-        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(paths), size[1], size[0], 3))
-        fill(array, root, paths, size, workers, progress)
-        array.flush()
-        del array
+        offset = write_header(temporary, shape)
+        fill(temporary, offset, root, paths, size, workers, progress)
     return np.load(target, mmap_mode="r")
+
+
+def check_room(folder: Path, needed: int, shape: tuple[int, ...]) -> None:
+    """A disk without room for the cache is refused before any image is decoded."""
+    free = shutil.disk_usage(folder).free
+    if free < needed + ROOM_TO_SPARE:
+        raise UserError(
+            f"{folder}: the image cache needs {needed / 1e9:.2f} GB ({shape[0]} images at {shape[2]}x{shape[1]}), "
+            f"{free / 1e9:.2f} GB are free; free some space, put the cache on a bigger disk (train.cache_dir, "
+            "--cache-dir), or set data.cache=false to decode the images every epoch instead"
+        )
+
+
+def write_header(path: Path, shape: tuple[int, ...]) -> int:
+    """A .npy file of ``shape`` uint8 (sparse until written); returns where its data starts."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    offset = array.offset
+    del array  # no page was touched: the images are written with plain writes, not through the map
+    return offset
 
 
 def open_cache(target: Path, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -82,21 +106,35 @@ def open_cache(target: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     return array
 
 
-def fill(array: np.ndarray, root: Path, paths: Sequence[str], size, workers, progress) -> None:
+def fill(path: Path, offset: int, root: Path, paths: Sequence[str], size, workers, progress) -> None:
+    """Decode ``paths`` in chunks on ``workers`` processes, at most two chunks a worker in flight,
+    and write each chunk at its place in the file: memory stays a few chunks whatever N."""
     chunks = [(root, list(paths[k : k + CHUNK]), size) for k in range(0, len(paths), CHUNK)]
     workers = workers or os.cpu_count() or 1
-    with ExitStack() as stack:
+    image_bytes = size[0] * size[1] * 3
+    with ExitStack() as stack, path.open("r+b") as handle:
         if workers > 1 and len(chunks) > 1:
             pool = stack.enter_context(ProcessPoolExecutor(workers))
-            decoded = pool.map(decode_chunk, chunks)
+            decoded = bounded_map(pool, decode_chunk, chunks, 2 * workers)
         else:
             decoded = map(decode_chunk, chunks)
         done = 0
         for images in decoded:
-            array[done : done + len(images)] = images
+            os.pwrite(handle.fileno(), np.ascontiguousarray(images).tobytes(), offset + done * image_bytes)
             done += len(images)
             if progress:
                 progress(done, len(paths))
+
+
+def bounded_map(pool: ProcessPoolExecutor, function, items: list, window: int):
+    """``pool.map`` in order, with at most ``window`` results waiting (``map`` submits them all)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def decode_chunk(task: tuple[Path, list[str], tuple[int, int]]) -> np.ndarray:

@@ -102,16 +102,29 @@ def normalize(batch: torch.Tensor, mean, std) -> torch.Tensor:
     return (batch - mean) / std
 
 
-def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std in [0, 1] of an (N, H, W, 3) uint8 array, in chunks (memmap friendly)."""
-    total = np.zeros(3)
-    squares = np.zeros(3)
-    pixels = 0
-    for start in range(0, len(images), chunk):
-        part = np.asarray(images[start : start + chunk], dtype=np.float64) / 255
-        total += part.sum(axis=(0, 1, 2))
-        squares += (part**2).sum(axis=(0, 1, 2))
-        pixels += part.shape[0] * part.shape[1] * part.shape[2]
-    mean = total / pixels
-    std = np.sqrt(np.maximum(squares / pixels - mean**2, 1e-12))
+CHUNK_BYTES = 64 * 2**20
+"""How much of the image array channel statistics read at a time, whatever the image size."""
+
+
+def channel_stats(
+    images: np.ndarray, rows: np.ndarray | None = None, chunk_bytes: int = CHUNK_BYTES
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] of the ``rows`` (default: all) of an (N, H, W, 3) uint8
+    array, read straight from a memory map in chunks of about ``chunk_bytes``.
+
+    The sums are exact integers (a sum and a sum of squares per channel, in uint64), so memory
+    stays at one chunk plus a third of it, whatever the image size and count."""
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+    per_image = int(np.prod(images.shape[1:]))
+    step = max(1, chunk_bytes // max(per_image, 1))
+    total, squares = np.zeros(3, dtype=np.uint64), np.zeros(3, dtype=np.uint64)
+    for start in range(0, len(rows), step):
+        part = np.asarray(images[rows[start : start + step]])
+        for channel in range(3):
+            values = part[..., channel]
+            total[channel] += values.sum(dtype=np.uint64)
+            squares[channel] += np.square(values, dtype=np.uint16).sum(dtype=np.uint64)  # 255^2 fits in 16 bits
+    pixels = len(rows) * per_image // 3
+    mean = total.astype(np.float64) / 255 / pixels
+    std = np.sqrt(np.maximum(squares.astype(np.float64) / 255**2 / pixels - mean**2, 1e-12))
     return mean.round(6).tolist(), std.round(6).tolist()

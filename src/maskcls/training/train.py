@@ -60,7 +60,7 @@ from maskcls.training.engine import (
 from maskcls.training.losses import LOSSES, HeadLoss, head_loss_parts
 from maskcls.training.models import check_model_name, model_from_config
 from maskcls.training.optim import OPTIMIZERS, SCHEDULERS, create_optimizer, create_scheduler, weight_decay_groups
-from maskcls.training.weights import check_weights_file
+from maskcls.training.weights import check_weights_file, weights_normalization
 
 log = logging.getLogger("maskcls")
 RESUMABLE_KEYS = ("train.early_stopping", "train.epochs")  # and the machine settings, MACHINE_KEYS
@@ -118,7 +118,7 @@ def fit(
             if resume_changes and context.is_main:
                 write_json_atomic(run / names.CONFIG, {**read_json(run / names.CONFIG), **to_plain_dict(config)})
         else:
-            mean, std = channel_stats(data.images[np.sort(data.train_rows)])
+            mean, std = input_normalization(config, data)
             made = start_run_folder(config, runs_dir, mean, std, run_dir) if context.is_main else None
             run = Path(context.broadcast(str(made)))
         trainer = Trainer(config, data, run, mean, std, checkpoint, progress, context, device, on_epoch)
@@ -157,6 +157,19 @@ def check_parts(config: Config) -> None:
     for head_parts in head_loss_parts(parts, config.model.head).values():  # class weights fit each head
         for name, _, options in head_parts:
             LOSSES.check(name, **options)
+
+
+def input_normalization(config: Config, data: TrainingData) -> tuple[list[float], list[float]]:
+    """The mean/std inputs are normalised with (``model.normalize``): the weights' own for a
+    backbone that starts from weights, the training images' channel statistics (streamed from the
+    memory map) for one trained from scratch. Stored in the run; predict, export and serve use it."""
+    model = config.model
+    source = model.normalize
+    if source == "auto":
+        source = "weights" if model.pretrained or model.weights is not None else "dataset"
+    if source == "weights":
+        return weights_normalization(model.name, model.weights)
+    return channel_stats(data.images, np.sort(data.train_rows))
 
 
 def start_run_folder(config: Config, runs_dir: str | Path, mean, std, run_dir: str | Path | None = None) -> Path:

@@ -177,3 +177,31 @@ def fit_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
 
 def shape(tensor: torch.Tensor) -> str:
     return "x".join(map(str, tensor.shape)) or "scalar"
+
+
+def weights_normalization(model_name: str, spec: str | Path | None) -> tuple[list[float], list[float]]:
+    """The input mean/std the backbone's weights were trained with: a maskcls checkpoint's own,
+    else timm's ``pretrained_cfg`` of the model the weights are for (a package names its model)."""
+    import timm
+
+    packaged = spec is not None and str(spec).startswith(PACKAGE_PREFIX)
+    if spec is not None and not packaged:
+        checkpoint = own_checkpoint(resolve_weights_path(spec))
+        if checkpoint is not None:
+            return [float(v) for v in checkpoint["mean"]], [float(v) for v in checkpoint["std"]]
+    name = packaged_weights(str(spec)).model if packaged else model_name
+    config = timm.get_pretrained_cfg(name)
+    if config is None or config.mean is None or config.std is None:
+        raise UserError(f"model.normalize=weights: timm knows no input mean/std for {name}; use dataset")
+    return [float(v) for v in config.mean], [float(v) for v in config.std]
+
+
+def own_checkpoint(path: Path) -> dict | None:
+    """A maskcls checkpoint with its mean/std, or None for any other weights file."""
+    if path.suffix == ".safetensors":
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - read_weights names a bad file; here it is just not ours
+        return None
+    return state if is_maskcls_checkpoint(state) and {"mean", "std"} <= set(state) else None
