@@ -66,3 +66,11 @@ def test_same_seed_same_folds_other_seed_other_folds():
     people = people_table()
     assert make_folds(people, 5, seed=4).equals(make_folds(people, 5, seed=4))
     assert not make_folds(people, 5, seed=4).equals(make_folds(people, 5, seed=5))
+
+
+def test_people_too_few_for_stratified_folds_are_split_without_strata(caplog):
+    few = pd.DataFrame({"profile": ["a", "b", "c", "d"], "gender": [0, 1, 0, 1], "age": [45, 22, 64, 31]})
+    with caplog.at_level("WARNING", logger="maskcls"):
+        folds = make_folds(few, folds=2, seed=0)
+    assert sorted(folds["fold"].value_counts().tolist()) == [2, 2]
+    assert "no gender x age group has 2 people: the 2 folds are drawn without stratifying" in caplog.text

@@ -8,6 +8,7 @@ and reused, so that every experiment is validated on the same people.
 from __future__ import annotations
 
 import csv
+import logging
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from maskcls.errors import UserError
 from maskcls.files import atomic_path
 from maskcls.labels import AGE_BORDERS, age_groups
 
+log = logging.getLogger("maskcls")
 TRAIN_ONLY = -1
 """Fold of a person who is never validated on (the training side of a holdout split)."""
 
@@ -35,6 +37,9 @@ def make_folds(people: pd.DataFrame, folds: int = 5, seed: int = 0) -> pd.DataFr
     if len(people) < folds:
         raise UserError(f"cannot make {folds} folds from {len(people)} people")
     labels = strata(people)
+    if np.bincount(labels).max() < folds:  # every stratum smaller than the folds: StratifiedKFold refuses
+        log.warning(f"no gender x age group has {folds} people: the {folds} folds are drawn without stratifying")
+        labels = np.zeros(len(people), dtype=int)
     assignment = np.empty(len(people), dtype=int)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():

@@ -124,7 +124,8 @@ def train_one_epoch(
         batch = finish(mixed.images if mixed else batch, settings)
         with settings.autocast():
             logits = model(batch)
-            loss = mixed_loss(criterion, logits.float(), mixed) if mixed else criterion(logits.float(), labels)
+        logits = logits.float()  # the loss in float32, outside autocast (as the outputs are read)
+        loss = mixed_loss(criterion, logits, mixed) if mixed else criterion(logits, labels)
         loss_value = loss.item()
         if any_rank(not math.isfinite(loss_value), settings.device):  # all ranks stop, before backward's all-reduce
             raise NonFiniteLoss(non_finite_message(loss_value, seen // len(labels) + 1))
@@ -196,11 +197,12 @@ def forward_outputs(
     """Logits and outputs of a prepared batch: the 18-class probabilities, then the age estimate
     when the model gives one (see :meth:`FaceAttributeModel.outputs`). ``tta_flip`` averages the
     outputs with those of the mirrored batch (the logits stay the plain ones)."""
-    with settings.autocast():
+    with settings.autocast():  # the network in mixed precision; what is read from its logits in float32
         logits = model(batch).float()
-        outputs = model.outputs(logits)
-        if tta_flip:
-            outputs = (outputs + model.outputs(model(batch.flip(-1)).float())) / 2
+        mirrored = model(batch.flip(-1)).float() if tta_flip else None
+    outputs = model.outputs(logits)  # outside autocast: a matmul in it would run in bf16 (sums off by 5e-4)
+    if mirrored is not None:
+        outputs = (outputs + model.outputs(mirrored)) / 2
     return logits, outputs
 
 
