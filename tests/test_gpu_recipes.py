@@ -40,12 +40,13 @@ def test_a_gpu_recipe_trains_and_predicts_at_its_real_size_on_the_cpu(recipe, fu
     config = load_config(
         recipe,
         [
-            f"data.root={full_size}", "model.pretrained=false", "train.epochs=1", "train.batch_size=7",
-            "train.folds=2", f"train.cache_dir={tmp_path / 'cache'}", "train.device=cpu",
+            f"data.root={full_size}", "model.pretrained=false", "train.epochs=1", "train.batch_size=4",
+            "train.limit_batches=2", "train.folds=2", f"train.cache_dir={tmp_path / 'cache'}", "train.device=cpu",
         ],
     )  # fmt: skip
     run = fit(config, runs_dir=tmp_path / "runs")
     checkpoint = torch.load(run / "best.pt", weights_only=True)
+    assert {int(state["step"]) for state in checkpoint["optimizer"]["state"].values()} == {2}  # limit_batches
     saved = checkpoint["config"]
     assert saved["train"]["image_size"] == list(shipped.train.image_size)  # the real size, not a small stand-in
     assert saved["model"]["name"] == shipped.model.name and saved["model"]["age_head"] == "distribution"

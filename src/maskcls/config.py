@@ -162,6 +162,9 @@ class TrainConfig(Section):
     cache_dir: str | None = None
     """Decoded-image cache folder; by default ``cache/`` in the runs folder, where predict finds it."""
     deterministic: bool = False
+    limit_batches: int | None = Field(None, ge=1)
+    """Train on the first N batches of every epoch only (validation stays whole): a smoke test of a
+    recipe's memory, speed and checkpoint at its real size."""
 
 
 class Config(Section):

@@ -323,7 +323,10 @@ class Trainer:
             optim.name, groups, lr=optim.lr, weight_decay=optim.weight_decay, **optim.options
         )
         self.batch_size = max(1, train.batch_size // context.world_size)  # train.batch_size is the global batch
-        self.steps_per_epoch = max(1, -(-len(context.shard(data.train_rows)) // self.batch_size))
+        self.images_per_epoch = len(context.shard(data.train_rows))
+        if train.limit_batches is not None:  # a smoke test: the first batches of every epoch
+            self.images_per_epoch = min(self.images_per_epoch, train.limit_batches * self.batch_size)
+        self.steps_per_epoch = max(1, -(-self.images_per_epoch // self.batch_size))
         self.scheduler = self.build_scheduler()
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 and device.type == "cuda" else None
         self.sample_weights = balanced_weights(data.train_labels, data.train_rows) if train.balanced_sampling else None
@@ -337,7 +340,7 @@ class Trainer:
     def run(self) -> Path:
         train = self.config.train
         writer = self.open_writer()
-        total = train.epochs * len(self.context.shard(self.data.train_rows))
+        total = train.epochs * self.images_per_epoch
         try:
             while self.epoch < train.epochs:
                 row = self.one_epoch(total)
@@ -384,7 +387,7 @@ class Trainer:
         shuffle = torch.Generator().manual_seed(epoch_seed(seed, self.epoch))  # same order on every rank
         augment_generator = torch.Generator().manual_seed(epoch_seed(seed, self.epoch, 1 + context.rank))
         rng = np.random.default_rng(epoch_seed(seed, self.epoch, 2000 + context.rank))
-        order = context.shard(epoch_order(data.train_rows, shuffle, self.sample_weights))
+        order = context.shard(epoch_order(data.train_rows, shuffle, self.sample_weights))[: self.images_per_epoch]
         done_before, seen = self.epoch * len(order), 0
 
         def on_batch(count: int) -> None:
