@@ -71,3 +71,17 @@ def pytest_sessionfinish(session, exitstatus):
         names = ", ".join(report.nodeid for report in skipped[:5])
         reporter.write_line(f"MASKCLS_FORBID_SKIPS=1: {len(skipped)} test(s) skipped: {names}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def tiny_config(data, tmp_path, *overrides):
+    """A recipe that trains in seconds on a tiny synthetic set: 1 epoch of a tiny network at 24x32."""
+    from maskcls.config import load_config
+
+    return load_config(
+        None,
+        [
+            f"data.root={data}", "model.name=test_resnet", "train.epochs=1", "train.image_size=[24,32]",
+            f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32", "train.folds=3", "name=cvt",
+            *overrides,
+        ],
+    )  # fmt: skip

@@ -162,7 +162,7 @@ def test_clustering_recovers_well_separated_people_and_purity_counts_them():
 def test_predict_group_people_writes_people_and_keeps_mask(tmp_path, synth_small):
     from maskcls.experiments.cv import cross_validate
     from maskcls.inference.predict import write_predictions
-    from tests.test_cv_predict import cv_config
+    from tests.conftest import tiny_config as cv_config
 
     group = cross_validate(cv_config(synth_small, tmp_path, "train.folds=2"), runs_dir=tmp_path / "runs")
     plain = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache")

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskcls.config import load_config
 from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.cv import cross_validate
 from maskcls.inference import predict
@@ -16,18 +15,9 @@ from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset, writ
 from maskcls.metrics import macro_f1
 from maskcls.rundir import names
 from maskcls.training.train import fit
-from tests.conftest import make_layout
+from tests.conftest import make_layout, tiny_config
 
-
-def cv_config(data, tmp_path, *overrides):
-    return load_config(
-        None,
-        [
-            f"data.root={data}", "model.name=test_resnet", "train.epochs=1", "train.image_size=[24,32]",
-            f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32", "train.folds=3", "name=cvt",
-            *overrides,
-        ],
-    )  # fmt: skip
+cv_config = tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,12 @@ import torch
 from maskcls.config import load_config
 from maskcls.errors import ConfigError, Interrupted, UserError
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS
+from tests.conftest import tiny_config
 from tests.test_cli import run_cli, train_args
 
 
 def tiny(data, tmp_path, *overrides):
-    return load_config(
-        None,
-        [
-            f"data.root={data}", "model.name=test_resnet", "train.epochs=1", "train.image_size=[24,32]",
-            f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32", "train.folds=3", "name=u",
-            *overrides,
-        ],
-    )  # fmt: skip
+    return tiny_config(data, tmp_path, "name=u", *overrides)
 
 
 @pytest.mark.parametrize(
