@@ -2,6 +2,7 @@
 
     python bench/gpu_speed.py [--device cuda] [--size 224] [--batch 128] [--steps 20]
         [--models resnet50 tf_efficientnet_b0] [--ddp]
+    python bench/gpu_speed.py --recipes [--steps 20]     # configs/gpu-*.yaml: train and predict steps
 
 For each model: images/s of full training steps (forward, loss, backward, AdamW step) in fp32,
 bf16 and fp16 autocast (fp16 with a GradScaler), each with and without channels_last, on random
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskcls.training.engine import amp_dtype
+from maskcls.training.engine import StepSettings, amp_dtype, forward_outputs
 from maskcls.training.losses import HeadLoss
 from maskcls.training.models import create_model
 
@@ -38,24 +39,28 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def step_speed(name: str, device: torch.device, size: int, batch: int, steps: int, amp: str, channels_last: bool):
-    """Images/s of training steps on random data already on the device."""
+def step_speed(
+    name: str, device: torch.device, size, batch: int, steps: int, amp: str, channels_last: bool, age_head="classes"
+):
+    """Images/s of training steps on random data already on the device; ``size`` is a side or (width, height)."""
     torch.manual_seed(0)
-    model = create_model(name, "multi").to(device)
+    width, height = (size, size) if isinstance(size, int) else size
+    model = create_model(name, "multi", age_head=age_head).to(device)
     memory = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory)
-    criterion = HeadLoss([("cross_entropy", 1.0, {})], "multi")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     dtype = amp_dtype(amp, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    images = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory)
-    targets = torch.randint(0, 18, (batch,), device=device)
+    images = torch.randn(batch, 3, height, width, device=device).contiguous(memory_format=memory)
+    targets = torch.stack([torch.randint(0, 18, (batch,)), torch.randint(18, 76, (batch,))], dim=1).to(device)
+    criterion = HeadLoss([("cross_entropy", 1.0, {})], "multi", age=model.age)
     timings = []
     for index in range(steps + WARMUP):
         synchronize(device)
         started = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = criterion(model(images).float(), targets)
+            logits = model(images)
+        loss = criterion(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -68,6 +73,52 @@ def step_speed(name: str, device: torch.device, size: int, batch: int, steps: in
         if index >= WARMUP:
             timings.append(time.perf_counter() - started)
     return batch / float(np.median(timings))
+
+
+@torch.no_grad()
+def predict_speed(name: str, device: torch.device, size, batch: int, steps: int, amp: str, age_head: str) -> float:
+    """Images/s of prediction (forward, the 18 probabilities and the age estimate) with flip TTA."""
+    width, height = size
+    model = create_model(name, "multi", age_head=age_head).to(device).eval()
+    model = model.to(memory_format=torch.channels_last)
+    settings = StepSettings(device, amp_dtype(amp, device), True, None, (0.5,) * 3, (0.5,) * 3)
+    images = torch.rand(batch, 3, height, width, device=device).contiguous(memory_format=torch.channels_last)
+    timings = []
+    for index in range(steps + WARMUP):
+        synchronize(device)
+        started = time.perf_counter()
+        forward_outputs(model, images, settings, tta_flip=True)
+        synchronize(device)
+        if index >= WARMUP:
+            timings.append(time.perf_counter() - started)
+    return batch / float(np.median(timings))
+
+
+def recipe_speeds(device: torch.device, steps: int) -> list[dict]:
+    """Train and predict images/s of every configs/gpu-*.yaml at its own size, batch and precision
+    (and in fp32, to show what the mixed precision is worth)."""
+    from maskcls.config import load_config
+
+    rows = []
+    for recipe in sorted((Path(__file__).parents[1] / "configs").glob("gpu-*.yaml")):
+        config = load_config(recipe)
+        model, train = config.model, config.train
+        batch = train.batch_size if device.type == "cuda" else 2  # on a CPU: a check of the script, not a figure
+        for amp in dict.fromkeys([train.amp, "none"]):
+            row = {
+                "recipe": recipe.stem, "model": model.name, "size": "x".join(map(str, train.image_size)),
+                "batch": batch, "amp": amp,
+                "train_images_per_s": round(step_speed(
+                    model.name, device, tuple(train.image_size), batch, steps, amp, train.channels_last,
+                    model.age_head,
+                ), 1),
+                "predict_flip_images_per_s": round(predict_speed(
+                    model.name, device, tuple(train.image_size), 2 * batch, steps, amp, model.age_head
+                ), 1),
+            }  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
 
 
 def loader_speed(size: int, batch: int, steps: int, cached: bool) -> float:
@@ -149,11 +200,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--models", nargs="+", default=["resnet50", "tf_efficientnet_b0"])
     parser.add_argument("--ddp", action="store_true")
+    parser.add_argument("--recipes", action="store_true", help="only the configs/gpu-*.yaml recipes' steps")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         print(json.dumps({"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__}), flush=True)
+    if args.recipes:
+        rows = recipe_speeds(device, args.steps)
+        print(f"\nconfigs/gpu-*.yaml on {device}")
+        print(
+            "| recipe | size | batch | amp | train images/s | predict (flip TTA) images/s |\n|---|---|---|---|---|---|"
+        )
+        for row in rows:
+            cells = [row["recipe"], row["size"], row["batch"], row["amp"], row["train_images_per_s"],
+                     row["predict_flip_images_per_s"]]  # fmt: skip
+            print("| " + " | ".join(map(str, cells)) + " |")
+        return
     rows = []
     for name in args.models:
         for amp in ("none", "bf16", "fp16"):
