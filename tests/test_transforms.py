@@ -86,3 +86,20 @@ def test_seed_jitter_is_one_of_the_four_with_the_retrospectives_ranges():
         rows = torch.nonzero(choice == index).flatten()
         factor = low + (high - low) * torch.rand(len(rows), generator=draws)
         assert torch.allclose(got[rows], apply_jitter(images[rows], name, factor), atol=1e-6), name
+
+
+@pytest.mark.parametrize("preset", ["none", "seed", "strong"])
+def test_augmentation_and_mixing_run_on_the_training_device(preset):
+    """On a GPU the batch is augmented where it trains, with draws from the CPU generator: every
+    draw must follow the batch to its device. The meta device has no data and, like CUDA, refuses
+    a CPU tensor mixed into its arithmetic."""
+    from maskcls.training.mixing import maybe_mix
+
+    batch = torch.rand(4, 3, 8, 6, device="meta")
+    augmented = augment(batch, preset, torch.Generator().manual_seed(0))
+    assert augmented.device.type == "meta" and augmented.shape == batch.shape
+    for method in ("cutmix_vertical", "cutmix", "mixup"):
+        mixed = maybe_mix(
+            method, 1.0, augmented, torch.zeros(4, 2, dtype=torch.long, device="meta"), np.random.default_rng(0)
+        )
+        assert mixed.images.device.type == "meta"

@@ -39,21 +39,22 @@ def grayscale(batch: torch.Tensor) -> torch.Tensor:
 
 
 def blend(image: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    ratio = ratio.view(-1, 1, 1, 1)
+    ratio = ratio.to(device=image.device, dtype=image.dtype).view(-1, 1, 1, 1)
     return (ratio * image + (1 - ratio) * other).clamp_(0, 1)
 
 
 def seed_color_jitter(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """RandomChoice over the four ColorJitters, one choice and one factor per image."""
     count = len(batch)
-    choice = torch.randint(0, 4, (count,), generator=generator)
+    choice = torch.randint(0, 4, (count,), generator=generator)  # drawn on the CPU: the same on any device
     out = batch.clone()
     for index, (name, (low, high)) in enumerate(JITTER_RANGES.items()):
         rows = torch.nonzero(choice == index).flatten()
         if len(rows) == 0:
             continue
         factor = low + (high - low) * torch.rand(len(rows), generator=generator)
-        out[rows] = apply_jitter(batch[rows], name, factor)
+        rows = rows.to(batch.device)
+        out[rows] = apply_jitter(batch[rows], name, factor)  # factors stay on the CPU (hue reads them one by one)
     return out
 
 
@@ -69,10 +70,8 @@ def apply_jitter(images: torch.Tensor, name: str, factor: torch.Tensor) -> torch
 
 
 def random_flip(batch: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    flip = torch.rand(len(batch), generator=generator) < p
-    out = batch.clone()
-    out[flip] = batch[flip].flip(-1)
-    return out
+    flip = (torch.rand(len(batch), generator=generator) < p).to(batch.device).view(-1, 1, 1, 1)
+    return torch.where(flip, batch.flip(-1), batch)  # no data-dependent indexing: no sync on a GPU
 
 
 def random_affine(batch: torch.Tensor, generator: torch.Generator, max_degrees: float = 8.0) -> torch.Tensor:
@@ -82,6 +81,7 @@ def random_affine(batch: torch.Tensor, generator: torch.Generator, max_degrees: 
     shift = (torch.rand(count, 2, generator=generator) * 2 - 1) * 0.16
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    theta = theta.to(device=batch.device, dtype=batch.dtype)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
