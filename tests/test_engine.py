@@ -84,3 +84,13 @@ def test_batches_cover_indices_and_balance_classes():
         [b[1].numpy() for b in batches(images, skewed, np.arange(100), 10, torch.Generator().manual_seed(0), weights)]
     )
     assert 0.3 < drawn.mean() < 0.7
+
+
+def test_forward_only_batches_on_the_cpu_hold_a_bounded_number_of_pixels():
+    from maskcls.training.engine import inference_batch
+
+    assert [inference_batch(128, size, "cpu") for size in [(96, 128), (192, 256), (288, 384), (384, 512)]] == [
+        128, 32, 14, 8,
+    ]  # fmt: skip
+    assert inference_batch(4, (384, 512), "cpu") == 4 and inference_batch(128, (2000, 2000), "cpu") == 1
+    assert inference_batch(128, (384, 512), "meta") == 128  # a GPU's memory is not the process's: as asked

@@ -44,7 +44,7 @@ from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS, mean_outputs, outpu
 from maskcls.rundir import names
 from maskcls.rundir.folders import runs_root, write_rows
 from maskcls.rundir.tables import write_probabilities, write_submission
-from maskcls.training.engine import finish, forward_outputs, prepare, resolve_device
+from maskcls.training.engine import finish, forward_outputs, inference_batch, prepare, resolve_device
 
 log = logging.getLogger("maskcls")
 
@@ -291,12 +291,14 @@ def run_probabilities(
         session = onnx_model(run)
         width, height = session.get_inputs()[0].shape[2], session.get_inputs()[0].shape[1]
         images = cached_images(root, paths, (int(width), int(height)), cache_dir)
+        batch = inference_batch(batch_size, (int(width), int(height)), "cpu")  # onnxruntime runs on the CPU
         started = time.perf_counter()
-        return onnx_outputs(session, images, batch_size, tta, on_batch), time.perf_counter() - started
+        return onnx_outputs(session, images, batch, tta, on_batch), time.perf_counter() - started
     loaded = loaded if loaded is not None else load_run(run, device)  # model and image size from one read
     images = cached_images(root, paths, loaded.image_size, cache_dir)
+    batch = inference_batch(batch_size, loaded.image_size, loaded.settings.device)
     started = time.perf_counter()
-    return torch_outputs(loaded, images, batch_size, tta, on_batch), time.perf_counter() - started
+    return torch_outputs(loaded, images, batch, tta, on_batch), time.perf_counter() - started
 
 
 def preferred_backend(run: Path, device: str = "auto") -> str:

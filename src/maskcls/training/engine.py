@@ -163,6 +163,19 @@ def step(loss, model, optimizer, settings: StepSettings, scaler) -> None:
         optimizer.step()
 
 
+CPU_PIXELS_PER_BATCH = 128 * 96 * 128
+"""Pixels in one forward-only batch on the CPU: 128 images at 96x128, 8 at 384x512."""
+
+
+def inference_batch(batch_size: int, image_size: tuple[int, int], device: torch.device | str) -> int:
+    """The batch of a forward pass without gradients (validation, prediction): as asked on a GPU;
+    on the CPU capped at :data:`CPU_PIXELS_PER_BATCH` pixels, so that the activations, which take
+    most of the memory, do not grow with the picture."""
+    if torch.device(device).type != "cpu":
+        return batch_size
+    return max(1, min(batch_size, CPU_PIXELS_PER_BATCH // (image_size[0] * image_size[1])))
+
+
 def resolve_device(name: str, what: str = "device") -> torch.device:
     """``auto`` means CUDA when present, else the CPU. A device this machine does not have is a
     UserError naming ``what`` (the option or config key that asked for it), before any work."""

@@ -54,6 +54,7 @@ from maskcls.training.engine import (
     batches,
     epoch_order,
     evaluate,
+    inference_batch,
     resolve_device,
     train_one_epoch,
 )
@@ -438,7 +439,9 @@ class Trainer:
         if context.enabled:
             sync_buffers(self.model)
         rows = self.data.valid_rows[context.rank :: context.world_size]
-        loader = batches(self.data.images, self.data.true_targets, rows, self.batch_size * 2)
+        size = self.config.train.image_size
+        batch = inference_batch(self.batch_size * 2, size, self.settings.device)
+        loader = batches(self.data.images, self.data.true_targets, rows, batch)
         loss, outputs, targets = evaluate(self.model, loader, self.criterion, self.settings)
         parts = context.gather((0.0 if len(rows) == 0 else loss * len(rows), len(rows), outputs, targets))
         seen = sum(part[1] for part in parts)
