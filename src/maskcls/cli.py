@@ -778,13 +778,14 @@ def columns_that_fit(texts: list[dict[str, str]], columns: list[str], width: int
     """(shown, left out): columns whole at their widest cell, by priority: the name, the scores,
     then the rest in order; columns empty in every row are left out silently."""
     filled = [column for column in columns if column == "name" or any(row[column] for row in texts)]
+    names = [column for column in filled if column == "name"]  # a table may have none (audit)
     natural = {
         column: min(max([len(column), *(len(row[column]) for row in texts)]), NAME_WIDTH if column == "name" else width)
         + 3  # padding and the border
         for column in filled
     }
     scores = [column for column in filled if "f1" in column or column in ("epoch", "age_mae", "minutes")]
-    priority = ["name", *scores, *(column for column in filled if column not in scores and column != "name")]
+    priority = [*names, *scores, *(column for column in filled if column not in scores and column not in names)]
     kept: set[str] = set()
     left_out = []
     for column in priority:
