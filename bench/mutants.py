@@ -107,16 +107,16 @@ MUTANTS = [
     m(
         "folds-unstratified",
         "data/split.py",
-        "    labels = strata(people)\n    assignment",
-        "    labels = np.zeros(len(people), dtype=int)\n    assignment",
+        "    labels = strata(people)\n    if np.bincount",
+        "    labels = np.zeros(len(people), dtype=int)\n    if np.bincount",
         "tests/test_split.py",
     ),
     # transforms
     m(
         "flip-vertical",
         "data/transforms.py",
-        "out[flip] = batch[flip].flip(-1)",
-        "out[flip] = batch[flip].flip(-2)",
+        "return torch.where(flip, batch.flip(-1), batch)",
+        "return torch.where(flip, batch.flip(-2), batch)",
         "tests/test_transforms.py",
     ),
     m(
@@ -138,8 +138,8 @@ MUTANTS = [
     m(
         "tta-flip-dropped",
         "training/engine.py",
-        "probabilities = (probabilities + mirrored) / 2",
-        "probabilities = probabilities",
+        "outputs = (outputs + model.outputs(mirrored)) / 2",
+        "outputs = outputs",
         "tests/test_cv_predict.py",
         "tests/test_engine.py",
     ),
@@ -153,8 +153,8 @@ MUTANTS = [
     m(
         "predict-rows-reversed",
         "inference/predict.py",
-        'full[predicted["row"].to_numpy(dtype=int)] = probabilities',
-        'full[predicted["row"].to_numpy(dtype=int)] = probabilities[::-1]',
+        'full[predicted["row"].to_numpy(dtype=int)] = outputs',
+        'full[predicted["row"].to_numpy(dtype=int)] = outputs[::-1]',
         "tests/test_cv_predict.py",
     ),
     # ensemble, calibrate, score
@@ -175,8 +175,8 @@ MUTANTS = [
     m(
         "calibration-bias-sign",
         "evaluation/calibrate.py",
-        "heldout[~inside] = (log_probabilities[~inside] + biases).argmax(axis=1)",
-        "heldout[~inside] = (log_probabilities[~inside] - biases).argmax(axis=1)",
+        "heldout[~inside] = (fold_log[~inside] + biases).argmax(axis=1)",
+        "heldout[~inside] = (fold_log[~inside] - biases).argmax(axis=1)",
         "tests/test_audit_calibrate_people.py",
     ),
     m(
