@@ -109,6 +109,10 @@ def test_a_sweep_grows_by_values_and_a_study_by_trials(tmp_path):
         UserError, match=r"holds a sweep with another vary \(optim.lr \['1e-3', '3e-3', '1e-2'\] there, None"
     ):
         record_plan(tmp_path / "s", base, [parse_vary("train.epochs=1,2")], False, None)
+    stored = json.loads((tmp_path / "s/sweep.json").read_text())
+    stored["base"]["train"].update(cache_dir="/old/cache", device="cpu")  # as plans were written before
+    (tmp_path / "s/sweep.json").write_text(json.dumps(stored))
+    record_plan(tmp_path / "s", base, [parse_vary("optim.lr=1e-3")], False, None)  # the same recipe
     record_study(tmp_path / "t", TunePlan(base, [], trials=3))
     record_study(tmp_path / "t", TunePlan(base, [], trials=8))  # the same search, more trials
     assert json.loads((tmp_path / "t/tune.json").read_text())["trials"] == 8

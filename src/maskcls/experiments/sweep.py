@@ -175,8 +175,13 @@ def record_plan(folder: Path, base: Config, varied: list[Varied], grid: bool, fo
     }
     keep_plan(
         folder / SWEEP_FILE, plan, "a sweep", "to start another sweep, give the base another name (-o name=...)",
-        growable={"vary": more_values},
+        growable={"vary": more_values, "base": same_recipe},
     )  # fmt: skip
+
+
+def same_recipe(stored: dict, given: dict) -> dict | None:
+    """A plan written before machine settings left the recipe still names the same recipe."""
+    return given if recipe_dict(stored) == recipe_dict(given) else None
 
 
 def more_values(stored: dict[str, list], given: dict[str, list]) -> dict[str, list] | None:

@@ -39,7 +39,7 @@ from maskcls.config import Config, recipe_dict, to_plain_dict
 from maskcls.errors import Interrupted, NonFiniteLoss, UserError
 from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.experiments.space import Dimension
-from maskcls.experiments.sweep import variant_config
+from maskcls.experiments.sweep import same_recipe, variant_config
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
 from maskcls.rundir import names
 from maskcls.rundir.folders import keep_plan, write_rows
@@ -159,7 +159,7 @@ def record_plan(folder: Path, plan: TunePlan) -> None:
     }
     keep_plan(
         folder / names.TUNE, record, "a study", "to start another study, name it with --study NAME",
-        growable={"trials": lambda stored, given: given},  # more (or fewer) finished trials: the same search
+        growable={"trials": lambda stored, given: given, "base": same_recipe},  # more trials: the same search
     )  # fmt: skip
 
 
