@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=["cache", "stats", "train", "predict", "calibrate"])
     parser.add_argument("--model", default="resnet10t")
     parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--accumulate", type=int, default=1, help="train.accumulate of the train stage")
     parser.add_argument("--keep-cache", action="store_true", help="do not delete each size's cache after it")
     args = parser.parse_args()
     work = args.work / args.label
@@ -165,7 +166,8 @@ def main() -> None:
                 PYTHON, "-m", "maskcls.cli", "train", str(args.code / "configs" / "cpu-demo.yaml"), "--data",
                 str(args.data), "--runs-dir", str(runs), "--cache-dir", str(cache), "-q", "-o", "name=mem",
                 "-o", f"model.name={args.model}", "-o", "train.epochs=1", "-o", f"train.image_size=[{width},{height}]",
-                *(["-o", f"train.limit_batches={args.batches}"] if args.label == "after" else []),
+                *(["-o", f"train.limit_batches={args.batches}"] if args.label != "before" else []),
+                *(["-o", f"train.accumulate={args.accumulate}"] if args.accumulate > 1 else []),
             ],
             "predict": [
                 PYTHON, "-m", "maskcls.cli", "predict", str(runs / "mem-fold0"), "--data", str(args.data),

@@ -94,3 +94,28 @@ def test_forward_only_batches_on_the_cpu_hold_a_bounded_number_of_pixels():
     ]  # fmt: skip
     assert inference_batch(4, (384, 512), "cpu") == 4 and inference_batch(128, (2000, 2000), "cpu") == 1
     assert inference_batch(128, (384, 512), "meta") == 128  # a GPU's memory is not the process's: as asked
+
+
+def test_accumulated_parts_give_the_whole_batch_step():
+    """A batch in 3 parts whose gradients add up moves the weights as the whole batch does (a
+    model without BatchNorm, a loss that is a mean over images, cutmix on every batch)."""
+
+    def one_epoch(accumulate: int):
+        torch.manual_seed(0)
+        images, labels = toy_data()
+        model = tiny_model("multi")
+        optimizer = create_optimizer("adamw", model.parameters(), lr=0.03)
+        scheduler = create_scheduler("cosine", optimizer, epochs=1, steps_per_epoch=4)
+        result = train_one_epoch(
+            model, batches(images, labels, np.arange(96), 24, torch.Generator().manual_seed(0)),
+            HeadLoss([("cross_entropy", 1.0, {})], "multi"), optimizer, scheduler, StepSettings(grad_clip=1.0),
+            augmentation="seed", mixing="cutmix_vertical", mixing_probability=1.0,
+            generator=torch.Generator().manual_seed(1), rng=np.random.default_rng(0), accumulate=accumulate,
+        )  # fmt: skip
+        return result, [parameter.detach().clone() for parameter in model.parameters()]
+
+    (whole, whole_weights), (parts, part_weights) = one_epoch(1), one_epoch(3)
+    assert parts.loss == pytest.approx(whole.loss, rel=1e-5) and parts.images == whole.images == 96
+    assert (parts.predictions == whole.predictions).all()
+    for expected, given in zip(whole_weights, part_weights, strict=True):
+        assert torch.allclose(expected, given, atol=1e-5)

@@ -162,6 +162,10 @@ class TrainConfig(Section):
     cache_dir: str | None = None
     """Decoded-image cache folder; by default ``cache/`` in the runs folder, where predict finds it."""
     deterministic: bool = False
+    accumulate: int = Field(1, ge=1)
+    """Split each batch into this many parts whose gradients add up before the step: the same
+    effective batch with a part of the activation memory (large photos on a small machine). Exact
+    for losses that are means over images; ``f1`` and BatchNorm statistics see each part alone."""
     limit_batches: int | None = Field(None, ge=1)
     """Train on the first N batches of every epoch only (validation stays whole): a smoke test of a
     recipe's memory, speed and checkpoint at its real size."""

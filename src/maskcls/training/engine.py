@@ -6,6 +6,7 @@ are clipped at their true scale. bf16 autocast needs no scaler; fp16 (CUDA only)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -113,7 +114,10 @@ def train_one_epoch(
     rng: np.random.Generator,
     scaler: torch.amp.GradScaler | None = None,
     on_batch: Callable[[int], None] | None = None,
+    accumulate: int = 1,
 ) -> EpochResult:
+    """One pass over ``loader``; each batch is one optimizer step, its gradients summed over
+    ``accumulate`` micro-batches (see :func:`forward_backward`)."""
     model.train()
     total_loss, seen = 0.0, 0
     predictions, targets = [], []
@@ -122,15 +126,11 @@ def train_one_epoch(
         labels = labels.to(settings.device)
         mixed = maybe_mix(mixing, mixing_probability, batch, labels, rng)
         batch = finish(mixed.images if mixed else batch, settings)
-        with settings.autocast():
-            logits = model(batch)
-        logits = logits.float()  # the loss in float32, outside autocast (as the outputs are read)
-        loss = mixed_loss(criterion, logits, mixed) if mixed else criterion(logits, labels)
-        loss_value = loss.item()
-        if any_rank(not math.isfinite(loss_value), settings.device):  # all ranks stop, before backward's all-reduce
-            raise NonFiniteLoss(non_finite_message(loss_value, seen // len(labels) + 1))
         optimizer.zero_grad(set_to_none=True)
-        step(loss, model, optimizer, settings, scaler)
+        loss_value, logits = forward_backward(
+            model, batch, labels, mixed, criterion, settings, scaler, accumulate, seen // len(labels) + 1
+        )
+        optimizer_step(model, optimizer, settings, scaler)
         scheduler.step()
         total_loss += loss_value * len(labels)
         seen += len(labels)
@@ -147,13 +147,56 @@ def train_one_epoch(
     )
 
 
-def step(loss, model, optimizer, settings: StepSettings, scaler) -> None:
-    """scale -> backward -> unscale_ -> clip -> step -> update."""
+def micro_batches(count: int, parts: int) -> list[slice]:
+    """``count`` rows in ``parts`` slices of (nearly) equal size, in order."""
+    size = -(-count // max(1, min(parts, count)))
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def forward_backward(
+    model, batch, labels, mixed, criterion, settings: StepSettings, scaler, accumulate: int, batch_number: int
+) -> tuple[float, torch.Tensor]:
+    """The batch's loss and logits; its gradients summed over ``accumulate`` micro-batches, each
+    backward freeing its activations before the next forward (memory / ``accumulate``, the same
+    effective batch). The loss of each part is weighted by its share of the images, so a loss that
+    is a mean over images (cross entropy, focal, label smoothing) gives the whole batch's gradient;
+    a batch-level loss (``f1``, class-weighted means) and BatchNorm see each part alone. DDP
+    averages gradients once, after the last part. A non-finite loss stops every rank before its
+    backward."""
+    pieces = micro_batches(len(labels), accumulate)
+    total, outputs = 0.0, []
+    for index, piece in enumerate(pieces):
+        last = index == len(pieces) - 1
+        with nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
+            with settings.autocast():
+                logits = model(batch[piece])
+            logits = logits.float()  # the loss in float32, outside autocast (as the outputs are read)
+            part = mixed_part(mixed, piece) if mixed else None
+            loss = mixed_loss(criterion, logits, part) if part else criterion(logits, labels[piece])
+            value = loss.item()
+            if any_rank(not math.isfinite(value), settings.device):  # all ranks stop, before backward's all-reduce
+                raise NonFiniteLoss(non_finite_message(value, batch_number))
+            share = (piece.stop - piece.start) / len(labels)
+            backward(loss * share if len(pieces) > 1 else loss, scaler)
+        total += value * share
+        outputs.append(logits.detach())
+    return total, torch.cat(outputs)
+
+
+def mixed_part(mixed, piece: slice):
+    return dataclasses.replace(
+        mixed, images=mixed.images[piece], targets_a=mixed.targets_a[piece], targets_b=mixed.targets_b[piece]
+    )
+
+
+def backward(loss: torch.Tensor, scaler) -> None:
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+def optimizer_step(model, optimizer, settings: StepSettings, scaler) -> None:
+    """After the backward passes: unscale_ -> clip -> step -> update."""
     if scaler is not None:
-        scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-    else:
-        loss.backward()
     if settings.grad_clip:
         nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
     if scaler is not None:

@@ -402,7 +402,7 @@ class Trainer:
                 self.train_model, batches(data.images, data.train_targets, order, self.batch_size), self.criterion,
                 self.optimizer, self.scheduler, self.settings, augmentation=train.augmentation, mixing=train.mixing,
                 mixing_probability=train.mixing_probability, generator=augment_generator, rng=rng,
-                scaler=self.scaler, on_batch=on_batch,
+                scaler=self.scaler, on_batch=on_batch, accumulate=train.accumulate,
             )  # fmt: skip
         except NonFiniteLoss as error:
             raise NonFiniteLoss(f"epoch {self.epoch + 1}: {error}; {self.last_good_checkpoint()}") from None
