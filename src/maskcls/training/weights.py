@@ -15,6 +15,7 @@ the first tensor that does not fit; nothing is loaded with ``strict=False``.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,36 +102,57 @@ def check_weights_fit_model(spec: str | Path, model_name: str) -> None:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file; of a maskcls checkpoint (``best.pt``), its backbone's."""
-    return read_weights(path)[0]
+    return read_weights(path).state
 
 
-def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
-    """A weights file's state dict, and the timm model it was trained as when it is a maskcls
-    checkpoint (else None): fine-tuning from one's own run starts from its backbone."""
-    trained_as = None
+@dataclass(frozen=True)
+class WeightsFile:
+    """What a weights file holds: its state dict and, for a maskcls checkpoint, the timm model it
+    was trained as and the mean/std its inputs were normalised with."""
+
+    state: dict[str, torch.Tensor]
+    trained_as: str | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+def read_weights(path: Path) -> WeightsFile:
+    """The file read once however often a run asks (its checks, its normalisation, its model):
+    the last file read is kept, keyed by path, size and modification time."""
+    stat = Path(path).stat()
+    return read_weights_file(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1)
+def read_weights_file(path: Path, size: int, mtime_ns: int) -> WeightsFile:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(path)
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - a corrupt or foreign file: say which file
-            raise UserError(f"{path}: not a readable weights file ({type(error).__name__}: {error})") from None
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        elif is_maskcls_checkpoint(state):
-            trained_as = str(state["config"]["model"]["name"])
-            state = {
-                key.removeprefix("backbone."): value
-                for key, value in state["model"].items()
-                if key.startswith("backbone.")
-            }
+        return WeightsFile(checked_state(load_file(path), path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a corrupt or foreign file: say which file
+        raise UserError(f"{path}: not a readable weights file ({type(error).__name__}: {error})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        return WeightsFile(checked_state(state["state_dict"], path))
+    if not is_maskcls_checkpoint(state):
+        return WeightsFile(checked_state(state, path))
+    backbone = {
+        key.removeprefix("backbone."): value for key, value in state["model"].items() if key.startswith("backbone.")
+    }
+    mean, std = state.get("mean"), state.get("std")
+    return WeightsFile(
+        checked_state(backbone, path), str(state["config"]["model"]["name"]),
+        [float(v) for v in mean] if mean is not None else None, [float(v) for v in std] if std is not None else None,
+    )  # fmt: skip
+
+
+def checked_state(state, path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise UserError(
             f"{path}: not a state dict (a mapping from names to tensors) nor a maskcls checkpoint (RUN/best.pt)"
         )
-    return {key.removeprefix("module."): value for key, value in state.items()}, trained_as
+    return {key.removeprefix("module."): value for key, value in state.items()}
 
 
 def is_maskcls_checkpoint(state) -> bool:
@@ -143,11 +165,10 @@ def is_maskcls_checkpoint(state) -> bool:
 
 
 def check_weights_file(spec: str | Path, model_name: str) -> None:
-    """Read ``model.weights`` once before anything is built: a file of the wrong kind, or a
-    maskcls checkpoint of another network, is refused while no run folder exists yet."""
+    """Read ``model.weights`` before anything is built: a file of the wrong kind, or a maskcls
+    checkpoint of another network, is refused while no run folder exists yet."""
     check_weights_fit_model(spec, model_name)
-    path = resolve_weights_path(spec)
-    _, trained_as = read_weights(path)
+    trained_as = read_weights(resolve_weights_path(spec)).trained_as
     if trained_as is not None and trained_as.split(".")[0] != model_name.split(".")[0]:
         raise UserError(f"model.weights={spec} is a maskcls checkpoint of {trained_as}, not model.name={model_name}")
 
@@ -186,22 +207,11 @@ def weights_normalization(model_name: str, spec: str | Path | None) -> tuple[lis
 
     packaged = spec is not None and str(spec).startswith(PACKAGE_PREFIX)
     if spec is not None and not packaged:
-        checkpoint = own_checkpoint(resolve_weights_path(spec))
-        if checkpoint is not None:
-            return [float(v) for v in checkpoint["mean"]], [float(v) for v in checkpoint["std"]]
+        weights = read_weights(resolve_weights_path(spec))
+        if weights.mean is not None and weights.std is not None:
+            return weights.mean, weights.std
     name = packaged_weights(str(spec)).model if packaged else model_name
     config = timm.get_pretrained_cfg(name)
     if config is None or config.mean is None or config.std is None:
         raise UserError(f"model.normalize=weights: timm knows no input mean/std for {name}; use dataset")
     return [float(v) for v in config.mean], [float(v) for v in config.std]
-
-
-def own_checkpoint(path: Path) -> dict | None:
-    """A maskcls checkpoint with its mean/std, or None for any other weights file."""
-    if path.suffix == ".safetensors":
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - read_weights names a bad file; here it is just not ours
-        return None
-    return state if is_maskcls_checkpoint(state) and {"mean", "std"} <= set(state) else None
