@@ -787,14 +787,11 @@ def columns_that_fit(texts: list[dict[str, str]], columns: list[str], width: int
     scores = [column for column in filled if "f1" in column or column in ("epoch", "age_mae", "minutes")]
     priority = [*names, *scores, *(column for column in filled if column not in scores and column not in names)]
     kept: set[str] = set()
-    left_out = []
     for column in priority:
-        if column == "name" or used + natural[column] <= width:
+        if column in names or used + natural[column] <= width:
             kept.add(column)
             used += natural[column]
-        elif column in filled:
-            left_out.append(column)
-    return [column for column in columns if column in kept], [column for column in columns if column in left_out]
+    return [column for column in columns if column in kept], [c for c in filled if c not in kept]
 
 
 def parse_floats(text: str, option: str) -> list[float]:

@@ -46,19 +46,20 @@ LossName = Annotated[str, known_name("loss", LOSS_NAMES)]
 DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
-def check_device_name(name: str, what: str = "device") -> str:
-    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; whether this machine has it is checked
-    when the device is used (``training.engine.resolve_device``)."""
-    if not DEVICE_NAMES.fullmatch(name):
-        raise ConfigError(f"{what}={name!r}: not a device; use auto, cpu, cuda, cuda:N or mps")
-    return name
-
-
 def device_name_value(name: str) -> str:
-    """:func:`check_device_name` as a pydantic check (the key is named by the validation error)."""
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (a pydantic check: the error names the
+    key); whether this machine has it is checked where it is used (``engine.resolve_device``)."""
     if not DEVICE_NAMES.fullmatch(name):
         raise ValueError(f"{name!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
     return name
+
+
+def check_device_name(name: str, what: str = "device") -> str:
+    """:func:`device_name_value` for a name that comes from an option, not from the config."""
+    try:
+        return device_name_value(name)
+    except ValueError as error:
+        raise ConfigError(f"{what}: {error}") from None
 
 
 class Section(BaseModel):

@@ -185,7 +185,7 @@ def with_installed_driver(url: str) -> str:
 def open_study(plan: TunePlan, folder: Path):
     """The shared study: created by the first worker, joined by the others."""
     optuna = import_optuna()
-    epochs = max(trial_epochs(plan, {}, largest=True), 1) if plan.folds is None else plan.folds
+    epochs = trial_epochs(plan, {}, largest=True) if plan.folds is None else plan.folds
     pruners = {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),  # not after step 1
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs),

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from maskcls.errors import UserError
-from maskcls.labels import HEAD_SIZES, NUM_CLASSES, decode_classes
+from maskcls.labels import HEAD_SIZES, NUM_CLASSES, head_marginals
 from maskcls.registry import Registry
 from maskcls.training.age import AgeHead
 from maskcls.training.models import head_targets, split_head_logits, target_ages
@@ -142,12 +142,8 @@ def head_class_weights(weight: Sequence[float] | dict, head: str, where: str = "
     values = checked_weights(weight, NUM_CLASSES, where)
     if head == "single":
         return {"class": values}
-    classes = np.arange(NUM_CLASSES)
-    by_value = dict(zip(HEADS["multi"], decode_classes(classes), strict=True))
-    return {
-        name: [float(np.mean([values[c] for c in classes[by_value[name] == value]])) for value in range(size)]
-        for name, size in HEAD_SIZES.items()
-    }
+    sums = head_marginals(np.asarray([values]))  # the 18 weights summed per value of each head
+    return {name: (sums[name][0] * size / NUM_CLASSES).tolist() for name, size in HEAD_SIZES.items()}
 
 
 def checked_weights(values, count: int, where: str) -> list[float]:
