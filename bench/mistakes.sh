@@ -3,8 +3,7 @@
 #   bash bench/mistakes.sh CODE_DIR LABEL DATA     (CODE_DIR: a checkout, e.g. `git worktree add ../before REV`)
 # DATA: a small synthetic set (maskcls synth DATA --people 30). Compare two checkouts line by line.
 CODE=$(realpath "$1"); L=$2
-PY=${PYTHON:-$(dirname "$0")/../.venv/bin/python}
-PY=$(realpath "$PY")
+PY=${PYTHON:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}  # absolute, not resolved: the venv's
 export PYTHONPATH=$CODE/src CI=1
 D=$(realpath "$3")
 W=${TMPDIR:-/tmp}/maskcls-mistakes-$L; rm -rf $W; mkdir -p $W; cd $W
