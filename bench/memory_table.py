@@ -103,7 +103,7 @@ from pathlib import Path
 import numpy as np
 from maskcls.config import load_config
 from maskcls.data.transforms import channel_stats
-from maskcls.training.train import prepare_data
+from maskcls.training.prepare import prepare_data
 root, size, folder = sys.argv[1], sys.argv[2].replace("x", ","), sys.argv[3]
 config = load_config(None, [f"data.root={root}", f"train.image_size=[{size}]", f"train.cache_dir={folder}"])
 data = prepare_data(config, Path(folder) / "runs")

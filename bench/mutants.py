@@ -203,9 +203,9 @@ MUTANTS = [
     # distributed training
     m(
         "ddp-no-gradient-sync",
-        "training/train.py",
-        "        if context.enabled:\n            ids =",
-        "        if False:\n            ids =",
+        "training/loop.py",
+        "    if context.enabled:\n        ids =",
+        "    if False:\n        ids =",
         "tests/test_distributed.py",
     ),
     m(
@@ -326,7 +326,7 @@ MUTANTS = [
     ),
     m(
         "balanced-over-all-rows",
-        "training/train.py",
+        "training/prepare.py",
         "counts = np.bincount(labels[rows], minlength=NUM_CLASSES)",
         "counts = np.bincount(labels, minlength=NUM_CLASSES)",
         "tests/test_train.py::test_balanced_sampling_counts_the_training_rows_only",

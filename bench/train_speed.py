@@ -30,7 +30,8 @@ from maskcls.data.transforms import augment, normalize, to_float
 from maskcls.training.engine import StepSettings, batches, train_one_epoch
 from maskcls.training.losses import HeadLoss
 from maskcls.training.models import create_model
-from maskcls.training.train import fit, prepare_data
+from maskcls.training.prepare import prepare_data
+from maskcls.training.train import fit
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "cpu-demo.yaml"
 
@@ -44,7 +45,7 @@ def pipeline(data: Path, scratch: str) -> None:
     for model, size in (("resnet10t", "[48,64]"), ("test_resnet", "[96,128]")):
         for cache in (True, False):
             settings = [f"model.name={model}", f"train.image_size={size}", f"data.cache={str(cache).lower()}"]
-            run = fit(demo_config(data, scratch, "train.epochs=2", *settings), runs_dir=f"{scratch}/runs")
+            run = fit(demo_config(data, scratch, "train.epochs=2", *settings), runs_dir=f"{scratch}/runs").folder
             summary = pd.read_csv(run / "summary.csv")
             print(
                 f"{model}@{size} data.cache={cache!s:5}  train {summary['train_images_per_second'].mean():6.0f} "

@@ -20,7 +20,7 @@ base = [
     f"train.cache_dir={work / 'cache'}",
     "train.folds=3",
 ]
-first = fit(load_config(None, [*base, "name=a"]), runs_dir=work / "runs")
+first = fit(load_config(None, [*base, "name=a"]), runs_dir=work / "runs").folder
 real, reads = torch.load, []
 torch.load = lambda path, *a, **k: (reads.append(str(path)), real(path, *a, **k))[1]
 fit(load_config(None, [*base, "name=b", f"model.weights={first / 'best.pt'}"]), runs_dir=work / "runs")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-import maskcls.training.train as training
+import maskcls.training.loop as training
 from maskcls.cli import main
 
 dump = Path(sys.argv[1])
@@ -19,10 +19,9 @@ train_run = training.Trainer.run
 
 
 def run_and_keep_parameters(self):
-    folder = train_run(self)
+    train_run(self)
     parameters = {name: value.detach().cpu() for name, value in self.model.named_parameters()}
     torch.save(parameters, dump / f"rank{self.context.rank}.pt")
-    return folder
 
 
 training.Trainer.run = run_and_keep_parameters

@@ -170,7 +170,9 @@ def config_for(data, tmp_path, *overrides):
 
 
 def test_a_regression_run_reports_its_age_error_and_predicts_the_same_on_both_backends(synth_small, tmp_path):
-    run = fit(config_for(synth_small, tmp_path, "model.age_head=regression", "name=r"), runs_dir=tmp_path / "runs")
+    run = fit(
+        config_for(synth_small, tmp_path, "model.age_head=regression", "name=r"), runs_dir=tmp_path / "runs"
+    ).folder
     valid = pd.read_csv(run / "valid_probabilities.csv")
     assert list(valid.columns[:4]) == ["path", "profile", "target", "age"] and valid.columns[-1] == AGE_ESTIMATE_COLUMN
     ages = valid["profile"].str.split("_").str[-1].astype(int)
@@ -283,7 +285,7 @@ def read_age(values):
 
 def test_a_distribution_cv_writes_the_age_error_and_calibrates_borders(synth_small, tmp_path):
     config = config_for(synth_small, tmp_path, "model.age_head=distribution", "name=d", "train.epochs=1")
-    group = cross_validate(config, runs_dir=tmp_path / "runs")
+    group = cross_validate(config, runs_dir=tmp_path / "runs").folder
     oof = pd.read_csv(group / "oof_probabilities.csv")
     result = json.loads((group / "cv.json").read_text())
     assert result["oof_age_mae"] == round(float((oof[AGE_ESTIMATE_COLUMN] - oof["age"]).abs().mean()), 4)

@@ -164,7 +164,7 @@ def test_predict_group_people_writes_people_and_keeps_mask(tmp_path, synth_small
     from maskcls.inference.predict import write_predictions
     from tests.conftest import tiny_config as cv_config
 
-    group = cross_validate(cv_config(synth_small, tmp_path, "train.folds=2"), runs_dir=tmp_path / "runs")
+    group = cross_validate(cv_config(synth_small, tmp_path, "train.folds=2"), runs_dir=tmp_path / "runs").folder
     plain = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache")
     grouped = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache", group_people=True)
     write_predictions(tmp_path / "out", grouped)

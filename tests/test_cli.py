@@ -157,7 +157,7 @@ def test_resume_with_more_epochs_stretches_the_schedule(synth_small, tmp_path, c
 
 
 def test_ctrl_c_names_the_resume_command_and_resume_says_where_it_continues(synth_small, tmp_path, capsys, monkeypatch):
-    from maskcls.training import train as training
+    from maskcls.training import loop as training
 
     one_epoch = training.Trainer.one_epoch
 

@@ -13,6 +13,7 @@ from maskcls.experiments.cv import cross_validate
 from maskcls.inference import predict
 from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
 from maskcls.metrics import macro_f1
+from maskcls.results import CvResult
 from maskcls.rundir import names
 from maskcls.training.train import fit
 from tests.conftest import make_layout, tiny_config
@@ -24,7 +25,9 @@ cv_config = tiny_config
 def finished_group(synth_small, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("cv")
     config = cv_config(synth_small, tmp_path)
-    return cross_validate(config, runs_dir=tmp_path / "runs"), tmp_path
+    result = cross_validate(config, runs_dir=tmp_path / "runs")
+    assert result == CvResult.from_record(result.folder, json.loads((result.folder / "cv.json").read_text()))
+    return result.folder, tmp_path
 
 
 def test_cv_writes_out_of_fold_probabilities_for_every_training_image(finished_group, synth_small):
@@ -46,7 +49,7 @@ def test_cv_writes_out_of_fold_probabilities_for_every_training_image(finished_g
 
 def test_every_experiment_reuses_the_same_folds(finished_group, synth_small):
     group, tmp_path = finished_group
-    single = fit(cv_config(synth_small, tmp_path, "train.fold=1", "name=other"), runs_dir=tmp_path / "runs")
+    single = fit(cv_config(synth_small, tmp_path, "train.fold=1", "name=other"), runs_dir=tmp_path / "runs").folder
     held_out = set(pd.read_csv(single / "valid_probabilities.csv")["profile"])
     oof = pd.read_csv(group / "oof_probabilities.csv")
     assert held_out == set(oof.loc[oof["fold"] == 1, "profile"])
@@ -174,7 +177,7 @@ def test_cv_warns_that_corrections_change_the_out_of_fold_targets(synth_small, t
     fixes.write_text(f"verified: false\nfixes:\n  - {{profile: {profile}, gender: {gender}}}\n")
     config = cv_config(synth_small, tmp_path, f"data.corrections={fixes}", "name=fixed")
     with caplog.at_level("WARNING", logger="maskcls"):
-        group = cross_validate(config, runs_dir=tmp_path / "runs")
+        group = cross_validate(config, runs_dir=tmp_path / "runs").folder
     oof = json.loads((group / "cv.json").read_text())["oof_f1"]
     expected = (
         f"data.corrections changes the labels of 7 training images, so the out-of-fold targets too: CV F1 {oof:.4f} "

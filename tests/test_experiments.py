@@ -113,11 +113,11 @@ def test_a_sweep_grows_by_values_and_a_study_by_trials(tmp_path):
     stored["base"]["train"].update(cache_dir="/old/cache", device="cpu")  # as plans were written before
     (tmp_path / "s/sweep.json").write_text(json.dumps(stored))
     record_plan(tmp_path / "s", base, [parse_vary("optim.lr=1e-3")], False, None)  # the same recipe
-    record_study(tmp_path / "t", TunePlan(base, [], trials=3))
-    record_study(tmp_path / "t", TunePlan(base, [], trials=8))  # the same search, more trials
+    record_study(tmp_path / "t", TunePlan(base=base, space=[], trials=3))
+    record_study(tmp_path / "t", TunePlan(base=base, space=[], trials=8))  # the same search, more trials
     assert json.loads((tmp_path / "t/tune.json").read_text())["trials"] == 8
     with pytest.raises(UserError, match=r"holds a study with another pruner \('median' there, 'none' here\); to"):
-        record_study(tmp_path / "t", TunePlan(base, [], trials=8, pruner="none"))
+        record_study(tmp_path / "t", TunePlan(base=base, space=[], trials=8, pruner="none"))
 
 
 def test_sweep_refuses_two_keys_unless_grid(synth_small, tmp_path, capsys):
@@ -236,7 +236,9 @@ def render(driver, page, screenshot_path):
 
 def test_report_renders_in_chromium(swept, synth_small, tmp_path):
     _, _, folder, _ = swept
-    group = cross_validate(tiny_config(synth_small, tmp_path, "train.folds=2", "name=rep"), runs_dir=tmp_path / "runs")
+    group = cross_validate(
+        tiny_config(synth_small, tmp_path, "train.folds=2", "name=rep"), runs_dir=tmp_path / "runs"
+    ).folder
     pages = [write_report(folder / "tiny-lr_3e-3"), write_report(group, tmp_path / "group.html")]
     text = pages[1].read_text()
     assert "http://" not in text and "https://" not in text  # self-contained

@@ -44,7 +44,7 @@ def test_a_gpu_recipe_trains_and_predicts_at_its_real_size_on_the_cpu(recipe, fu
             "train.limit_batches=2", "train.folds=2", f"train.cache_dir={tmp_path / 'cache'}", "train.device=cpu",
         ],
     )  # fmt: skip
-    run = fit(config, runs_dir=tmp_path / "runs")
+    run = fit(config, runs_dir=tmp_path / "runs").folder
     checkpoint = torch.load(run / "best.pt", weights_only=True)
     assert {int(state["step"]) for state in checkpoint["optimizer"]["state"].values()} == {2}  # limit_batches
     saved = checkpoint["config"]

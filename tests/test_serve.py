@@ -38,7 +38,7 @@ def served(tmp_path_factory):
             f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32", "train.folds=2", "name=srv",
         ],
     )  # fmt: skip
-    run = fit(config, runs_dir=tmp_path / "runs")
+    run = fit(config, runs_dir=tmp_path / "runs").folder
     expected = predict_dataset([run], faces, cache_dir=tmp_path / "cache").table.set_index("ImageID")
     predictor = Predictor(run)
     return raw, faces, run, expected, predictor

@@ -178,7 +178,7 @@ def test_a_tiny_model_learns_mask_and_gender_from_the_pictures(tmp_path):
             f"train.cache_dir={tmp_path / 'cache'}", "train.augmentation=none", "name=learn",
         ],
     )  # fmt: skip
-    result = pd.read_csv(fit(config, runs_dir=tmp_path / "runs") / "summary.csv").iloc[-1]
+    result = pd.read_csv(fit(config, runs_dir=tmp_path / "runs").folder / "summary.csv").iloc[-1]
     # the best constant guess scores macro F1 0.29 on mask (3 classes at 5:1:1), about 0.37 on gender
     assert result["valid_f1_mask"] > 0.6, result.to_dict()
     assert result["valid_f1_gender"] > 0.6, result.to_dict()

@@ -25,12 +25,17 @@ def config_for(data, tmp_path, *overrides):
 
 
 def test_run_folder_holds_everything(synth_small, tmp_path):
-    run = fit(config_for(synth_small, tmp_path, "model.head=multi"), runs_dir=tmp_path / "runs")
+    result = fit(config_for(synth_small, tmp_path, "model.head=multi"), runs_dir=tmp_path / "runs")
+    run = result.folder
     names = {path.name for path in run.iterdir()}
     assert {"config.json", "summary.csv", "last.pt", "best.pt", "valid_probabilities.csv", "confusion.png"} <= names
     assert any(name.startswith("events.out.tfevents") for name in names)
     summary = pd.read_csv(run / "summary.csv")
     assert list(summary["epoch"]) == [1, 2] and summary["valid_f1"].between(0, 1).all()
+    best = summary.loc[summary["epoch"] == json.loads((run / "result.json").read_text())["best_epoch"]].iloc[0]
+    assert (result.best_epoch, result.epochs_run, result.valid_f1) == (best["epoch"], 2, best["valid_f1"])
+    assert result.valid_f1_by_attribute == {head: best[f"valid_f1_{head}"] for head in ("mask", "gender", "age")}
+    assert result.train_images_per_second == summary["train_images_per_second"].mean()
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["head"] == "multi" and len(config["mean"]) == 3 and "torch" in config
     checkpoint = torch.load(run / "best.pt", weights_only=True)
@@ -38,17 +43,17 @@ def test_run_folder_holds_everything(synth_small, tmp_path):
     probabilities = pd.read_csv(run / "valid_probabilities.csv")
     assert probabilities.filter(regex=r"^p\d+$").shape[1] == 18
     assert (tmp_path / "runs/folds").is_dir()
-    again = fit(config_for(synth_small, tmp_path, "train.epochs=1"), runs_dir=tmp_path / "runs")
+    again = fit(config_for(synth_small, tmp_path, "train.epochs=1"), runs_dir=tmp_path / "runs").folder
     assert again.name == "t-fold0-2"  # a new, unique run folder
 
 
 def test_inputs_are_normalised_as_the_weights_were_trained_or_by_the_dataset(synth_small, tmp_path):
     from maskcls.data.cache import cached_images
     from maskcls.data.transforms import channel_stats
-    from maskcls.training.train import prepare_data
+    from maskcls.training.prepare import prepare_data
 
     def normalization(*overrides):
-        run = fit(config_for(synth_small, tmp_path, "train.epochs=1", *overrides), runs_dir=tmp_path / "runs")
+        run = fit(config_for(synth_small, tmp_path, "train.epochs=1", *overrides), runs_dir=tmp_path / "runs").folder
         config = json.loads((run / "config.json").read_text())
         checkpoint = torch.load(run / "best.pt", weights_only=True)
         assert (checkpoint["mean"], checkpoint["std"]) == (config["mean"], config["std"])  # what predict uses
@@ -67,7 +72,7 @@ def test_inputs_are_normalised_as_the_weights_were_trained_or_by_the_dataset(syn
 
 
 def test_resume_continues_exactly_where_a_killed_run_stopped(synth_small, tmp_path):
-    whole = fit(config_for(synth_small, tmp_path), runs_dir=tmp_path / "a")
+    whole = fit(config_for(synth_small, tmp_path), runs_dir=tmp_path / "a").folder
 
     def kill_in_second_epoch(done, total):
         if done > total // 2 + 40:
@@ -77,7 +82,7 @@ def test_resume_continues_exactly_where_a_killed_run_stopped(synth_small, tmp_pa
         fit(config_for(synth_small, tmp_path), runs_dir=tmp_path / "b", progress=kill_in_second_epoch)
     (killed,) = (tmp_path / "b").glob("t-fold0*")
     assert len(pd.read_csv(killed / "summary.csv")) == 1
-    resumed = fit(config_for(synth_small, tmp_path), runs_dir=tmp_path / "b", resume=killed)
+    resumed = fit(config_for(synth_small, tmp_path), runs_dir=tmp_path / "b", resume=killed).folder
     assert resumed == killed
     expected = pd.read_csv(whole / "summary.csv").drop(columns=TIMING)
     got = pd.read_csv(resumed / "summary.csv").drop(columns=TIMING)
@@ -85,15 +90,17 @@ def test_resume_continues_exactly_where_a_killed_run_stopped(synth_small, tmp_pa
 
 
 def test_uncached_decode_path_trains_the_same_model(synth_small, tmp_path):
-    cached = fit(config_for(synth_small, tmp_path, "train.epochs=1"), runs_dir=tmp_path / "a")
-    decoded = fit(config_for(synth_small, tmp_path, "train.epochs=1", "data.cache=false"), runs_dir=tmp_path / "b")
+    cached = fit(config_for(synth_small, tmp_path, "train.epochs=1"), runs_dir=tmp_path / "a").folder
+    decoded = fit(
+        config_for(synth_small, tmp_path, "train.epochs=1", "data.cache=false"), runs_dir=tmp_path / "b"
+    ).folder
     expected = pd.read_csv(cached / "summary.csv").drop(columns=TIMING)
     pd.testing.assert_frame_equal(pd.read_csv(decoded / "summary.csv").drop(columns=TIMING), expected)
 
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement(synth_small, tmp_path):
     config = config_for(synth_small, tmp_path, "train.epochs=8", "train.early_stopping=2", "optim.lr=0")
-    summary = pd.read_csv(fit(config, runs_dir=tmp_path / "runs") / "summary.csv")
+    summary = pd.read_csv(fit(config, runs_dir=tmp_path / "runs").folder / "summary.csv")
     best, stale, stopped_at = -1.0, 0, None
     for epoch, f1 in zip(summary["epoch"], summary["valid_f1"], strict=True):
         best, stale = (f1, 0) if f1 > best else (best, stale + 1)
@@ -105,7 +112,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(synth_sm
 
 
 def test_nan_loss_stops_with_the_last_good_checkpoint_kept(synth_small, tmp_path, monkeypatch):
-    import maskcls.training.train as train_module
+    import maskcls.training.loop as train_module
     from maskcls.errors import NonFiniteLoss
 
     real_epoch, calls = train_module.train_one_epoch, []
@@ -126,7 +133,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_kept(synth_small, tmp_path
 
 
 def test_a_split_side_lacking_a_class_is_named():
-    from maskcls.training.train import missing_class_warnings
+    from maskcls.training.prepare import missing_class_warnings
 
     labels = np.array([0, 0, 1, 1, 5, 2])
     messages = missing_class_warnings(labels, train_rows=np.array([0, 2, 4, 5]), valid_rows=np.array([1, 3]), fold=2)
@@ -136,7 +143,7 @@ def test_a_split_side_lacking_a_class_is_named():
 
 
 def test_balanced_sampling_counts_the_training_rows_only():
-    from maskcls.training.train import balanced_weights
+    from maskcls.training.prepare import balanced_weights
 
     labels = np.array([0, 0, 0, 1, 1, 1, 1])  # rows 2, 5, 6 are validation images
     weights = balanced_weights(labels, np.array([0, 1, 3, 4]))
@@ -165,7 +172,7 @@ def test_a_bad_name_or_option_fails_before_any_folder_is_made(synth_small, tmp_p
 
 
 def test_best_checkpoint_is_a_copy_of_the_improved_epochs_last(synth_small, tmp_path):
-    run = fit(config_for(synth_small, tmp_path, "train.epochs=1"), runs_dir=tmp_path / "runs")
+    run = fit(config_for(synth_small, tmp_path, "train.epochs=1"), runs_dir=tmp_path / "runs").folder
     assert (run / "best.pt").read_bytes() == (run / "last.pt").read_bytes()  # one epoch: it is the best
 
 

@@ -85,9 +85,10 @@ def test_the_space_is_checked_against_the_config_before_anything_trains(tmp_path
 
 def test_a_search_on_sqlite_keeps_every_trial_as_a_run_and_writes_the_best_config(synth_small, tmp_path, capsys):
     base = base_config(synth_small, tmp_path)
-    plan = TunePlan(base, read_space(write_space(tmp_path), base), trials=3, pruner="none")
+    plan = TunePlan(base=base, space=read_space(write_space(tmp_path), base), trials=3, pruner="none")
     rows = []
-    folder = tune(plan, tmp_path / "runs", on_trial=rows.append)
+    result = tune(plan, tmp_path / "runs", on_trial=rows.append)
+    folder = result.folder
     assert folder == tmp_path / "runs" / "tiny-tune" and (folder / "study.db").exists()
     table = pd.read_csv(folder / "trials.csv")
     assert list(table["trial"]) == [0, 1, 2] and list(table["state"]) == ["complete"] * 3
@@ -104,6 +105,8 @@ def test_a_search_on_sqlite_keeps_every_trial_as_a_run_and_writes_the_best_confi
     assert summary["best"]["trial"] == best["trial"] and summary["best"]["value"] == best["value"]
     assert summary["trials"] == {"complete": 3, "pruned": 0, "failed": 0} and summary["epochs_spent"] == 6
     assert summary["share_of_epochs_saved"] == 0.0
+    assert result.trials == summary["trials"] and result.best == summary["best"] and result.epochs_spent == 6
+    assert result.best_config == folder / "best.yaml"
     best_config = load_config(folder / "best.yaml")
     chosen = json.loads((folder / f"trial-{best['trial']:04d}" / "config.json").read_text())
     assert best_config.optim.lr == chosen["optim"]["lr"] and best_config.name == "tiny-best"
@@ -117,14 +120,14 @@ def test_a_search_on_sqlite_keeps_every_trial_as_a_run_and_writes_the_best_confi
     assert page.count("data:image/png;base64,") == 4 and f"<td>{best['value']}</td>" in page
     tune(plan, tmp_path / "runs")  # the study has its trials: nothing more runs
     assert len(pd.read_csv(folder / "trials.csv")) == 3
-    other = TunePlan(base_config(synth_small, tmp_path, "optim.lr=0.5"), plan.space, trials=3, pruner="none")
+    other = TunePlan(base=base_config(synth_small, tmp_path, "optim.lr=0.5"), space=plan.space, trials=3, pruner="none")
     with pytest.raises(Exception, match=r"holds a study with another base \(optim.lr 0.001 there, 0.5 here\)"):
         tune(other, tmp_path / "runs")
 
 
 def test_a_pruned_trial_stops_and_its_folder_says_so(synth_small, tmp_path):
     base = base_config(synth_small, tmp_path, "train.epochs=3")
-    plan = TunePlan(base, read_space(write_space(tmp_path), base), trials=1)
+    plan = TunePlan(base=base, space=read_space(write_space(tmp_path), base), trials=1)
     folder = tmp_path / "runs" / "tiny-tune"
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.1))
     study.optimize(TrialObjective(plan, folder, tmp_path / "runs", None), n_trials=1)
@@ -231,10 +234,10 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_another_completes_the_st
 
 def test_ctrl_c_in_a_trial_says_the_study_continues_with_the_same_command(synth_small, tmp_path, monkeypatch, caplog):
     from maskcls.errors import Interrupted
-    from maskcls.training import train as training
+    from maskcls.training import loop as training
 
     base = base_config(synth_small, tmp_path, "train.epochs=1")
-    plan = TunePlan(base, read_space(write_space(tmp_path), base), trials=1, pruner="none")
+    plan = TunePlan(base=base, space=read_space(write_space(tmp_path), base), trials=1, pruner="none")
 
     def interrupted(self, total):
         raise KeyboardInterrupt
@@ -259,7 +262,7 @@ def test_ctrl_c_in_a_trial_says_the_study_continues_with_the_same_command(synth_
 def test_study_bookkeeping_skips_refused_claims_and_counts_each_trials_own_epochs(tmp_path):
     base = load_config(None, ["name=tiny", "train.epochs=4", "train.folds=3"])
     space = write_space(tmp_path, "train.epochs: {type: int, low: 2, high: 6}\n")
-    plan = TunePlan(base, read_space(space, base), trials=2, pruner="hyperband")
+    plan = TunePlan(base=base, space=read_space(space, base), trials=2, pruner="hyperband")
     folder = tmp_path / "tiny-tune"
     folder.mkdir()
     study = optuna.create_study(direction="maximize")

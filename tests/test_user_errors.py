@@ -93,7 +93,9 @@ def test_a_sweep_checks_every_variant_before_the_first_trains(synth_small, tmp_p
     with pytest.raises(ConfigError, match=r"unknown optimizer 'adamx' \(did you mean 'adam'\?\)"):
         run_sweep(tiny(synth_small, tmp_path), [parse_vary("optim.name=adamw,adamx")], runs_dir=tmp_path / "runs")
     with pytest.raises(UserError, match=r"optimizer 'adamw' has no option 'momentum'"):
-        run_sweep(tiny(synth_small, tmp_path), [parse_vary("optim.options={},{momentum: 0.9}")], tmp_path / "runs")
+        run_sweep(
+            tiny(synth_small, tmp_path), [parse_vary("optim.options={},{momentum: 0.9}")], runs_dir=tmp_path / "runs"
+        )
     assert not (tmp_path / "runs").exists()
 
 
@@ -105,16 +107,18 @@ def test_a_space_choice_naming_an_unknown_model_names_the_file_and_key(synth_sma
     space = tmp_path / "space.yaml"
     space.write_text("model.name: [test_resnet, resnet81]\n")
     with pytest.raises(UserError, match=rf"^{re.escape(str(space))}: model.name='resnet81': unknown timm model"):
-        tune(TunePlan(base, read_space(space, base), trials=1), tmp_path / "runs")
+        tune(TunePlan(base=base, space=read_space(space, base), trials=1), tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_maskcls_checkpoint_is_weights_to_fine_tune_from(synth_small, tmp_path, caplog):
     from maskcls.training.train import fit
 
-    first = fit(tiny(synth_small, tmp_path), runs_dir=tmp_path / "runs")
+    first = fit(tiny(synth_small, tmp_path), runs_dir=tmp_path / "runs").folder
     with caplog.at_level(logging.INFO, logger="maskcls"):
-        second = fit(tiny(synth_small, tmp_path, f"model.weights={first / 'best.pt'}"), runs_dir=tmp_path / "runs")
+        second = fit(
+            tiny(synth_small, tmp_path, f"model.weights={first / 'best.pt'}"), runs_dir=tmp_path / "runs"
+        ).folder
     assert f"weights {first / 'best.pt'}: mapped exact names" in caplog.text
     backbone = torch.load(first / "best.pt", weights_only=True)["model"]
     started = torch.load(second / "last.pt", weights_only=True)["model"]  # one epoch later: close, not equal
@@ -197,7 +201,7 @@ def test_train_help_says_what_the_recipe_argument_is(capsys):
 def test_the_runs_table_leaves_out_columns_rather_than_squeezing_them():
     from rich.console import Console
 
-    from maskcls.cli import rich_table
+    from maskcls.cli.render import rich_table
 
     columns = ["name", "date", "commit", "optim.lr", "train.augmentation", "model.name", "valid_f1", "cv_f1"]
     rows = [

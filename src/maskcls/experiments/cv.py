@@ -35,6 +35,7 @@ from maskcls.files import read_json, write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups
 from maskcls.locks import exclusive_use, refuse_if_busy
 from maskcls.metrics import summary
+from maskcls.results import CvResult, FitResult
 from maskcls.rundir import names
 from maskcls.rundir.folders import write_rows
 
@@ -48,15 +49,17 @@ def group_folder(runs_dir: str | Path, config: Config) -> Path:
 
 def cross_validate(
     config: Config,
+    *,
     runs_dir: str | Path = "runs",
     devices: list[str] | None = None,
     progress: Progress | None = None,
     on_fold: Callable[[int, str], None] | None = None,
     group: str | Path | None = None,
     on_epoch: Callable[[dict], None] | None = None,
-) -> Path:
-    """Train the folds still missing, then write the OOF file and ``cv.json``; returns the group
-    folder (``runs_dir/NAME-cvK`` unless ``group`` names it). Folds files stay in ``runs_dir``."""
+) -> CvResult:
+    """Train the folds still missing, then write the OOF file and ``cv.json``; returns the group's
+    folder (``runs_dir/NAME-cvK`` unless ``group`` names it) and scores. Folds files stay in
+    ``runs_dir``. ``on_fold(fold, what)`` after each fold; ``on_epoch(row)`` after each epoch."""
     if config.train.holdout is not None:
         raise UserError("train.holdout is set: cross-validation needs folds (remove train.holdout)")
     from maskcls.training.engine import resolve_device
@@ -75,7 +78,7 @@ def cross_validate(
         result = write_cv_results(group)
     if config.data.corrections:
         warn_about_corrections(config, result)
-    return group
+    return CvResult.from_record(group, result)
 
 
 def train_missing_folds(config: Config, group: Path, runs_dir, devices, progress, on_fold, on_epoch=None) -> None:
@@ -150,7 +153,7 @@ def fold_finished(run: Path) -> bool:
 
 def train_fold(
     config: Config, group: Path, runs_dir, fold: int, progress: Progress | None, on_epoch: Callable | None = None
-) -> Path:
+) -> FitResult:
     from maskcls.training.train import fit
 
     run = group / f"fold{fold}"

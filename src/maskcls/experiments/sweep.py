@@ -139,12 +139,12 @@ def sweep_folder(runs_dir: str | Path, base: Config, varied: list[Varied]) -> Pa
 def run_sweep(
     base: Config,
     varied: list[Varied],
+    *,
     grid: bool = False,
     folds: int | None = None,
     runs_dir: str | Path = "runs",
     progress: Progress | None = None,
     on_variant: Callable[[int, int, Variant, str], None] | None = None,
-    *,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> Path:
     """Train every variant not yet finished (cv groups when ``folds``); returns the sweep folder.

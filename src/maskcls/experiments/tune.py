@@ -41,6 +41,7 @@ from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.experiments.space import Dimension
 from maskcls.experiments.sweep import same_recipe, variant_config
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
+from maskcls.results import StudyResult
 from maskcls.rundir import names
 from maskcls.rundir.folders import keep_plan, write_rows
 
@@ -50,7 +51,7 @@ PRUNERS = ("median", "hyperband", "none")
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TunePlan:
     base: Config
     space: list[Dimension]
@@ -78,9 +79,9 @@ def tune(
     on_trial: Callable[[dict[str, Any]], None] | None = None,
     *,
     on_epoch: Callable[[dict], None] | None = None,
-) -> Path:
+) -> StudyResult:
     """Run trials until the study has ``plan.trials`` finished ones (or ``plan.timeout``); returns
-    the study folder with its tables written. ``on_trial(row)``: after each of this worker's
+    the study's folder (its tables written), trial counts and best trial. ``on_trial(row)``: after each of this worker's
     trials, its row of ``trials.csv``."""
     optuna = import_optuna()
     if plan.pruner not in PRUNERS:
@@ -112,13 +113,13 @@ def tune(
             time.sleep(min(plan.heartbeat, 5))
             continue
         study.optimize(objective, n_trials=1, catch=(OverBudget, NonFiniteLoss))
-        rows = write_study_tables(study, plan, folder)  # one read of the study per trial
+        rows, _ = write_study_tables(study, plan, folder)  # one read of the study per trial
         mine = [row for row in rows if row["trial"] == objective.last_number]
         if on_trial and mine:
             on_trial(mine[0])
-    write_study_tables(study, plan, folder)
+    _, record = write_study_tables(study, plan, folder)
     refresh_runs_table(runs_dir)  # once per worker, not per trial: it reads every run
-    return folder
+    return StudyResult.from_record(folder, record, folder / names.BEST_CONFIG)
 
 
 def check_space_parts(plan: TunePlan) -> None:
@@ -306,8 +307,8 @@ class TrialObjective:
 
                     raise optuna.TrialPruned(f"pruned after epoch {row['epoch']} (valid F1 {row['valid_f1']:.4f})")
 
-            fit(config, self.runs_dir, progress=self.progress, run_dir=target, on_epoch=report_epoch)
-            return float(read_json(target / names.RESULT)["valid_f1"]), epochs_trained(target, None)
+            run = fit(config, runs_dir=self.runs_dir, progress=self.progress, run_dir=target, on_epoch=report_epoch)
+            return float(run.valid_f1), epochs_trained(target, None)
 
         def report_fold(fold: int, what: str) -> None:
             scores = [read_json(run / names.RESULT, missing={}).get("valid_f1") for run in fold_runs(target)]
@@ -324,10 +325,11 @@ class TrialObjective:
             if self.on_epoch:
                 self.on_epoch({**row, "run": f"trial {trial.number} {row['run']}"})
 
-        cross_validate(
-            config, self.runs_dir, progress=self.progress, on_fold=report_fold, group=target, on_epoch=show_epoch
-        )
-        return float(read_json(target / names.CV_RESULT)["oof_f1"]), epochs_trained(target, self.plan.folds)
+        group = cross_validate(
+            config, runs_dir=self.runs_dir, progress=self.progress, on_fold=report_fold, group=target,
+            on_epoch=show_epoch,
+        )  # fmt: skip
+        return group.oof_f1, epochs_trained(target, self.plan.folds)
 
 
 def interrupted_trial_message(plan: TunePlan, number: int) -> str:
@@ -419,8 +421,9 @@ def trial_rows(study, plan: TunePlan) -> list[dict[str, Any]]:
     return rows
 
 
-def write_study_tables(study, plan: TunePlan, folder: Path) -> list[dict[str, Any]]:
-    """``trials.csv``, ``study.json`` and (once a trial completed) ``best.yaml``; returns the trials' rows."""
+def write_study_tables(study, plan: TunePlan, folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``trials.csv``, ``study.json`` and (once a trial completed) ``best.yaml``; returns the trials'
+    rows and the study's record."""
     rows = trial_rows(study, plan)
     if rows:
         write_rows(folder / names.TRIALS_TABLE, rows)
@@ -443,7 +446,7 @@ def write_study_tables(study, plan: TunePlan, folder: Path) -> list[dict[str, An
         summary["best"] = {"trial": best.number, "value": best.value, "params": decoded_params(plan, best)}
         write_text_atomic(folder / names.BEST_CONFIG, best_yaml(config, best, plan))
     write_json_atomic(folder / names.STUDY_RESULT, summary)
-    return rows
+    return rows, summary
 
 
 def trial_epochs(plan: TunePlan, params: dict[str, Any], largest: bool = False) -> int:

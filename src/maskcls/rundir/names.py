@@ -19,6 +19,8 @@ RESULT = "result.json"  # written when the run finished: best epoch and its vali
 BEST_CHECKPOINT = "best.pt"  # by valid macro F1
 LAST_CHECKPOINT = "last.pt"  # for resuming
 VALID_PROBABILITIES = "valid_probabilities.csv"  # best epoch, one row per validation image
+CONFUSION_FIGURE = "confusion.png"  # best epoch, validation
+VALID_GRID_FIGURE = "valid_grid.png"  # best epoch: some validation images titled truth / prediction
 CROP_SETTINGS = "crop.json"  # how the training images were cut (copied from the data folder)
 # a cv group
 GROUP = "group.json"  # name, folds, seed, its runs, config
