@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from maskcls.evaluation.detection import FOUND_IOU
 from maskcls.faces.crop import CropOptions, crop_dataset
 from maskcls.faces.detectors import create_detector
 from maskcls.faces.geometry import box_iou
-from maskcls.faces.quality import FOUND_IOU
 from maskcls.synth.generate import SynthSpec, generate_dataset
 
 SETTINGS = {

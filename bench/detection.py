@@ -25,9 +25,10 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from maskcls.evaluation.detection import detection_table, rates_by_age_group, rates_by_state
 from maskcls.faces.detectors import create_detector
 from maskcls.faces.geometry import box_iou
-from maskcls.faces.quality import STATE_NAMES, detection_table, rates_by_age_group, rates_by_state
+from maskcls.labels import MASK_NAMES
 from maskcls.synth.draw import HEIGHT, WIDTH
 from maskcls.synth.generate import SynthSpec, generate_dataset
 
@@ -48,7 +49,7 @@ def misses_sheet(data: Path, table: pd.DataFrame, out: Path, count: int, thumb=(
         if row.box is not None:
             draw.rectangle([v * scale for v in row.box], outline=(230, 0, 0), width=2)
         sheet.paste(tile, (left, top + label))
-        canvas.text((left + 2, top + 1), f"{STATE_NAMES[row.state]} IoU {row.iou:.2f}", fill="black")
+        canvas.text((left + 2, top + 1), f"{MASK_NAMES[row.state]} IoU {row.iou:.2f}", fill="black")
     sheet.save(out)
 
 
@@ -72,7 +73,7 @@ def main() -> None:
         fixed = create_detector("fixed").box_for(WIDTH, HEIGHT)
         table["fixed_iou"] = [box_iou(fixed, t) for t in table["truth"]]
         rates = rates_by_state(table)
-        by_state = [table.loc[table["state"] == s, "fixed_iou"].mean() for s in STATE_NAMES]
+        by_state = [table.loc[table["state"] == s, "fixed_iou"].mean() for s in MASK_NAMES]
         rates["fixed box IoU"] = [*by_state, table["fixed_iou"].mean()]
         print(f"{len(table)} photos of {data}; MTCNN as `crop` runs it (decode + detect): {len(table) / seconds:.1f}/s")
         shares = {"found": "{:.1%}".format, "any box": "{:.1%}".format}

@@ -1,46 +1,29 @@
-"""Shared fixtures: tiny datasets in the competition layout, made by the tests themselves."""
+"""Shared fixtures (tiny datasets made by the tests themselves) and the ``slow`` marker's rule.
+
+``pytest -m "not slow"`` (``make test-fast``) is the quick loop; CI runs everything. A test is
+slow when it trains, crops with MTCNN, synthesises more than a handful of people, starts a
+server or a browser: marked by hand, or here when it uses a fixture that does one of these."""
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from maskcls.labels import MASK_STEMS
 from maskcls.synth.generate import SynthSpec, generate_dataset
+from tests.helpers import make_layout
+
+SLOW_FIXTURES = {  # fixtures that synthesise, train, start a server or a database
+    "synth_small", "synth_quirks", "finished_group", "swept", "served", "client", "live_server", "postgres_url",
+    "full_size", "trained_run",
+}  # fmt: skip
 
 
-def write_image(path: Path, colour=(120, 90, 60), size=(12, 16)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.new("RGB", size, colour)
-    image.save(path, format="PNG" if path.suffix.lower() == ".png" else "JPEG")
-    return path
-
-
-def make_layout(root: Path, profiles: list[str], eval_names: list[str] = ("a" * 40 + ".jpg",)) -> Path:
-    """A minimal, valid competition folder: tiny images, one row per profile."""
-    rows = []
-    for folder in profiles:
-        person_id, gender, race, age = folder.split("_")
-        rows.append({"id": person_id, "gender": gender, "race": race, "age": age, "path": folder})
-        for stem in MASK_STEMS:
-            write_image(root / "train/images" / folder / f"{stem}.jpg")
-    write_csv(root / "train/train.csv", ["id", "gender", "race", "age", "path"], rows)
-    for name in eval_names:
-        write_image(root / "eval/images" / name)
-    write_csv(root / "eval/info.csv", ["ImageID", "ans"], [{"ImageID": n, "ans": 0} for n in eval_names])
-    return root
-
-
-def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -71,17 +54,3 @@ def pytest_sessionfinish(session, exitstatus):
         names = ", ".join(report.nodeid for report in skipped[:5])
         reporter.write_line(f"MASKCLS_FORBID_SKIPS=1: {len(skipped)} test(s) skipped: {names}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def tiny_config(data, tmp_path, *overrides):
-    """A recipe that trains in seconds on a tiny synthetic set: 1 epoch of a tiny network at 24x32."""
-    from maskcls.config import load_config
-
-    return load_config(
-        None,
-        [
-            f"data.root={data}", "model.name=test_resnet", "train.epochs=1", "train.image_size=[24,32]",
-            f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32", "train.folds=3", "name=cvt",
-            *overrides,
-        ],
-    )  # fmt: skip

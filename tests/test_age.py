@@ -27,6 +27,7 @@ from maskcls.training.age import BINS, AgeHead
 from maskcls.training.losses import HeadLoss
 from maskcls.training.models import create_model
 from maskcls.training.train import fit
+from tests.helpers import tiny_config
 
 K = BINS - 1  # ordinal tasks
 
@@ -58,24 +59,24 @@ def test_ordinal_head_reads_cumulative_probabilities_that_never_cross():
 @pytest.mark.parametrize("kind", ["ordinal", "distribution"])
 def test_a_new_age_head_starts_at_the_ages_of_the_training_people(kind):
     head = AgeHead(kind)
-    uniform = head.bin_probabilities(head.start_from()[None, :])[0]
+    uniform = head.bin_probabilities(head.initialise_from()[None, :])[0]
     assert torch.allclose(uniform, torch.full((BINS,), 1 / BINS), atol=1e-6)
-    assert head.estimate(head.start_from()[None, :]).item() == pytest.approx(47.5, abs=1e-4)
+    assert head.estimate(head.initialise_from()[None, :]).item() == pytest.approx(47.5, abs=1e-4)
     ages = torch.tensor([20, 20, 20, 25, 58, 61, 61, 90])  # 90 is clipped into the last bin (80)
     counts = torch.bincount(ages.clamp(max=80) - 15, minlength=BINS).float() + 0.5
-    bins = head.bin_probabilities(head.start_from(ages)[None, :])[0]
+    bins = head.bin_probabilities(head.initialise_from(ages)[None, :])[0]
     assert torch.allclose(bins, counts / counts.sum(), atol=1e-5)
     model = create_model("test_resnet", "multi", age_head=kind)
-    model.start_age_from(ages)
-    assert torch.equal(model.classifier[1].bias[5:], head.start_from(ages))
+    model.initialise_age_head(ages)
+    assert torch.equal(model.classifier[1].bias[5:], head.initialise_from(ages))
     for name, value in head.state_dict().items():  # the ordinal head's thresholds
         assert torch.equal(model.age.state_dict()[name], value)
     regression = create_model("test_resnet", "multi", age_head="regression")
-    regression.start_age_from(ages)
+    regression.initialise_age_head(ages)
     assert regression.classifier[1].bias[5].item() == pytest.approx((ages.float().mean().item() - 40) / 15)
     classes = create_model("test_resnet", "multi")
     before = classes.classifier[1].bias.clone()
-    classes.start_age_from(ages)
+    classes.initialise_age_head(ages)
     assert torch.equal(classes.classifier[1].bias, before)
 
 
@@ -159,14 +160,14 @@ def test_outputs_carry_the_estimate_after_the_probabilities(kind):
 
 
 def config_for(data, tmp_path, *overrides):
-    return load_config(
-        None,
-        [
-            f"data.root={data}", "model.name=test_resnet", "model.head=multi", "train.epochs=2",
-            "train.image_size=[24,32]", f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32",
-            "train.folds=3", "optim.lr=3e-3", "train.mixing=cutmix", "train.mixing_probability=0.5", *overrides,
-        ],
-    )  # fmt: skip
+    multi = (
+        "model.head=multi",
+        "train.epochs=2",
+        "optim.lr=3e-3",
+        "train.mixing=cutmix",
+        "train.mixing_probability=0.5",
+    )
+    return tiny_config(data, tmp_path, *multi, *overrides)
 
 
 def test_a_regression_run_reports_its_age_error_and_predicts_the_same_on_both_backends(synth_small, tmp_path):
@@ -220,7 +221,7 @@ def test_calibrate_learns_the_borders_a_biased_estimate_needs(tmp_path, capsys):
     assert read_calibration(written).age_borders.borders == [32.5, 63.0]
     calibrated = ensemble([path], oof=True, calibration=written)
     assert (calibrated.classes == target).all()
-    from tests.test_cli import run_cli
+    from tests.helpers import run_cli
 
     code, out, _ = run_cli("calibrate", str(path), capsys=capsys)
     assert code == 0 and "age borders 32.5 and 63" in out and "32.5/63; 32.5/63; 32.5/63" in out

@@ -14,8 +14,7 @@ from maskcls.evaluation.ensemble import ensemble
 from maskcls.inference.people import cluster_people, purity, vote_in_people
 from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset
 from maskcls.labels import MASK_STEMS, encode_class
-from tests.conftest import make_layout
-from tests.test_cli import run_cli
+from tests.helpers import make_layout, run_cli
 
 PROFILES = [f"{k:06d}_{'female' if k % 2 else 'male'}_Asian_{20 + 3 * k}" for k in range(1, 13)]
 
@@ -162,7 +161,7 @@ def test_clustering_recovers_well_separated_people_and_purity_counts_them():
 def test_predict_group_people_writes_people_and_keeps_mask(tmp_path, synth_small):
     from maskcls.experiments.cv import cross_validate
     from maskcls.inference.predict import write_predictions
-    from tests.conftest import tiny_config as cv_config
+    from tests.helpers import tiny_config as cv_config
 
     group = cross_validate(cv_config(synth_small, tmp_path, "train.folds=2"), runs_dir=tmp_path / "runs").folder
     plain = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache")

@@ -6,7 +6,7 @@ import pytest
 from maskcls.data.cache import cached_images, load_resized
 from maskcls.data.layout import read_dataset
 from maskcls.errors import DataError
-from tests.conftest import make_layout, write_image
+from tests.helpers import make_layout, write_image
 
 
 @pytest.fixture

@@ -5,20 +5,10 @@ import sys
 import pandas as pd
 import pytest
 
-from maskcls.cli import app, main
+from maskcls.cli import app
+from tests.helpers import empty_recipe, make_layout, run_cli, train_args
 
 COMMANDS = [command.name or command.callback.__name__ for command in app.registered_commands]
-
-
-def run_cli(*args, capsys):
-    """Run ``maskcls ARGS`` in this process; returns (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_every_command_has_help(capsys):
@@ -73,8 +63,6 @@ def test_synth_stats_and_sheet_through_the_installed_entry_point(tmp_path):
 
 
 def test_crop_command_reports_and_exit_code_says_unreadable(tmp_path, capsys):
-    from tests.conftest import make_layout
-
     root = make_layout(tmp_path / "data", ["000001_female_Asian_45"])
     code, out, _ = run_cli(
         "crop", str(root), str(tmp_path / "a"), "--detector", "fixed", "--size", "30x40", capsys=capsys
@@ -104,22 +92,6 @@ def test_train_command_prints_the_best_epoch(synth_small, tmp_path, capsys):
     assert code == 2 and "did you mean 'train.epochs'" in err
     code, _, err = run_cli("train", "--data", str(synth_small), capsys=capsys)
     assert code == 2 and "maskcls train needs a recipe, e.g. `maskcls train configs/cpu-pretrained.yaml" in err
-
-
-def empty_recipe(tmp_path):
-    """A recipe file that keeps every default (the tests set what they need with -o)."""
-    path = tmp_path / "recipe.yaml"
-    path.write_text("name: t\n")
-    return path
-
-
-def train_args(synth_small, tmp_path, *more):
-    return [
-        "train", str(empty_recipe(tmp_path)), "--data", str(synth_small), "--folds", "3",
-        "--runs-dir", str(tmp_path / "runs"), "-o", "model.name=test_resnet", "-o", "train.image_size=[24,32]",
-        "-o", "name=fb",
-        "-o", f"train.cache_dir={tmp_path / 'cache'}", *more,
-    ]  # fmt: skip
 
 
 def test_train_prints_one_line_per_epoch_off_a_terminal_and_refuses_overrides_on_resume(synth_small, tmp_path, capsys):

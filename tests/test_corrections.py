@@ -5,7 +5,7 @@ import pytest
 from maskcls.data.corrections import load_corrections
 from maskcls.data.layout import read_dataset
 from maskcls.errors import ConfigError
-from tests.conftest import make_layout
+from tests.helpers import make_layout
 
 SHIPPED = Path(__file__).parent.parent / "configs/corrections/community-unverified.yaml"
 

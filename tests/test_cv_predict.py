@@ -16,7 +16,7 @@ from maskcls.metrics import macro_f1
 from maskcls.results import CvResult
 from maskcls.rundir import names
 from maskcls.training.train import fit
-from tests.conftest import make_layout, tiny_config
+from tests.helpers import make_layout, tiny_config
 
 cv_config = tiny_config
 
@@ -187,7 +187,7 @@ def test_cv_warns_that_corrections_change_the_out_of_fold_targets(synth_small, t
 
 
 def test_cv_prints_an_epoch_line_per_fold_and_counts_epochs_from_one(synth_small, tmp_path, capsys):
-    from tests.test_cli import run_cli
+    from tests.helpers import run_cli
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: lines\n")
@@ -221,7 +221,7 @@ def test_a_busy_group_is_refused_before_the_slow_checks(synth_small, tmp_path, m
 
 
 def test_a_cv_group_where_a_run_is_needed_names_its_folds(finished_group, capsys):
-    from tests.test_cli import run_cli
+    from tests.helpers import run_cli
 
     group, _ = finished_group
     folds = ", ".join(str(group / f"fold{k}") for k in range(3))

@@ -110,7 +110,7 @@ def test_score_reads_answers_and_writes_nothing_wrong(tmp_path):
 
 
 def test_the_info_csv_placeholder_is_refused_as_answers_and_nothing_is_overwritten(tmp_path, capsys):
-    from tests.test_cli import run_cli
+    from tests.helpers import run_cli
 
     info = tmp_path / "info.csv"
     info.write_text("ImageID,ans\na.jpg,0\nb.JPG,0\nc.png,0\n")

@@ -32,17 +32,12 @@ from maskcls.experiments.sweep import parse_vary, plan_sweep, run_sweep
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.metrics import summary
 from tests.browser import headless_chromium
-from tests.test_cli import run_cli
+from tests.helpers import run_cli
+from tests.helpers import tiny_config as shared_tiny_config
 
 
 def tiny_config(data, tmp_path, *overrides):
-    return load_config(
-        None,
-        [
-            f"data.root={data}", "model.name=test_resnet", "train.epochs=1", "train.image_size=[24,32]",
-            f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32", "name=tiny", *overrides,
-        ],
-    )  # fmt: skip
+    return shared_tiny_config(data, tmp_path, "train.folds=5", "name=tiny", *overrides)
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ from PIL import Image
 
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError, WriteFailed
+from maskcls.evaluation.detection import detection_table, rates_by_age_group, rates_by_state
 from maskcls.faces.crop import CropOptions, crop_dataset
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.faces.geometry import box_iou, crop_box
-from maskcls.faces.quality import detection_table, rates_by_age_group, rates_by_state
 from maskcls.labels import Mask, age_groups
-from tests.conftest import make_layout, write_image
+from tests.helpers import make_layout, write_image
 
 
 def read_boxes(out):

@@ -13,7 +13,7 @@ from maskcls.config import load_config
 from maskcls.inference.predict import predict_dataset
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS
 from maskcls.training.train import fit
-from tests.conftest import make_layout
+from tests.helpers import make_layout
 
 RECIPES = sorted((Path(__file__).parents[1] / "configs").glob("gpu-*.yaml"))
 PEOPLE = ["000001_female_Asian_45", "000002_male_Asian_22", "000003_female_Asian_64", "000004_male_Asian_31"]

@@ -4,7 +4,7 @@ import pytest
 
 from maskcls.data.layout import read_dataset
 from maskcls.errors import DataError
-from tests.conftest import make_layout, write_csv, write_image
+from tests.helpers import make_layout, write_csv, write_image
 
 PROFILE = "000001_female_Asian_45"
 

@@ -43,7 +43,7 @@ def test_a_second_writer_is_refused_with_the_holder_and_kill_9_releases_the_fold
 def test_cv_and_crop_refuse_a_folder_in_use(synth_small, tmp_path):
     from maskcls.experiments.cv import cross_validate
     from maskcls.faces.crop import CropOptions, crop_dataset
-    from tests.conftest import tiny_config as cv_config
+    from tests.helpers import tiny_config as cv_config
 
     config = cv_config(synth_small, tmp_path, "name=busy")
     group = tmp_path / "runs/busy-cv3"

@@ -126,6 +126,7 @@ def test_unknown_model_lists_close_names():
         create_model("resnet81")
 
 
+@pytest.mark.slow
 def test_pretrained_offline_fails_with_a_message_saying_what_to_do():
     code = "from maskcls.cli import main; from maskcls.training.models import create_model\n" \
            "from maskcls.errors import UserError\n" \

@@ -211,7 +211,7 @@ def check_photo_and_boxes(canvas: np.ndarray, photo: Image.Image, result: dict) 
 
 
 def test_a_port_in_use_is_named_before_any_model_loads(tmp_path, capsys):
-    from tests.test_cli import run_cli
+    from tests.helpers import run_cli
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -95,6 +95,7 @@ def test_quirks_are_reported_exactly(synth_quirks):
     assert {"jpg", "png", "jpeg", "JPG"} <= extensions
 
 
+@pytest.mark.slow
 def test_distribution_is_like_the_competitions(tmp_path):
     root = generate_dataset(tmp_path / "d", SynthSpec(people=120, eval_people=1, seed=0)).root
     with (root / "train/train.csv").open() as handle:

@@ -6,22 +6,22 @@ import pandas as pd
 import pytest
 import torch
 
-from maskcls.config import load_config
 from maskcls.errors import Interrupted, UserError
 from maskcls.training.train import fit
+from tests.helpers import tiny_config
 
 TIMING = ["train_images_per_second", "seconds"]
 
 
 def config_for(data, tmp_path, *overrides):
-    return load_config(
-        None,
-        [
-            f"data.root={data}", "model.name=test_resnet", "train.epochs=2", "train.image_size=[24,32]",
-            f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32", "train.folds=3", "name=t",
-            "train.mixing=cutmix_vertical", "train.augmentation=seed", "optim.lr=3e-3", *overrides,
-        ],
-    )  # fmt: skip
+    two_epochs = (
+        "train.epochs=2",
+        "name=t",
+        "train.mixing=cutmix_vertical",
+        "train.augmentation=seed",
+        "optim.lr=3e-3",
+    )
+    return tiny_config(data, tmp_path, *two_epochs, *overrides)
 
 
 def test_run_folder_holds_everything(synth_small, tmp_path):

@@ -30,6 +30,7 @@ from maskcls.experiments.tune import (
     write_study_tables,
 )
 from maskcls.files import read_json
+from tests.helpers import tiny_config
 from tests.postgres import create_database, postgres_server
 
 SPACE = """\
@@ -40,14 +41,7 @@ train.image_size: {type: choice, values: [[24, 32], [18, 24]]}
 
 
 def base_config(data, tmp_path, *overrides):
-    return load_config(
-        None,
-        [
-            f"data.root={data}", "name=tiny", "model.name=test_resnet", "model.head=multi", "train.epochs=2",
-            "train.image_size=[24,32]", f"train.cache_dir={tmp_path / 'cache'}", "train.batch_size=32",
-            "train.folds=3", *overrides,
-        ],
-    )  # fmt: skip
+    return tiny_config(data, tmp_path, "name=tiny", "model.head=multi", "train.epochs=2", *overrides)
 
 
 def write_space(tmp_path, text=SPACE) -> Path:

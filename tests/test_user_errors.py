@@ -12,8 +12,7 @@ import torch
 from maskcls.config import load_config
 from maskcls.errors import ConfigError, Interrupted, UserError
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS
-from tests.conftest import tiny_config
-from tests.test_cli import run_cli, train_args
+from tests.helpers import run_cli, tiny_config, train_args
 
 
 def tiny(data, tmp_path, *overrides):

@@ -42,7 +42,7 @@ DISTRIBUTION_SIGMA = 2.0
 INITIAL_LAPLACE_SCALE = 0.5  # in normalised units: 7.5 years
 
 
-def age_outputs(kind: str) -> int:
+def age_output_count(kind: str) -> int:
     """How many model outputs an age head takes."""
     return {"classes": 3, "ordinal": 1, "regression": 1, "distribution": BINS}[kind]
 
@@ -52,7 +52,7 @@ def bin_index(ages: torch.Tensor) -> torch.Tensor:
 
 
 class AgeHead(nn.Module):
-    """Reads (and trains) the age part of the outputs, ``logits`` (N, ``age_outputs(kind)``)."""
+    """Reads (and trains) the age part of the outputs, ``logits`` (N, ``age_output_count(kind)``)."""
 
     def __init__(self, kind: str = "classes", borders: Sequence[int] = AGE_BORDERS):
         super().__init__()
@@ -68,10 +68,10 @@ class AgeHead(nn.Module):
         if kind == "ordinal":  # t_0, then softplus^-1 of each step t_k - t_(k-1)
             self.first_threshold = nn.Parameter(torch.zeros(()))
             self.threshold_steps = nn.Parameter(torch.zeros(BINS - 2))
-            self.start_from(None)
+            self.initialise_from(None)
 
     @torch.no_grad()
-    def start_from(self, ages: torch.Tensor | None = None) -> torch.Tensor:
+    def initialise_from(self, ages: torch.Tensor | None = None) -> torch.Tensor:
         """Make a new head predict the age distribution of ``ages`` (the training people;
         uniform over the bins when None) whatever the image; returns the bias for the age outputs.
 
@@ -91,7 +91,7 @@ class AgeHead(nn.Module):
             return torch.log(counts / counts.sum())
         if self.kind == "regression" and ages is not None:
             return ((torch.as_tensor(ages).float().mean() - AGE_CENTRE) / AGE_SPREAD).reshape(1)
-        return torch.zeros(age_outputs(self.kind))
+        return torch.zeros(age_output_count(self.kind))
 
     def thresholds(self) -> torch.Tensor:
         """The ordinal head's increasing thresholds t_0 .. t_(K-2)."""

@@ -58,7 +58,7 @@ def build_parts(config: Config, data: TrainingData, mean, std, context: Distribu
     device = resolve_device(device)
     amp = amp_dtype(train.amp, device)
     model = model_from_config(config)
-    model.start_age_from(data.ages[data.train_rows])  # an age head over years starts at the data's ages
+    model.initialise_age_head(data.ages[data.train_rows])  # an age head over years starts at the data's ages
     model = model.to(device)
     if train.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -19,8 +19,8 @@ from torch import nn
 from maskcls.config import Config
 from maskcls.errors import UserError
 from maskcls.labels import AGE_BORDERS, HEAD_SIZES, NUM_CLASSES, decode_classes
-from maskcls.training.age import AgeHead, age_outputs
-from maskcls.training.weights import check_weights_fit_model, fit_state_dict, read_state_dict, resolve_weights_path
+from maskcls.training.age import AgeHead, age_output_count
+from maskcls.training.weights import check_weights_fit_model, match_state_dict, read_state_dict, resolve_weights_path
 
 log = logging.getLogger("maskcls")
 
@@ -43,19 +43,21 @@ class FaceAttributeModel(nn.Module):
         check_age_head(head, age_head)
         self.backbone, self.head = backbone, head
         self.age = AgeHead(age_head, age_borders)
-        outputs = NUM_CLASSES if head == "single" else HEAD_SIZES["mask"] + HEAD_SIZES["gender"] + age_outputs(age_head)
+        outputs = (
+            NUM_CLASSES if head == "single" else HEAD_SIZES["mask"] + HEAD_SIZES["gender"] + age_output_count(age_head)
+        )
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, outputs))
         if head == "multi":
-            self.start_age_from(None)
+            self.initialise_age_head(None)
 
     @torch.no_grad()
-    def start_age_from(self, ages) -> None:
-        """Start the age head at the age distribution of ``ages`` (see ``AgeHead.start_from``); the
+    def initialise_age_head(self, ages) -> None:
+        """Start the age head at the age distribution of ``ages`` (see ``AgeHead.initialise_from``); the
         classes head keeps its usual (random) start."""
         if not self.gives_age_estimate:
             return
         linear = self.classifier[1]
-        linear.bias[HEAD_SIZES["mask"] + HEAD_SIZES["gender"] :] = self.age.start_from(ages).to(linear.bias)
+        linear.bias[HEAD_SIZES["mask"] + HEAD_SIZES["gender"] :] = self.age.initialise_from(ages).to(linear.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits: (N, 18) for one head; mask, gender and age outputs side by side for three."""
@@ -190,11 +192,11 @@ def load_weights(model: nn.Module, spec: str | Path) -> str:
         source, target = (source, full) if same_head else (named, body)
     else:
         target = full if len(source) == len(full) else body
-    fitted = fit_state_dict(source, target, path)
-    result = model.load_state_dict(fitted.state, strict=False)
+    matched = match_state_dict(source, target, path)
+    result = model.load_state_dict(matched.state, strict=False)
     if result.unexpected_keys or set(result.missing_keys) != set(full) - set(target):
-        raise AssertionError(f"weights loaded partly: {result}")  # fit_state_dict guarantees a full match
-    message = fitted.describe(str(spec))
+        raise AssertionError(f"weights loaded partly: {result}")  # match_state_dict guarantees a full match
+    message = matched.describe(str(spec))
     log.info(message)
     return message
 

@@ -7,7 +7,7 @@
 - ``package:NAME``: a weights file shipped inside a package from the package registry, so that
   ImageNet weights can be had without a model hub (see :data:`PACKAGES`).
 
-A state dict is fitted to the model in one of two ways, and :func:`fit_state_dict` says which:
+A state dict is matched to the model in one of two ways, and :func:`match_state_dict` says which:
 by exact names (every tensor of the model found under its own name with its shape), or by order
 (the two lists of tensors pair up one for one, shape for shape). Anything else is refused with
 the first tensor that does not fit; nothing is loaded with ``strict=False``.
@@ -52,7 +52,7 @@ PACKAGES: dict[str, PackagedWeights] = {
 
 
 @dataclass(frozen=True)
-class FittedState:
+class MatchedState:
     """A state dict renamed to the model's names, and how the names were found."""
 
     state: dict[str, torch.Tensor]
@@ -173,12 +173,12 @@ def check_weights_file(spec: str | Path, model_name: str) -> None:
         raise UserError(f"model.weights={spec} is a maskcls checkpoint of {trained_as}, not model.name={model_name}")
 
 
-def fit_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], path: Path) -> FittedState:
+def match_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], path: Path) -> MatchedState:
     """``source`` renamed to ``target``'s names: by exact names, else by order, else a UserError."""
     if source.keys() == target.keys():
         mismatch = next((key for key in target if source[key].shape != target[key].shape), None)
         if mismatch is None:
-            return FittedState(dict(source), "exact names")
+            return MatchedState(dict(source), "exact names")
         theirs, ours = shape(source[mismatch]), shape(target[mismatch])
         raise UserError(f"{path}: tensor {mismatch!r} has shape {theirs}, the model needs {ours}")
     if len(source) != len(target):
@@ -193,7 +193,7 @@ def fit_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
                 f"{path}: cannot map by order: tensor {position} {theirs!r} has shape {shape(value)}, "
                 f"the model's {ours!r} needs {shape(wanted)}"
             )
-    return FittedState(dict(zip(target, source.values(), strict=True)), "by order")
+    return MatchedState(dict(zip(target, source.values(), strict=True)), "by order")
 
 
 def shape(tensor: torch.Tensor) -> str:

@@ -16,11 +16,9 @@ from PIL import Image
 from maskcls.data.layout import read_dataset
 from maskcls.faces.detectors import Detector
 from maskcls.faces.geometry import box_iou
-from maskcls.labels import Mask, age_groups
+from maskcls.labels import AGE_GROUP_NAMES, MASK_NAMES, Mask, age_groups
 
 FOUND_IOU = 0.5  # a face counts as found when the detector's box overlaps the true one this much
-STATE_NAMES = {Mask.WEAR: "worn", Mask.INCORRECT: "incorrect", Mask.NOT_WEAR: "none"}
-AGE_GROUP_NAMES = ("<30", "30-59", "60+")
 
 
 def photo_truth(data: Path) -> pd.DataFrame:
@@ -57,13 +55,13 @@ def detection_table(data: Path, detector: Detector, paths: list[str] | None = No
 
 def rates_by_state(table: pd.DataFrame) -> pd.DataFrame:
     """Per mask state (and all): photos, share found, share with any box, mean IoU of the found."""
-    return rates(table, [(STATE_NAMES[s], table["state"] == s) for s in STATE_NAMES], "mask state")
+    return rates(table, [(MASK_NAMES[s], table["state"] == s) for s in MASK_NAMES], "mask state")
 
 
 def rates_by_age_group(table: pd.DataFrame) -> pd.DataFrame:
     """The same per age group (<30, 30-59, 60+): a detector that misses old faces crops them worse."""
     groups = age_groups(table["age"].to_numpy())
-    return rates(table, [(name, groups == k) for k, name in enumerate(AGE_GROUP_NAMES)], "age group")
+    return rates(table, [(name, groups == group) for group, name in AGE_GROUP_NAMES.items()], "age group")
 
 
 def rates(table: pd.DataFrame, parts: list[tuple[str, pd.Series]], title: str) -> pd.DataFrame:
