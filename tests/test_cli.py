@@ -91,7 +91,7 @@ def test_train_command_prints_the_best_epoch(synth_small, tmp_path, capsys):
     code, _, err = run_cli("train", "-o", "train.epoch=1", capsys=capsys)
     assert code == 2 and "did you mean 'train.epochs'" in err
     code, _, err = run_cli("train", "--data", str(synth_small), capsys=capsys)
-    assert code == 2 and "maskcls train needs a recipe, e.g. `maskcls train configs/cpu-pretrained.yaml" in err
+    assert code == 2 and "maskcls train needs a recipe, e.g. `maskcls train cpu-pretrained --data DATA-faces`" in err
 
 
 def test_train_prints_one_line_per_epoch_off_a_terminal_and_refuses_overrides_on_resume(synth_small, tmp_path, capsys):

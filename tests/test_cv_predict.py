@@ -12,6 +12,7 @@ from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.cv import cross_validate
 from maskcls.inference import predict
 from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
+from maskcls.labels import class_name
 from maskcls.metrics import macro_f1
 from maskcls.results import CvResult
 from maskcls.rundir import names
@@ -251,3 +252,19 @@ def test_predict_given_the_eval_folder_names_the_dataset_before_any_warning(fini
     with pytest.raises(UserError, match=r"eval: this is the eval/ folder of a dataset; give the dataset folder"):
         predict_dataset([group], synth_small / "eval", cache_dir=cache / "cache")
     assert caplog.text == ""
+
+
+def test_the_api_predicts_a_group_as_a_table_with_class_names(finished_group, synth_small):
+    import maskcls
+
+    group, tmp_path = finished_group
+    table = maskcls.predict(group, data=synth_small, cache_dir=tmp_path / "cache")
+    expected = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache").table
+    assert list(table.columns[:5]) == ["ImageID", "class", "mask", "gender", "age"]
+    pd.testing.assert_frame_equal(table[["ImageID", *PROBABILITY_COLUMNS]], expected[["ImageID", *PROBABILITY_COLUMNS]])
+    classes = expected[PROBABILITY_COLUMNS].to_numpy().argmax(1)
+    assert table["class"].tolist() == classes.tolist()
+    names = [class_name(k).split(" / ") for k in classes]
+    assert [list(row) for row in table[["mask", "gender", "age"]].itertuples(index=False)] == names
+    with pytest.raises(UserError, match="predict: give data .* or images"):
+        maskcls.predict(group)

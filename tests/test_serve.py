@@ -2,9 +2,12 @@
 with ``maskcls crop`` + ``maskcls predict``, and the web page driven in headless Chromium."""
 
 import io
+import json
+import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -220,3 +223,66 @@ def test_a_port_in_use_is_named_before_any_model_loads(tmp_path, capsys):
         code, _, err = run_cli("serve", str(tmp_path / "no-run"), "--port", str(port), capsys=capsys)
     assert code == 2  # and said before the (missing) run is even looked at
     assert f"port {port} on 127.0.0.1 is not free (Address already in use; another maskcls serve?)" in err
+
+
+@pytest.fixture(scope="module")
+def calibrated(served, tmp_path_factory):
+    """A copy of the served run with a calibration.json whose biases change some decisions."""
+    _, _, run, _, _ = served
+    copy = tmp_path_factory.mktemp("calibrated") / "run"
+    shutil.copytree(run, copy)
+    biases = np.random.default_rng(0).uniform(-2, 2, 18).round(1).tolist()
+    (copy / "calibration.json").write_text(json.dumps({"biases": biases, "age": None, "source": "test"}))
+    return copy
+
+
+def test_photos_arrays_and_the_service_get_the_calibrated_submission_of_a_group_that_has_one(
+    served, calibrated, tmp_path, capsys
+):
+    raw, faces, _, expected, _ = served
+    submission = predict_dataset([calibrated], faces, cache_dir=tmp_path / "cache").table.set_index("ImageID")
+    assert (
+        submission[PROBABILITY_COLUMNS].to_numpy().argmax(1) != expected[PROBABILITY_COLUMNS].to_numpy().argmax(1)
+    ).any()
+    photos = sorted((raw / "eval" / "images").iterdir())
+    by_paths = Predictor(calibrated).predict_paths(raw / "eval" / "images")
+    assert by_paths["path"].tolist() == [str(path) for path in photos]
+    names = [path.name for path in photos]
+    wanted = submission.loc[names, PROBABILITY_COLUMNS].to_numpy(float)
+    assert by_paths["class"].tolist() == wanted.argmax(1).tolist()
+    assert by_paths[PROBABILITY_COLUMNS].to_numpy(float) == pytest.approx(wanted, abs=1e-5)
+    arrays = [np.asarray(Image.open(path).convert("RGB")) for path in photos]
+    by_arrays = Predictor(calibrated).predict_arrays(arrays, names=names)
+    assert by_arrays[PROBABILITY_COLUMNS].to_numpy(float) == pytest.approx(wanted, abs=1e-5)
+    raw_model = Predictor(calibrated, calibration=None).predict_paths(photos)
+    assert raw_model[PROBABILITY_COLUMNS].to_numpy(float) == pytest.approx(
+        expected.loc[names, PROBABILITY_COLUMNS].to_numpy(float), abs=1e-5
+    )
+    served_answer = TestClient(create_app(Predictor(calibrated), LIMITS)).post(
+        "/predict", files={"file": (names[0], photos[0].read_bytes(), "image/jpeg")}
+    )
+    assert served_answer.json()["results"][0]["class"] == wanted[0].argmax()
+
+
+def test_predict_images_reads_folders_recursively_in_any_case_and_writes_one_row_per_photo(served, tmp_path, capsys):
+    from tests.helpers import run_cli
+
+    raw, _, run, expected, _ = served
+    photos = sorted((raw / "eval" / "images").iterdir())[:3]
+    (tmp_path / "photos/deeper").mkdir(parents=True)
+    shutil.copy(photos[0], tmp_path / "photos" / "ONE.JPG")
+    Image.open(photos[1]).save(tmp_path / "photos/deeper/two.png")
+    shutil.copy(photos[2], tmp_path / "photos/deeper/three.jpeg")
+    (tmp_path / "photos/notes.txt").write_text("not a photo")
+    code, out, _ = run_cli("predict", str(run), "--images", str(tmp_path / "photos"), "--out", str(tmp_path / "o"),
+                           "--backend", "torch", "-q", capsys=capsys)  # fmt: skip
+    assert code == 0 and "3 photos" in out
+    table = pd.read_csv(tmp_path / "o/photo_predictions.csv")
+    assert [Path(path).name for path in table["path"]] == ["ONE.JPG", "three.jpeg", "two.png"]
+    assert list(table.columns[:6]) == ["path", "class", "mask", "gender", "age", "face"]
+    first = expected.loc[photos[0].name, PROBABILITY_COLUMNS].to_numpy(float)
+    assert table.loc[0, PROBABILITY_COLUMNS].to_numpy(float) == pytest.approx(first, abs=1e-5)
+    code, _, err = run_cli("predict", str(run), "--images", str(tmp_path / "nothing"), capsys=capsys)
+    assert code == 2 and f"{tmp_path / 'nothing'}: no such file or folder" in err
+    code, _, err = run_cli("predict", str(run), capsys=capsys)
+    assert code == 2 and "say what to predict: --data DATASET (its eval/ part) or --images" in err

@@ -188,6 +188,10 @@ def load_config(
     schema: type[BaseModel] = Config,
 ) -> BaseModel:
     """Read a YAML file (or start from defaults), apply ``a.b=value`` overrides, validate."""
+    if path:
+        from maskcls.recipebook import resolve_recipe
+
+        path = resolve_recipe(path)  # a shipped recipe's name works as well as a file
     source = str(path) if path else "defaults"
     raw: dict[str, Any] = read_yaml_mapping(Path(path)) if path else {}
     sources: dict[str, str] = {}  # dotted key -> the -o that set it, to blame the right one
@@ -219,11 +223,16 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, kind: str = "recipe") -> dict[str, Any]:
+    """A YAML file of keys (a recipe, a search space, corrections); a missing one names the
+    shipped files of that ``kind`` that a bare name would find."""
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        from maskcls.recipebook import recipe_names
+
+        shipped = ", ".join(recipe_names(kind))
+        raise ConfigError(f"{path}: {kind} file not found (shipped, by name: {shipped})") from None
     except ConfigError as error:
         raise ConfigError(f"{path} {error}") from None
     except yaml.YAMLError as error:

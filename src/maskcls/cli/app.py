@@ -37,6 +37,7 @@ COMMANDS = [
     train.sweep, train.tune,
     record.report,
     predict.serve,
+    record.recipes,
 ]  # fmt: skip
 for command in COMMANDS:
     app.command()(command)

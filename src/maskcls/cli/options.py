@@ -61,10 +61,18 @@ Override = Annotated[
 Seed = Annotated[int | None, typer.Option(help="Random seed (same as -o seed=...).")]
 Folds = Annotated[int | None, typer.Option(help="Number of folds (same as -o train.folds=...).")]
 RunsDir = Annotated[Path, typer.Option(help="Where run folders go.")]
-Recipe = Annotated[Path, typer.Argument(help="Base YAML recipe.")]
+Recipe = Annotated[Path, typer.Argument(help="Base YAML recipe file, or a shipped recipe's name.")]
 Calibration = Annotated[
     Path | None,
     typer.Option(help="Age borders and per-class biases from `maskcls calibrate` (calibration.json) to apply."),
+]
+ModelCalibration = Annotated[
+    str,
+    typer.Option(
+        "--calibration",
+        help="auto: the group's own calibration.json (maskcls calibrate) when it has one; none: the raw "
+        "model; or a calibration.json file.",
+    ),
 ]
 TtaOption = Annotated[Tta, typer.Option(help="Test-time augmentation.")]
 BackendOption = Annotated[Backend, typer.Option(help=BACKEND_HELP)]
@@ -85,6 +93,11 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
         raise UserError(f"--size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 192x256")
     return int(width), int(height)
+
+
+def calibration_choice(text: str) -> str | None:
+    """``--calibration``'s value for the library: None for ``none``, else as given."""
+    return None if text.lower() == "none" else text
 
 
 def parse_floats(text: str, option: str) -> list[float]:

@@ -64,3 +64,25 @@ def report(
 
     path = write_report(source, out_file, data)
     say(f"{path}: report ({path.stat().st_size / 1e6:.1f} MB, open it in a browser)")
+
+
+def recipes(
+    name: Annotated[str | None, typer.Argument(help="A shipped recipe to copy (with --out) or show.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write a copy of NAME here, to edit.")] = None,
+) -> None:
+    """The recipes that ship with maskcls (use them by name: maskcls train cpu-pretrained ...)."""
+    from maskcls.recipebook import copy_recipe, recipe_names, recipe_summary, recipes_folder
+
+    if name is None:
+        for kind, title in (("recipe", "recipes"), ("space", "search spaces (tune --space NAME)")):
+            say(f"{title}:")
+            for shipped in recipe_names(kind):
+                say(f"  {shipped:<22} {recipe_summary(shipped, kind)}")
+        say(f"(in {recipes_folder()}; maskcls recipes NAME --out FILE writes a copy to edit)")
+        return
+    if out_file is None:
+        if name not in recipe_names():
+            copy_recipe(name, Path("."))  # names the known recipes
+        out.file.write((recipes_folder() / f"{name}.yaml").read_text(encoding="utf-8"))
+        return
+    say(f"{copy_recipe(name, out_file)}: a copy of the {name} recipe")

@@ -23,13 +23,16 @@ from maskcls.cli.render import cv_line, epoch_printer, fit_line, note, out, rich
 from maskcls.errors import UserError
 
 RECIPE_NEEDED = (
-    "maskcls {command} needs a recipe, e.g. `maskcls {command} configs/cpu-pretrained.yaml --data DATA-faces` "
-    "(the repository's configs/: cpu-pretrained, cpu-demo, baseline, retrospective, multihead)"
+    "maskcls {command} needs a recipe, e.g. `maskcls {command} cpu-pretrained --data DATA-faces` "
+    "(a file, or a shipped recipe by name: `maskcls recipes` lists them)"
 )
 
 
 def train(
-    config: Annotated[Path | None, typer.Argument(help="YAML recipe (see configs/); not with --resume.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="YAML recipe file, or a shipped recipe's name (maskcls recipes); not with --resume."),
+    ] = None,
     override: Override = None,
     data: Data = None,
     cache_dir: CacheDir = None,
@@ -80,7 +83,9 @@ def train(
 
 
 def cv(
-    config: Annotated[Path | None, typer.Argument(help="YAML recipe (see configs/).")] = None,
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML recipe file, or a shipped recipe's name (maskcls recipes).")
+    ] = None,
     override: Override = None,
     data: Data = None,
     cache_dir: CacheDir = None,
@@ -153,7 +158,9 @@ def sweep(
 
 def tune(
     config: Recipe,
-    space: Annotated[Path, typer.Option(help="Search space YAML: config keys and distributions (configs/search/).")],
+    space: Annotated[
+        Path, typer.Option(help="Search space YAML (config keys and distributions), or a shipped one's name.")
+    ],
     trials: Annotated[int, typer.Option(min=1, help="Finished (complete or pruned) trials the study ends with.")],
     study: Annotated[
         str | None, typer.Option(help="Study name (default: the config's name); workers share it.")

@@ -71,9 +71,11 @@ class Corrections(BaseModel):
 
 
 def load_corrections(path: str | Path) -> Corrections:
-    path = Path(path)
+    from maskcls.recipebook import resolve_recipe
+
+    path = resolve_recipe(path, "corrections")  # the shipped community list works by name
     try:
-        corrections = Corrections.model_validate(read_yaml_mapping(path))
+        corrections = Corrections.model_validate(read_yaml_mapping(path, "corrections"))
     except ValidationError as error:
         raise ConfigError(*format_validation_error(error, str(path))) from None
     corrections.source = str(path)

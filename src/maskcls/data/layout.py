@@ -70,16 +70,21 @@ def read_dataset(
     strict: bool = False,
     verify_images: bool = False,
     require_eval: bool = False,
+    require_train: bool = True,
     progress: Progress | None = None,
 ) -> Dataset:
-    """Read train and eval parts of ``root``; in ``strict`` mode any problem raises DataError."""
+    """Read train and eval parts of ``root``; in ``strict`` mode any problem raises DataError.
+    ``require_train=False``: a folder with only ``eval/`` (a test set to predict) is fine."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     refuse_part_of_dataset(root)
     problems: list[Problem] = []
     ignored: Counter = Counter()
-    train = read_train_table(root, problems, ignored)
+    if require_train or (root / TRAIN_CSV).exists():
+        train = read_train_table(root, problems, ignored)
+    else:
+        train = pd.DataFrame(columns=TRAIN_TABLE_COLUMNS)
     eval_table = read_eval_table(root, problems, ignored, required=require_eval)
     if verify_images:
         train = drop_unreadable(root, train, problems, progress)

@@ -17,6 +17,7 @@ same held-out guard; the biases are then fitted on the probabilities with the le
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.metrics import macro_f1
 from maskcls.rundir import names
 from maskcls.rundir.tables import read_out_of_fold
+
+log = logging.getLogger("maskcls")
 
 BIAS_STEPS = np.round(np.arange(-2.0, 2.0001, 0.1), 2)
 EPSILON = 1e-7
@@ -92,6 +95,21 @@ def read_calibration(path: str | Path) -> Calibration:
     if age is not None and not (len(age.borders) == 2 and age.borders[0] < age.borders[1] and age.scale > 0):
         raise UserError(f"{path}: 'age' must hold two increasing borders and a positive scale")
     return calibration
+
+
+def calibration_for(sources: list[str | Path], choice: str | Path | None) -> Calibration | None:
+    """The calibration predictions of ``sources`` get: ``"auto"``: the source's own
+    ``calibration.json`` when there is one source and it has one (said in the log), None: none,
+    else the file ``choice`` names."""
+    if choice is None:
+        return None
+    if str(choice) != "auto":
+        return read_calibration(choice)
+    path = Path(sources[0]) / names.CALIBRATION if len(sources) == 1 else None
+    if path is None or not path.exists():
+        return None
+    log.info(f"applying {path} (learned age borders and class biases; calibration none for the raw model)")
+    return read_calibration(path)
 
 
 def apply_calibration(probabilities: np.ndarray, estimates: np.ndarray | None, calibration: Calibration):

@@ -74,8 +74,10 @@ class Dimension:
 
 def read_space(path: str | Path, base: Config) -> list[Dimension]:
     """The dimensions of a space file, checked against the config schema and the base config."""
-    path = Path(path)
-    raw = read_yaml_mapping(path)
+    from maskcls.recipebook import resolve_recipe
+
+    path = resolve_recipe(path, "space")  # a shipped space's name works as well as a file
+    raw = read_yaml_mapping(path, "space")
     if not raw:
         raise ConfigError(
             f"{path}: no keys to search (e.g. optim.lr: {{type: float, low: 1e-4, high: 1e-2, log: true}})"

@@ -82,8 +82,8 @@ class MTCNNDetector:
             from facenet_pytorch import MTCNN
         except ImportError:
             raise UserError(
-                "the mtcnn detector needs facenet-pytorch, which is not installed: pip install --no-deps "
-                "facenet-pytorch==2.6.0 (its own pins would downgrade torch), or use the fixed detector"
+                "the mtcnn detector needs facenet-pytorch, which is not installed: pip install "
+                "facenet-pytorch==2.5.3 (maskcls depends on it; 2.6.0 would downgrade torch), or use the fixed detector"
             ) from None
         if not 0 < detect_scale <= 1:
             raise UserError(f"detect_scale must be in (0, 1], got {detect_scale}")

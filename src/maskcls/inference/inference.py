@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskcls import __version__
+from maskcls.callbacks import Progress
 from maskcls.data.cache import load_resized
-from maskcls.errors import DataError
+from maskcls.errors import DataError, UserError
+from maskcls.evaluation.calibrate import apply_calibration, calibration_for
 from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size, read_crop_settings
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.inference.loading import load_run, run_folders
@@ -31,7 +34,17 @@ from maskcls.inference.predict import (
     preferred_backend,
     torch_outputs,
 )
-from maskcls.labels import HEAD_VALUE_NAMES, NUM_CLASSES, class_name, head_marginals, mean_outputs, split_outputs
+from maskcls.labels import (
+    AGE_ESTIMATE_COLUMN,
+    HEAD_VALUE_NAMES,
+    NUM_CLASSES,
+    PROBABILITY_COLUMNS,
+    class_name,
+    decode_classes,
+    head_marginals,
+    mean_outputs,
+    split_outputs,
+)
 
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "MPO"}  # what photos arrive as; MPO is a phone JPEG
 
@@ -130,12 +143,26 @@ def crop_settings(run: Path, data_root: str) -> CropOptions | None:
 
 
 class Predictor:
-    """Every model of a run or cv group, with the face crop its training data had."""
+    """Every model of a run or cv group, with the face crop its training data had, and the
+    group's calibration (``calibration.json``: learned age borders and class biases).
 
-    def __init__(self, source: str | Path, backend: str = "torch", device: str = "auto", tta: str = "none"):
+    ``calibration``: ``"auto"`` applies the source's own ``calibration.json`` when it has one
+    (and says so in the log), None never, a path that file. Photos go in as files
+    (:meth:`predict_paths`), pixel arrays (:meth:`predict_arrays`) or decoded uploads
+    (:meth:`predict`)."""
+
+    def __init__(
+        self,
+        source: str | Path,
+        backend: str = "torch",
+        device: str = "auto",
+        tta: str = "none",
+        calibration: str | Path | None = "auto",
+    ):
         check_options(tta, backend)
         self.source, self.backend, self.tta = Path(source), backend, tta
         self.runs = run_folders([source])
+        self.calibration = calibration_for([self.source], calibration)
         loaded = load_run(self.runs[0], device)
         self.config = loaded.config
         self.image_size = loaded.image_size
@@ -157,11 +184,40 @@ class Predictor:
             faces = self.faces(photos)
             images = np.stack([load_resized(io.BytesIO(face[1]), self.image_size) for face in faces])
             probabilities, ages = split_outputs(self.outputs(images))
+        if self.calibration is not None:
+            probabilities = apply_calibration(probabilities, ages, self.calibration).astype(np.float32)
         ages = [None] * len(faces) if ages is None else ages.tolist()
         return [
             FacePrediction(face[0]["face_box"], face[0]["crop_box"], face[0]["source"], face[0]["probability"], *row)
             for face, row in zip(faces, zip(probabilities, ages, strict=True), strict=True)
         ]
+
+    def predict_paths(
+        self, paths: list[str | Path] | str | Path, batch_size: int = 32, progress: Progress | None = None
+    ) -> pd.DataFrame:
+        """Photo files, or folders searched recursively for .jpg/.jpeg/.png (any case): one row per
+        photo (see :func:`prediction_table`), the crop applied as the model's training data had it."""
+        files = photo_files(paths)
+        rows = []
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
+            photos = [decode_photo(str(path), read_bytes(path), PHOTO_PIXELS) for path in chunk]
+            rows += self.predict(photos)
+            if progress:
+                progress(start + len(chunk), len(files))
+        return prediction_table({"path": [str(path) for path in files]}, rows)
+
+    def predict_arrays(self, images, names: list[str] | None = None, batch_size: int = 32) -> pd.DataFrame:
+        """Photos as H x W x 3 uint8 arrays (RGB, upright), whole photos as a camera gives them."""
+        images = list(images)
+        names = names if names is not None else [f"image{k}" for k in range(len(images))]
+        if len(names) != len(images):
+            raise UserError(f"names: {len(names)} names for {len(images)} images")
+        rows = []
+        for start in range(0, len(images), batch_size):
+            part = zip(names[start : start + batch_size], images[start : start + batch_size], strict=True)
+            rows += self.predict([array_photo(name, pixels) for name, pixels in part])
+        return prediction_table({"name": names}, rows)
 
     def faces(self, photos: list[Photo]) -> list[tuple[dict, bytes]]:
         """Per photo: where the face is, and the encoded image the model reads."""
@@ -208,8 +264,75 @@ class Predictor:
             },
             "classes": [{"class": k, "label": class_name(k)} for k in range(NUM_CLASSES)],
             "heads": HEAD_VALUE_NAMES,
+            "calibration": None if self.calibration is None else self.calibration.source,
             "version": __version__,
         }  # fmt: skip
+
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
+PHOTO_PIXELS = 200_000_000  # files a user names are trusted more than uploads; still a bomb guard
+
+
+def photo_files(paths: list[str | Path] | str | Path) -> list[Path]:
+    """The photos ``paths`` names: files as given, folders searched recursively (sorted)."""
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    if not found:
+        raise UserError(f"no .jpg, .jpeg or .png photos in {', '.join(map(str, paths))}")
+    return found
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise UserError(f"{path}: cannot be read ({error.strerror})") from None
+
+
+def array_photo(name: str, pixels) -> Photo:
+    pixels = np.asarray(pixels)
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise UserError(f"{name}: expected an H x W x 3 uint8 RGB array, got {pixels.dtype} {pixels.shape}")
+    return Photo(name, pixels, encode_jpeg(pixels))
+
+
+def prediction_table(keys: dict[str, list], predictions: list[FacePrediction]) -> pd.DataFrame:
+    """One row per photo: the ``keys`` columns, class, its mask / gender / age names, the face
+    source, the 18 probabilities and the age estimate (when the model makes one)."""
+    probabilities = np.stack([row.probabilities for row in predictions]) if predictions else np.empty((0, 18))
+    table = pd.DataFrame({**keys, **class_columns(probabilities), "face": [row.face_source for row in predictions]})
+    table[PROBABILITY_COLUMNS] = probabilities
+    if predictions and predictions[0].age_estimate is not None:
+        table[AGE_ESTIMATE_COLUMN] = [row.age_estimate for row in predictions]
+    return table
+
+
+def named_table(probabilities: pd.DataFrame) -> pd.DataFrame:
+    """A test probabilities table (ImageID, p0..p17 [, age_estimate]) with the class and its mask /
+    gender / age names after the ImageID."""
+    named = pd.DataFrame({"ImageID": probabilities["ImageID"].to_numpy()})
+    for column, values in class_columns(probabilities[PROBABILITY_COLUMNS].to_numpy()).items():
+        named[column] = values
+    return pd.concat([named, probabilities.drop(columns="ImageID").reset_index(drop=True)], axis=1)
+
+
+def class_columns(probabilities: np.ndarray) -> dict[str, list]:
+    """The decision of each row: class, and the names of its mask state, gender and age group."""
+    classes = probabilities.argmax(axis=1)
+    mask, gender, age = decode_classes(classes)
+    return {
+        "class": classes.tolist(),
+        "mask": [HEAD_VALUE_NAMES["mask"][k] for k in mask],
+        "gender": [HEAD_VALUE_NAMES["gender"][k] for k in gender],
+        "age": [HEAD_VALUE_NAMES["age"][k] for k in age],
+    }
 
 
 def full_box(photo: Photo) -> list[int]:

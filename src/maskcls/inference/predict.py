@@ -26,7 +26,7 @@ from maskcls.callbacks import Progress
 from maskcls.data.cache import cached_images
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError
-from maskcls.evaluation.calibrate import Calibration, calibrate_table, read_calibration
+from maskcls.evaluation.calibrate import Calibration, calibrate_table, calibration_for
 from maskcls.evaluation.ensemble import age_estimate_dropped
 from maskcls.faces.crop import SETTINGS_JSON, crop_mismatch
 from maskcls.files import read_json, write_json_atomic
@@ -134,12 +134,13 @@ def predict_dataset(
     cache_dir: str | Path | None = None,
     device: str = "auto",
     progress: Progress | None = None,
-    calibration: str | Path | None = None,
+    calibration: str | Path | None = "auto",
     group_people: bool = False,
 ) -> Prediction:
     """Mean 18-class probabilities of every model in ``sources`` for each eval image (images from
     ``cache_dir``, by default the ``cache/`` of the first run's runs folder), with the
-    biases of a ``calibration`` file (``maskcls calibrate``) applied when given.
+    calibration (``maskcls calibrate``'s learned age borders and biases) applied: ``"auto"``, the
+    source's own ``calibration.json`` when it has one; None, none; else that file.
 
     ``group_people``: cluster the photos into people and vote gender and age inside each (see
     people.py); calibration applies after the vote.
@@ -150,7 +151,7 @@ def predict_dataset(
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     resolve_device(device)
-    adjustments = read_calibration(calibration) if calibration is not None else None  # a bad file fails first
+    adjustments = calibration_for(sources, calibration)  # a bad file fails first
     if adjustments is not None:
         warn_if_fitted_elsewhere(adjustments, sources)
     prediction = raw_prediction(sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people)
@@ -169,7 +170,7 @@ def raw_prediction(
     runs = run_folders(sources)
     cache_dir = cache_dir if cache_dir is not None else runs_root(runs[0]) / "cache"  # where training put it
     root = Path(data_root)
-    dataset = read_dataset(root, require_eval=True)  # a wrong folder is named before any warning
+    dataset = read_dataset(root, require_eval=True, require_train=False)  # a wrong folder is named first
     warn_about_crop_mismatches(runs, root)
     info = pd.read_csv(root / "eval" / "info.csv", dtype=str, keep_default_na=False)
     table = dataset.eval

@@ -38,6 +38,7 @@ STUDY_RESULT = "study.json"
 TEST_PROBABILITIES = "test_probabilities.csv"
 SUBMISSION = "submission.csv"
 PREDICTED_FROM = "predicted_from.json"  # beside a submission written away from its model: which runs made it
+PHOTO_PREDICTIONS = "photo_predictions.csv"  # predict --images: one row per photo
 PERSON_GROUPS = "person_groups.csv"  # predict --group-people: the person cluster of each photo
 # (not the synthetic set's truth/people.csv, which holds who each person is)
 ONNX_MODEL = "model.onnx"
