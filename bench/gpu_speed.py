@@ -81,7 +81,9 @@ def predict_speed(name: str, device: torch.device, size, batch: int, steps: int,
     width, height = size
     model = create_model(name, "multi", age_head=age_head).to(device).eval()
     model = model.to(memory_format=torch.channels_last)
-    settings = StepSettings(device, amp_dtype(amp, device), True, None, (0.5,) * 3, (0.5,) * 3)
+    settings = StepSettings(
+        device=device, amp_dtype=amp_dtype(amp, device), channels_last=True, mean=(0.5,) * 3, std=(0.5,) * 3
+    )
     images = torch.rand(batch, 3, height, width, device=device).contiguous(memory_format=torch.channels_last)
     timings = []
     for index in range(steps + WARMUP):

@@ -111,8 +111,8 @@ def step_speed(prepared, model_name: str, channels_last: bool, amp, steps: int) 
 
     timings.append((time.perf_counter(), 0))
     train_one_epoch(
-        model, batches(prepared.images, prepared.train_labels, rows, 64), criterion, optimizer, scheduler, settings,
-        augmentation="seed", generator=generator, rng=rng, on_batch=on_batch,
+        model, batches(prepared.images, prepared.train_labels, rows, 64), criterion=criterion, optimizer=optimizer,
+        scheduler=scheduler, settings=settings, augmentation="seed", generator=generator, rng=rng, on_batch=on_batch,
     )  # fmt: skip
     (start, _), *_, (end, _) = timings[2:]
     return sum(count for _, count in timings[3:]) / (end - start)

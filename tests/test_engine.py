@@ -37,8 +37,9 @@ def fit_toy(head="single", epochs=12, settings=None, mixing="none", augmentation
     losses = []
     for _ in range(epochs):
         result = train_one_epoch(
-            model, batches(images, labels, np.arange(192), 24, generator), criterion, optimizer, scheduler,
-            settings, augmentation=augmentation, mixing=mixing, mixing_probability=0.5, generator=generator, rng=rng,
+            model, batches(images, labels, np.arange(192), 24, generator), criterion=criterion, optimizer=optimizer,
+            scheduler=scheduler, settings=settings, augmentation=augmentation, mixing=mixing, mixing_probability=0.5,
+            generator=generator, rng=rng,
         )  # fmt: skip
         losses.append(result.loss)
     loss, probabilities, targets = evaluate(
@@ -69,8 +70,9 @@ def test_nan_loss_stops_with_a_clear_message():
     scheduler = create_scheduler("none", optimizer, epochs=1, steps_per_epoch=1)
     with pytest.raises(UserError, match="loss became nan"):
         train_one_epoch(
-            model, batches(images, labels, np.arange(32), 8), lambda logits, t: logits.sum() * float("nan"),
-            optimizer, scheduler, StepSettings(), generator=torch.Generator(), rng=np.random.default_rng(0),
+            model, batches(images, labels, np.arange(32), 8), criterion=lambda logits, t: logits.sum() * float("nan"),
+            optimizer=optimizer, scheduler=scheduler, settings=StepSettings(), generator=torch.Generator(),
+            rng=np.random.default_rng(0),
         )  # fmt: skip
 
 
@@ -108,7 +110,8 @@ def test_accumulated_parts_give_the_whole_batch_step():
         scheduler = create_scheduler("cosine", optimizer, epochs=1, steps_per_epoch=4)
         result = train_one_epoch(
             model, batches(images, labels, np.arange(96), 24, torch.Generator().manual_seed(0)),
-            HeadLoss([("cross_entropy", 1.0, {})], "multi"), optimizer, scheduler, StepSettings(grad_clip=1.0),
+            criterion=HeadLoss([("cross_entropy", 1.0, {})], "multi"), optimizer=optimizer, scheduler=scheduler,
+            settings=StepSettings(grad_clip=1.0),
             augmentation="seed", mixing="cutmix_vertical", mixing_probability=1.0,
             generator=torch.Generator().manual_seed(1), rng=np.random.default_rng(0), accumulate=accumulate,
         )  # fmt: skip

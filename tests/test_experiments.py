@@ -97,17 +97,17 @@ def test_a_sweep_grows_by_values_and_a_study_by_trials(tmp_path):
     from maskcls.experiments.tune import record_plan as record_study
 
     base = load_config(None, ["name=g"])
-    record_plan(tmp_path / "s", base, [parse_vary("optim.lr=1e-3,3e-3")], False, None)
-    record_plan(tmp_path / "s", base, [parse_vary("optim.lr=3e-3,1e-2")], False, None)  # one more value
+    record_plan(tmp_path / "s", base, [parse_vary("optim.lr=1e-3,3e-3")], grid=False, folds=None)
+    record_plan(tmp_path / "s", base, [parse_vary("optim.lr=3e-3,1e-2")], grid=False, folds=None)  # one more value
     assert json.loads((tmp_path / "s/sweep.json").read_text())["vary"] == {"optim.lr": ["1e-3", "3e-3", "1e-2"]}
     with pytest.raises(
         UserError, match=r"holds a sweep with another vary \(optim.lr \['1e-3', '3e-3', '1e-2'\] there, None"
     ):
-        record_plan(tmp_path / "s", base, [parse_vary("train.epochs=1,2")], False, None)
+        record_plan(tmp_path / "s", base, [parse_vary("train.epochs=1,2")], grid=False, folds=None)
     stored = json.loads((tmp_path / "s/sweep.json").read_text())
     stored["base"]["train"].update(cache_dir="/old/cache", device="cpu")  # as plans were written before
     (tmp_path / "s/sweep.json").write_text(json.dumps(stored))
-    record_plan(tmp_path / "s", base, [parse_vary("optim.lr=1e-3")], False, None)  # the same recipe
+    record_plan(tmp_path / "s", base, [parse_vary("optim.lr=1e-3")], grid=False, folds=None)  # the same recipe
     record_study(tmp_path / "t", TunePlan(base=base, space=[], trials=3))
     record_study(tmp_path / "t", TunePlan(base=base, space=[], trials=8))  # the same search, more trials
     assert json.loads((tmp_path / "t/tune.json").read_text())["trials"] == 8

@@ -133,3 +133,12 @@ def test_missing_files_and_columns_are_errors(tmp_path, layout):
     (layout / "train/train.csv").unlink()
     with pytest.raises(DataError, match="train.csv: file not found"):
         read_dataset(layout)
+
+
+def test_a_contact_sheet_has_one_row_of_seven_photos_per_person(layout, tmp_path):
+    from PIL import Image
+
+    from maskcls.data.sheet import contact_sheet
+
+    path = contact_sheet(read_dataset(layout), tmp_path / "sheet.png", people=5, thumb=(30, 40))
+    assert Image.open(path).size == (30 * 7, (40 + 16) * 2)  # the folder has 2 people

@@ -124,7 +124,7 @@ def test_a_pruned_trial_stops_and_its_folder_says_so(synth_small, tmp_path):
     plan = TunePlan(base=base, space=read_space(write_space(tmp_path), base), trials=1)
     folder = tmp_path / "runs" / "tiny-tune"
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.1))
-    study.optimize(TrialObjective(plan, folder, tmp_path / "runs", None), n_trials=1)
+    study.optimize(TrialObjective(plan, folder, runs_dir=tmp_path / "runs", progress=None), n_trials=1)
     (trial,) = study.trials
     assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1]
     run = folder / "trial-0000"

@@ -46,7 +46,10 @@ def predict(
         raise UserError("several sources: say where the result goes with --out")
     folder = out_dir or sources[0]
     if images is not None:
-        predict_photos(sources, images, folder, tta, backend, batch_size, calibration_choice(calibration), quiet)
+        predict_photos(
+            sources, images, folder=folder, tta=tta, backend=backend, batch_size=batch_size,
+            calibration=calibration_choice(calibration), quiet=quiet,
+        )  # fmt: skip
         return
     with progress_bar("predict", quiet) as progress:
         prediction = predict_dataset(
@@ -67,7 +70,7 @@ def predict(
     )
 
 
-def predict_photos(sources, images, folder, tta, backend, batch_size, calibration, quiet) -> None:
+def predict_photos(sources, images, *, folder, tta, backend, batch_size, calibration, quiet) -> None:
     """``predict --images``: one source's models over any photos, cropped as its training data was."""
     from maskcls.inference.inference import Predictor
     from maskcls.progress import progress_bar
@@ -118,4 +121,4 @@ def serve(
     predictor = Predictor(source, backend=backend.value, tta=tta.value, calibration=calibration_choice(calibration))
     limits = Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_files)
     err.print(f"maskcls: serving {source} ({len(predictor.runs)} model(s), {backend.value}) on http://{host}:{port}/")
-    run_server(predictor, host, port, limits, quiet)
+    run_server(predictor, host=host, port=port, limits=limits, quiet=quiet)

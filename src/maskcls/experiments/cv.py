@@ -74,24 +74,26 @@ def cross_validate(
         config = config.model_copy(update={"train": config.train.model_copy(update={"device": devices[0]})})
     with exclusive_use(group, "cv"):  # a second cv on the same group refuses instead of racing
         start_group(config, group)
-        train_missing_folds(config, group, runs_dir, devices, progress, on_fold, on_epoch)
+        train_missing_folds(
+            config, group, runs_dir=runs_dir, devices=devices, progress=progress, on_fold=on_fold, on_epoch=on_epoch
+        )
         result = write_cv_results(group)
     if config.data.corrections:
         warn_about_corrections(config, result)
     return CvResult.from_record(group, result)
 
 
-def train_missing_folds(config: Config, group: Path, runs_dir, devices, progress, on_fold, on_epoch=None) -> None:
+def train_missing_folds(config: Config, group: Path, *, runs_dir, devices, progress, on_fold, on_epoch=None) -> None:
     pending = [fold for fold in range(config.train.folds) if not fold_finished(group / f"fold{fold}")]
     if on_fold:
         for fold in sorted(set(range(config.train.folds)) - set(pending)):
             on_fold(fold, "already finished")
     if devices and len(devices) > 1:
-        train_in_processes(group, runs_dir, pending, devices, on_fold)
+        train_in_processes(group, runs_dir=runs_dir, folds=pending, devices=devices, on_fold=on_fold)
         return
     for fold in pending:
         try:
-            train_fold(config, group, runs_dir, fold, progress, on_epoch)
+            train_fold(config, group, runs_dir=runs_dir, fold=fold, progress=progress, on_epoch=on_epoch)
         except Interrupted:
             raise Interrupted(
                 f"interrupted in fold {fold} of {group}; run the same maskcls cv again to continue "
@@ -152,7 +154,7 @@ def fold_finished(run: Path) -> bool:
 
 
 def train_fold(
-    config: Config, group: Path, runs_dir, fold: int, progress: Progress | None, on_epoch: Callable | None = None
+    config: Config, group: Path, *, runs_dir, fold: int, progress: Progress | None, on_epoch: Callable | None = None
 ) -> FitResult:
     from maskcls.training.train import fit
 
@@ -170,7 +172,7 @@ def train_fold(
     )  # fmt: skip
 
 
-def train_in_processes(group: Path, runs_dir, folds: list[int], devices: list[str], on_fold) -> None:
+def train_in_processes(group: Path, *, runs_dir, folds: list[int], devices: list[str], on_fold) -> None:
     """One ``maskcls train`` process per device, each taking the next fold until none is left."""
     work: queue.Queue[int] = queue.Queue()
     for fold in folds:

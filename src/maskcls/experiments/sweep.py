@@ -155,17 +155,17 @@ def run_sweep(
     for variant in variants:  # every variant's names and options, before the first one trains
         check_parts(variant.config)
     folder = sweep_folder(runs_dir, base, varied)
-    record_plan(folder, base, varied, grid, folds)
+    record_plan(folder, base, varied, grid=grid, folds=folds)
     for index, variant in enumerate(variants):
         if on_variant:
             on_variant(index, len(variants), variant, "starting")
-        what = train_variant(variant, folder, runs_dir, folds, progress, on_epoch)
+        what = train_variant(variant, folder, runs_dir=runs_dir, folds=folds, progress=progress, on_epoch=on_epoch)
         if on_variant:
             on_variant(index, len(variants), variant, what)
     return folder
 
 
-def record_plan(folder: Path, base: Config, varied: list[Varied], grid: bool, folds: int | None) -> None:
+def record_plan(folder: Path, base: Config, varied: list[Varied], *, grid: bool, folds: int | None) -> None:
     """Write ``sweep.json``; an existing one must describe the same sweep (then it resumes)."""
     plan = {
         "base": recipe_dict(base),
@@ -192,7 +192,7 @@ def more_values(stored: dict[str, list], given: dict[str, list]) -> dict[str, li
 
 
 def train_variant(
-    variant: Variant, folder: Path, runs_dir: str | Path, folds: int | None, progress, on_epoch=None
+    variant: Variant, folder: Path, *, runs_dir: str | Path, folds: int | None, progress, on_epoch=None
 ) -> str:
     from maskcls.experiments.cv import cross_validate
     from maskcls.training.train import fit

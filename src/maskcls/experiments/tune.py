@@ -93,7 +93,7 @@ def tune(
     record_plan(folder, plan)
     study = open_study(plan, folder)
     deadline = time.monotonic() + plan.timeout if plan.timeout else None
-    objective = TrialObjective(plan, folder, runs_dir, progress, on_epoch)
+    objective = TrialObjective(plan, folder, runs_dir=runs_dir, progress=progress, on_epoch=on_epoch)
     waiting_said = False
     while deadline is None or time.monotonic() < deadline:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial, once its heartbeat is stale
@@ -253,7 +253,7 @@ def state_counts(study) -> dict[str, int]:
 class TrialObjective:
     """One trial: its config from the sampled parameters, trained as a run (or cv group) folder."""
 
-    def __init__(self, plan: TunePlan, folder: Path, runs_dir, progress: Progress | None, on_epoch=None):
+    def __init__(self, plan: TunePlan, folder: Path, *, runs_dir, progress: Progress | None, on_epoch=None):
         self.plan, self.folder, self.runs_dir, self.progress = plan, folder, runs_dir, progress
         self.on_epoch = on_epoch
         self.last_number: int | None = None

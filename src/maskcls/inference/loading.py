@@ -61,5 +61,8 @@ def load_run(run: Path, device: str = "auto") -> LoadedRun:
     channels_last = config.train.channels_last
     model = model.to(target, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
     amp = amp_dtype(config.train.amp, target)
-    settings = StepSettings(target, amp, channels_last, None, tuple(checkpoint["mean"]), tuple(checkpoint["std"]))
+    settings = StepSettings(
+        device=target, amp_dtype=amp, channels_last=channels_last, mean=tuple(checkpoint["mean"]),
+        std=tuple(checkpoint["std"]),
+    )  # fmt: skip
     return LoadedRun(run, config, model, settings)

@@ -154,7 +154,10 @@ def predict_dataset(
     adjustments = calibration_for(sources, calibration)  # a bad file fails first
     if adjustments is not None:
         warn_if_fitted_elsewhere(adjustments, sources)
-    prediction = raw_prediction(sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people)
+    prediction = raw_prediction(
+        sources, data_root, tta=tta, backend=backend, batch_size=batch_size, cache_dir=cache_dir, device=device,
+        progress=progress, group_people=group_people,
+    )  # fmt: skip
     prediction.sources = [Path(source) for source in sources]
     if adjustments is None:
         return prediction
@@ -164,7 +167,7 @@ def predict_dataset(
 
 
 def raw_prediction(
-    sources, data_root, tta, backend, batch_size, cache_dir, device, progress, group_people=False
+    sources, data_root, *, tta, backend, batch_size, cache_dir, device, progress, group_people=False
 ) -> Prediction:
     check_options(tta, backend)
     runs = run_folders(sources)
@@ -191,8 +194,9 @@ def raw_prediction(
     for run in runs:
         chosen = preferred_backend(run, device) if backend == "auto" else backend
         per_run[run], run_seconds = run_probabilities(
-            run, root, paths, tta, chosen, batch_size, cache_dir, device, on_batch, loaded_runs.get(run)
-        )
+            run, root, paths, tta=tta, backend=chosen, batch_size=batch_size, cache_dir=cache_dir, device=device,
+            on_batch=on_batch, loaded=loaded_runs.get(run),
+        )  # fmt: skip
         seconds += run_seconds
         used.append(chosen)
     mean = mean_outputs(list(per_run.values()))
@@ -203,8 +207,9 @@ def raw_prediction(
     people = check = None
     if group_people:
         clusters = people_clusters(
-            list(loaded_runs.values()), root, paths, split_outputs(mean)[0], batch_size, cache_dir
-        )
+            list(loaded_runs.values()), root, paths, probabilities=split_outputs(mean)[0], batch_size=batch_size,
+            cache_dir=cache_dir,
+        )  # fmt: skip
         mean = vote_outputs(mean, clusters)
         per_run = {run: vote_outputs(outputs, clusters) for run, outputs in per_run.items()}
         image_ids = info["ImageID"].to_numpy()[table["row"].to_numpy(dtype=int)]
@@ -258,7 +263,7 @@ def grouping_check(loaded_runs: list[LoadedRun], cache_dir):
     return check
 
 
-def people_clusters(loaded_runs: list[LoadedRun], root, paths, probabilities, batch_size, cache_dir) -> np.ndarray:
+def people_clusters(loaded_runs: list[LoadedRun], root, paths, *, probabilities, batch_size, cache_dir) -> np.ndarray:
     """Person clusters from every run's backbone embeddings side by side (torch, whatever the backend)."""
     parts = [
         backbone_embeddings(loaded, cached_images(root, paths, loaded.image_size, cache_dir), batch_size)
@@ -278,6 +283,7 @@ def run_probabilities(
     run: Path,
     root: Path,
     paths: list[str],
+    *,
     tta: str,
     backend: str,
     batch_size: int,

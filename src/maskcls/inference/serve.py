@@ -173,7 +173,7 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def serve(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(), quiet=False):
+def serve(predictor: Predictor, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(), quiet=False):
     import uvicorn
 
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -24,7 +24,7 @@ from maskcls.training.mixing import maybe_mix, mixed_loss
 from maskcls.training.models import target_classes
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StepSettings:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     amp_dtype: torch.dtype | None = None  # torch.bfloat16 / torch.float16, or None for fp32
@@ -102,11 +102,11 @@ def non_finite_message(loss_value: float, batch: int) -> str:
 def train_one_epoch(
     model: nn.Module,
     loader: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    *,
     criterion: Callable,
     optimizer: torch.optim.Optimizer,
     scheduler,
     settings: StepSettings,
-    *,
     augmentation: str = "none",
     mixing: str = "none",
     mixing_probability: float = 0.0,

@@ -53,7 +53,7 @@ class TrainingParts:
     sample_weights: np.ndarray | None  # balanced sampling's per-image weights
 
 
-def build_parts(config: Config, data: TrainingData, mean, std, context: Distributed, device) -> TrainingParts:
+def build_parts(config: Config, data: TrainingData, *, mean, std, context: Distributed, device) -> TrainingParts:
     train, optim = config.train, config.optim
     device = resolve_device(device)
     amp = amp_dtype(train.amp, device)
@@ -81,7 +81,14 @@ def build_parts(config: Config, data: TrainingData, mean, std, context: Distribu
         optimizer=optimizer,
         scheduler=make_scheduler(config, optimizer, steps_per_epoch),
         scaler=torch.amp.GradScaler("cuda") if amp == torch.float16 and device.type == "cuda" else None,
-        settings=StepSettings(device, amp, train.channels_last, optim.grad_clip, tuple(mean), tuple(std)),
+        settings=StepSettings(
+            device=device,
+            amp_dtype=amp,
+            channels_last=train.channels_last,
+            grad_clip=optim.grad_clip,
+            mean=tuple(mean),
+            std=tuple(std),
+        ),  # fmt: skip
         batch_size=batch_size,
         images_per_epoch=images_per_epoch,
         steps_per_epoch=steps_per_epoch,
@@ -222,8 +229,9 @@ class Trainer:
 
         try:
             result = train_one_epoch(
-                parts.train_model, batches(data.images, data.train_targets, order, parts.batch_size), parts.criterion,
-                parts.optimizer, parts.scheduler, parts.settings, augmentation=train.augmentation,
+                parts.train_model, batches(data.images, data.train_targets, order, parts.batch_size),
+                criterion=parts.criterion, optimizer=parts.optimizer, scheduler=parts.scheduler,
+                settings=parts.settings, augmentation=train.augmentation,
                 mixing=train.mixing, mixing_probability=train.mixing_probability, generator=augment_generator,
                 rng=rng, scaler=parts.scaler, on_batch=on_batch, accumulate=train.accumulate,
             )  # fmt: skip
@@ -231,7 +239,7 @@ class Trainer:
             raise NonFiniteLoss(f"epoch {self.epoch + 1}: {error}; {self.last_good_checkpoint()}") from None
         train_seconds = time.perf_counter() - started
         train_loss, train_predictions, train_targets = gather_results(
-            context, result.loss, result.images, result.predictions, result.targets
+            context, loss=result.loss, count=result.images, predictions=result.predictions, targets=result.targets
         )
         valid_loss, outputs, targets = self.validate()
         self.last_outputs = outputs
@@ -278,7 +286,7 @@ class Trainer:
         return f"the last good checkpoint is {self.folder / names.LAST_CHECKPOINT} (after epoch {self.epoch})"
 
 
-def gather_results(context: Distributed, loss: float, count: int, predictions, targets):
+def gather_results(context: Distributed, *, loss: float, count: int, predictions, targets):
     """Mean loss, predictions and targets of all ranks' training shards together."""
     parts = context.gather((loss * count, count, predictions, targets))
     seen = sum(part[1] for part in parts)

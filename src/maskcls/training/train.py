@@ -80,9 +80,9 @@ def fit(
                 write_json_atomic(run / names.CONFIG, {**read_json(run / names.CONFIG), **to_plain_dict(config)})
         else:
             mean, std = input_normalization(config, data)
-            made = start_run_folder(config, runs_dir, mean, std, run_dir) if context.is_main else None
+            made = start_run_folder(config, runs_dir, mean=mean, std=std, run_dir=run_dir) if context.is_main else None
             run = Path(context.broadcast(str(made)))
-        parts = build_parts(config, data, mean, std, context, device)
+        parts = build_parts(config, data, mean=mean, std=std, context=context, device=device)
         done = checkpoint["epoch"] if checkpoint is not None else 0
         writer = RunWriter(run, first_epoch=done) if context.is_main else NullWriter()
         trainer = Trainer(
@@ -135,7 +135,7 @@ def input_normalization(config: Config, data: TrainingData) -> tuple[list[float]
     return channel_stats(data.images, np.sort(data.train_rows))
 
 
-def start_run_folder(config: Config, runs_dir: str | Path, mean, std, run_dir: str | Path | None = None) -> Path:
+def start_run_folder(config: Config, runs_dir: str | Path, *, mean, std, run_dir: str | Path | None = None) -> Path:
     if run_dir is None:
         run = new_run_folder(runs_dir, f"{config.name}-fold{config.train.fold}")
     else:

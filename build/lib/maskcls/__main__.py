@@ -1,0 +1,3 @@
+from maskcls.cli import main
+
+main()

@@ -1,0 +1,146 @@
+"""The library in one place, for notebooks and scripts: plain arguments in, small results out.
+
+    import maskcls
+    config = maskcls.load_config("cpu-pretrained", data="data-faces", **{"train.epochs": 2})
+    group = maskcls.cross_validate(config)              # CvResult: folder, oof_f1, fold_f1, ...
+    table = maskcls.predict(group.folder, data="data-faces")        # one row per test photo
+    photos = maskcls.Predictor(group.folder).predict_paths("my-photos/")  # any photos
+    maskcls.score(group.folder / "submission.csv", truth="data")    # public / private F1
+
+Every call is the one the ``maskcls`` command runs; errors are :class:`maskcls.UserError` with
+a message naming the argument, file or line at fault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from maskcls.callbacks import Progress
+from maskcls.config import Config
+from maskcls.config import load_config as load_recipe
+from maskcls.results import CvResult, FitResult, StudyResult
+
+SHORTCUTS = {"data": "data.root", "cache_dir": "train.cache_dir", "fold": "train.fold", "folds": "train.folds"}
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None, **settings: Any) -> Config:
+    """A validated recipe: a YAML file or a shipped recipe's name (``"cpu-pretrained"``; see
+    :func:`maskcls.recipebook.recipe_names`), then ``overrides`` (``"optim.lr=3e-4"``), then
+    ``settings``: dotted keys as keyword arguments (``**{"train.epochs": 2}``) or the shortcuts
+    ``data``, ``cache_dir``, ``fold``, ``folds``, ``seed``, ``name``."""
+    given = list(overrides or [])
+    for key, value in settings.items():
+        given.append(f"{SHORTCUTS.get(key, key)}={value}")
+    return load_recipe(recipe, given)
+
+
+def fit(config: Config, *, runs_dir: str | Path = "runs", progress: Progress | None = None, **options) -> FitResult:
+    """Train one model on one split (``config.train.fold``); see :func:`maskcls.training.train.fit`."""
+    from maskcls.training.train import fit as fit_run
+
+    return fit_run(config, runs_dir=runs_dir, progress=progress, **options)
+
+
+def cross_validate(
+    config: Config, *, runs_dir: str | Path = "runs", progress: Progress | None = None, **options
+) -> CvResult:
+    """Train every fold still missing and score the out-of-fold predictions; see
+    :func:`maskcls.experiments.cv.cross_validate`."""
+    from maskcls.experiments.cv import cross_validate as run_folds
+
+    return run_folds(config, runs_dir=runs_dir, progress=progress, **options)
+
+
+def tune(
+    config: Config,
+    space: str | Path,
+    trials: int,
+    *,
+    runs_dir: str | Path = "runs",
+    folds: int | None = None,
+    pruner: str = "median",
+    study: str | None = None,
+    storage: str | None = None,
+    timeout: float | None = None,
+) -> StudyResult:
+    """Search the ``space`` file (or a shipped space's name) with Optuna until the study has
+    ``trials`` finished trials; see :mod:`maskcls.experiments.tune`."""
+    from maskcls.experiments.space import read_space
+    from maskcls.experiments.tune import TunePlan
+    from maskcls.experiments.tune import tune as run_study
+
+    plan = TunePlan(
+        base=config, space=read_space(space, config), trials=trials, folds=folds, pruner=pruner, study=study,
+        storage=storage, timeout=timeout,
+    )  # fmt: skip
+    return run_study(plan, runs_dir)
+
+
+def predict(
+    sources: str | Path | list[str | Path],
+    *,
+    data: str | Path | None = None,
+    images: str | Path | list[str | Path] | None = None,
+    tta: str = "none",
+    backend: str = "torch",
+    calibration: str | Path | None = "auto",
+    batch_size: int = 128,
+    cache_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Predictions as a table: of a competition folder's test photos (``data``: ImageID, class, mask /
+    gender / age names, p0..p17, age estimate) or of any photos (``images``: files or folders; one
+    source; the crop its training data had is applied). ``calibration``: ``"auto"`` applies a
+    group's own calibration.json, None the raw model, or a file."""
+    from maskcls.errors import UserError
+
+    sources = [sources] if isinstance(sources, str | Path) else list(sources)
+    if (data is None) == (images is None):
+        raise UserError("predict: give data (a competition folder) or images (photos or folders), not both")
+    if images is not None:
+        from maskcls.inference.inference import Predictor
+
+        if len(sources) != 1:
+            raise UserError(f"predict: images are predicted with one run or cv group, got {len(sources)} sources")
+        return Predictor(sources[0], backend=backend, tta=tta, calibration=calibration).predict_paths(images)
+    from maskcls.inference.inference import named_table
+    from maskcls.inference.predict import predict_dataset
+
+    prediction = predict_dataset(
+        sources, data, tta=tta, backend=backend, batch_size=batch_size, cache_dir=cache_dir, calibration=calibration
+    )
+    return named_table(prediction.table)
+
+
+def calibrate(source: str | Path, out: str | Path | None = None):
+    """Learn age borders and class biases on a cv group's out-of-fold probabilities (each kept only
+    when held-out folds confirm it) and write ``calibration.json``; returns the calibration."""
+    from maskcls.evaluation.calibrate import calibrate as fit_calibration
+    from maskcls.evaluation.calibrate import default_path
+
+    result = fit_calibration(source)
+    result.write(out or default_path(source))
+    return result
+
+
+def ensemble(sources: list[str | Path], *, method: str = "soft", weights: list[float] | None = None, oof=False):
+    """Soft or hard vote of probability files, runs or cv groups; see :mod:`maskcls.evaluation.ensemble`."""
+    from maskcls.evaluation.ensemble import ensemble as combine
+
+    return combine(sources, method=method, weights=weights, oof=oof)
+
+
+def score(submission: str | Path, truth: str | Path) -> dict:
+    """Macro F1 and accuracy of a submission on the public, private and all rows, per attribute."""
+    from maskcls.evaluation.score import score_submission
+
+    return score_submission(submission, truth)
+
+
+def load_run(run: str | Path, device: str = "auto"):
+    """A trained run's model (best epoch), config and input normalisation, ready to predict."""
+    from maskcls.inference.loading import load_run as load
+
+    return load(Path(run), device)

@@ -1,0 +1,3 @@
+from maskcls.cli.app import main
+
+main()

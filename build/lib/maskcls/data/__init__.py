@@ -1,0 +1,1 @@
+"""Reading, correcting, splitting and caching the competition data."""

@@ -1,0 +1,241 @@
+"""``calibrate(oof)``: learned age borders and per-class biases that raise macro F1.
+
+Macro F1 rewards the rare classes (60+, incorrect mask) more than argmax of well-calibrated
+probabilities does. A bias per class, added to log p before the argmax, moves the decision
+borders; the biases are found by coordinate ascent on the out-of-fold probabilities.
+
+The guard against fitting the noise: for each fold, biases fitted on the other folds predict the
+held-out fold (with the age borders, when learned, also fitted on the other folds only); the pooled
+held-out macro F1 is the honest estimate. When it is not above the
+uncalibrated F1, the calibration is written with zero biases (and says so).
+
+Before the biases, for a model that estimates the age in years (an ``age_estimate`` column),
+the two age borders are learned the same way (:mod:`maskcls.evaluation.age_borders`), under the
+same held-out guard; the biases are then fitted on the probabilities with the learned borders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls.errors import UserError
+from maskcls.evaluation.age_borders import classes_with_borders, fit_age_borders, with_age_borders
+from maskcls.files import write_json_atomic
+from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS, mask_gender_probabilities
+from maskcls.metrics import macro_f1
+from maskcls.rundir import names
+from maskcls.rundir.tables import read_out_of_fold
+
+log = logging.getLogger("maskcls")
+
+BIAS_STEPS = np.round(np.arange(-2.0, 2.0001, 0.1), 2)
+EPSILON = 1e-7
+MIN_AGE_SCALE = 0.1
+"""The smallest Laplace scale (years) kept for the age estimate's error, should it be exact."""
+
+
+@dataclass
+class AgeBorders:
+    """Borders learned on the age estimate, and the Laplace scale of its error (years)."""
+
+    borders: list[float]  # the estimate below borders[0] is <30, from borders[1] on 60+
+    scale: float  # out-of-fold mean absolute error of the estimate
+    oof_f1_before: float  # the model's own age groups
+    heldout_f1_after: float  # each fold cut at borders learned on the other folds
+    fold_borders: list[list[float]]  # those borders, per held-out fold
+    guard_passed: bool  # borders are used only when the held-out F1 rose
+    fold_scales: list[float] = field(default_factory=list)  # the scale fitted with each fold's borders
+
+
+@dataclass
+class Calibration:
+    biases: list[float]
+    oof_f1_before: float | None = None
+    oof_f1_after: float | None = None  # with the written biases, on the rows they were fitted on (optimistic)
+    heldout_f1_after: float | None = None  # each fold predicted with biases fitted on the other folds (honest)
+    guard_passed: bool = True
+    images: int = 0
+    folds: int = 0
+    source: str = ""  # the out-of-fold file it was fitted on
+    age: AgeBorders | None = None  # for models that estimate the age in years
+    fitted_on: str = ""  # read back: the out-of-fold file it was fitted on (``source`` then names this file)
+
+    def write(self, path: str | Path) -> Path:
+        record = asdict(self)
+        record.pop("fitted_on")
+        write_json_atomic(path, record)
+        return Path(path)
+
+    @property
+    def age_borders(self) -> AgeBorders | None:
+        """The learned borders when they passed their guard."""
+        return self.age if self.age is not None and self.age.guard_passed else None
+
+
+def read_calibration(path: str | Path) -> Calibration:
+    """What applying needs: ``biases`` (18 numbers, required) and the learned ``age`` borders."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        biases = np.asarray(record["biases"], dtype=np.float64)
+        age = AgeBorders(**record["age"]) if record.get("age") else None
+        calibration = Calibration(biases=list(biases), source=str(path), age=age, fitted_on=record.get("source", ""))
+    except FileNotFoundError:
+        raise UserError(f"{path}: calibration file not found (make one with maskcls calibrate)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        raise UserError(f"{path}: not a calibration file (expected the JSON maskcls calibrate writes)") from None
+    if biases.shape != (NUM_CLASSES,) or not np.isfinite(biases).all():
+        raise UserError(f"{path}: 'biases' must be 18 finite numbers")
+    if age is not None and not (len(age.borders) == 2 and age.borders[0] < age.borders[1] and age.scale > 0):
+        raise UserError(f"{path}: 'age' must hold two increasing borders and a positive scale")
+    return calibration
+
+
+def calibration_for(sources: list[str | Path], choice: str | Path | None) -> Calibration | None:
+    """The calibration predictions of ``sources`` get: ``"auto"``: the source's own
+    ``calibration.json`` when there is one source and it has one (said in the log), None: none,
+    else the file ``choice`` names."""
+    if choice is None:
+        return None
+    if str(choice) != "auto":
+        return read_calibration(choice)
+    path = Path(sources[0]) / names.CALIBRATION if len(sources) == 1 else None
+    if path is None or not path.exists():
+        return None
+    log.info(f"applying {path} (learned age borders and class biases; calibration none for the raw model)")
+    return read_calibration(path)
+
+
+def apply_calibration(probabilities: np.ndarray, estimates: np.ndarray | None, calibration: Calibration):
+    """The learned age borders (when they passed their guard), then the biases."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    borders = calibration.age_borders
+    if borders is not None:
+        if estimates is None:
+            raise UserError(
+                f"{calibration.source}: it cuts the age estimate at learned borders, but these "
+                f"probabilities have no {AGE_ESTIMATE_COLUMN} column (a model with another age head?)"
+            )
+        probabilities = with_age_borders(probabilities, estimates, borders.borders, borders.scale)
+    return apply_biases(probabilities, np.asarray(calibration.biases, dtype=np.float64))
+
+
+def apply_biases(probabilities: np.ndarray, biases: np.ndarray) -> np.ndarray:
+    """softmax(log p + b): probabilities whose argmax is the calibrated decision."""
+    logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), EPSILON, None)) + biases
+    logits -= logits.max(axis=1, keepdims=True)
+    exponentials = np.exp(logits)
+    return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
+def calibrate_table(table: pd.DataFrame, calibration: Calibration) -> pd.DataFrame:
+    """A copy of a probabilities table (p0..p17 [, age_estimate]) with the calibration applied."""
+    calibrated = table.copy()
+    estimates = table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float) if AGE_ESTIMATE_COLUMN in table else None
+    calibrated[PROBABILITY_COLUMNS] = apply_calibration(table[PROBABILITY_COLUMNS].to_numpy(), estimates, calibration)
+    return calibrated
+
+
+def fit_biases(log_probabilities: np.ndarray, target: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """Coordinate ascent over ``BIAS_STEPS`` per class; only a strict gain moves a bias."""
+    biases = np.zeros(NUM_CLASSES)
+    best = macro_f1(target, log_probabilities.argmax(axis=1))
+    for _ in range(rounds):
+        improved = False
+        for k in range(NUM_CLASSES):
+            for step in BIAS_STEPS:
+                trial = biases.copy()
+                trial[k] = step
+                score = macro_f1(target, (log_probabilities + trial).argmax(axis=1))
+                if score > best + 1e-12:
+                    best, biases, improved = score, trial, True
+        if not improved:
+            break
+    return biases
+
+
+def calibrate(source: str | Path) -> Calibration:
+    table, path = read_out_of_fold(source, {"target", "fold"}, "calibrate")
+    probabilities = table[PROBABILITY_COLUMNS].to_numpy(dtype=np.float64)
+    target, folds = table["target"].to_numpy(), table["fold"].to_numpy()
+    if len(np.unique(folds)) < 2:
+        raise UserError(f"{path}: one fold only; the overfitting guard needs at least two")
+    age = None
+    fold_probabilities = [probabilities] * len(np.unique(folds))  # what each held-out fold's biases see
+    if {AGE_ESTIMATE_COLUMN, "age"} <= set(table.columns):
+        estimates = table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=np.float64)
+        age = learn_age_borders(probabilities, estimates, table["age"].to_numpy(dtype=np.float64), target, folds)
+        if age.guard_passed:  # the bias guard's held-out fold must not have shaped the borders either
+            fold_probabilities = [
+                with_age_borders(probabilities, estimates, borders, scale)
+                for borders, scale in zip(age.fold_borders, age.fold_scales, strict=True)
+            ]
+            probabilities = with_age_borders(probabilities, estimates, age.borders, age.scale)
+    log_probabilities = np.log(np.clip(probabilities, EPSILON, None))
+    heldout = np.empty(len(table), dtype=np.int64)
+    for fold, seen in zip(np.unique(folds), fold_probabilities, strict=True):
+        inside = folds != fold
+        fold_log = np.log(np.clip(seen, EPSILON, None))
+        biases = fit_biases(fold_log[inside], target[inside])
+        heldout[~inside] = (fold_log[~inside] + biases).argmax(axis=1)
+    before = macro_f1(target, log_probabilities.argmax(axis=1))
+    heldout_after = macro_f1(target, heldout)
+    guard_passed = heldout_after > before
+    biases = fit_biases(log_probabilities, target) if guard_passed else np.zeros(NUM_CLASSES)
+    return Calibration(
+        biases=[round(float(value), 2) for value in biases],
+        oof_f1_before=round(before, 6),
+        oof_f1_after=round(macro_f1(target, (log_probabilities + biases).argmax(axis=1)), 6),
+        heldout_f1_after=round(heldout_after, 6),
+        guard_passed=bool(guard_passed),
+        images=len(table),
+        folds=len(np.unique(folds)),
+        source=str(path),
+        age=age,
+    )
+
+
+def learn_age_borders(
+    probabilities: np.ndarray, estimates: np.ndarray, ages: np.ndarray, target: np.ndarray, folds: np.ndarray
+) -> AgeBorders:
+    """Borders fitted on all rows, kept only when borders fitted on the other folds raise each
+    held-out fold's pooled macro F1 above the model's own age groups. The noise scale of each
+    fit is the mean absolute error of the rows it is fitted on."""
+    mask_gender = mask_gender_probabilities(probabilities).argmax(axis=1)
+    heldout = np.empty(len(target), dtype=np.int64)
+    fold_borders, fold_scales = [], []
+    for fold in np.unique(folds):
+        inside = folds != fold
+        scale = age_scale(estimates[inside], ages[inside])
+        borders = fit_age_borders(probabilities[inside], estimates[inside], target[inside], scale)
+        heldout[~inside] = classes_with_borders(mask_gender[~inside], estimates[~inside], borders, scale)
+        fold_borders.append(list(borders))
+        fold_scales.append(scale)
+    before = macro_f1(target, probabilities.argmax(axis=1))
+    heldout_after = macro_f1(target, heldout)
+    scale = age_scale(estimates, ages)
+    return AgeBorders(
+        borders=list(fit_age_borders(probabilities, estimates, target, scale)),
+        scale=scale,
+        oof_f1_before=round(before, 6),
+        heldout_f1_after=round(heldout_after, 6),
+        fold_borders=fold_borders,
+        guard_passed=bool(heldout_after > before),
+        fold_scales=fold_scales,
+    )
+
+
+def age_scale(estimates: np.ndarray, ages: np.ndarray) -> float:
+    """The Laplace scale of the estimate's error: its mean absolute error (with a floor)."""
+    return max(round(float(np.abs(estimates - ages).mean()), 4), MIN_AGE_SCALE)
+
+
+def default_path(source: str | Path) -> Path:
+    source = Path(source)
+    return source / names.CALIBRATION if source.is_dir() else source.with_suffix(".calibration.json")

@@ -1,0 +1,1 @@
+"""Finding faces and cropping the dataset to them."""

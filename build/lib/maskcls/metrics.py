@@ -1,0 +1,40 @@
+"""The competition's metric (macro F1 over the 18 classes), accuracy, and per-attribute F1."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from maskcls.labels import HEAD_SIZES, NUM_CLASSES, decode_classes
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int = NUM_CLASSES) -> np.ndarray:
+    """``matrix[t, p]`` = how many images of class t were predicted p."""
+    truth, predicted = np.asarray(truth, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
+    return np.bincount(truth * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+
+
+def f1_per_class(matrix: np.ndarray) -> np.ndarray:
+    """F1 of each class; 0 where a class has neither truth nor prediction (as scikit-learn)."""
+    true_positive = np.diag(matrix).astype(float)
+    denominator = matrix.sum(axis=0) + matrix.sum(axis=1)
+    return np.divide(2 * true_positive, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
+
+
+def macro_f1(truth: np.ndarray, predicted: np.ndarray, classes: int = NUM_CLASSES) -> float:
+    """Mean F1 over all ``classes`` (absent classes count as 0, like
+    ``f1_score(average="macro", labels=range(classes), zero_division=0)``)."""
+    return float(f1_per_class(confusion(truth, predicted, classes)).mean())
+
+
+def accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
+    truth, predicted = np.asarray(truth), np.asarray(predicted)
+    return float((truth == predicted).mean()) if len(truth) else 0.0
+
+
+def summary(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """``f1``, ``accuracy`` and ``f1_mask`` / ``f1_gender`` / ``f1_age`` for 18-class labels."""
+    result = {"f1": macro_f1(truth, predicted), "accuracy": accuracy(truth, predicted)}
+    parts = zip(HEAD_SIZES.items(), decode_classes(truth), decode_classes(predicted), strict=True)
+    for (name, size), part_truth, part_predicted in parts:
+        result[f"f1_{name}"] = macro_f1(part_truth, part_predicted, size)
+    return result

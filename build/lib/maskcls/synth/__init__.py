@@ -1,0 +1,1 @@
+"""Synthetic datasets in the competition layout, with the answers kept in ``truth/``."""
