@@ -108,9 +108,9 @@ def test_train_prints_one_line_per_epoch_off_a_terminal_and_refuses_overrides_on
     assert quiet_code == 0 and "epoch 1/1" not in quiet_err
     code, _, err = run_cli("train", "--resume", str(run), "-o", "optim.lr=0.5", capsys=capsys)
     assert code == 2
-    assert "--resume cannot change optim.lr: that would not continue the same run (only train.early_stopping" in err
+    assert "a resume cannot change optim.lr: that would not continue the same run (only train.early_stopping" in err
     code, _, err = run_cli("train", "--resume", str(run), "-o", "train.epochs=1", capsys=capsys)
-    assert code == 2 and "--resume: train.epochs=1, but the run already trained 2 epochs" in err
+    assert code == 2 and "resume: train.epochs=1, but the run already trained 2 epochs" in err
 
 
 def test_resume_with_more_epochs_stretches_the_schedule(synth_small, tmp_path, capsys):

@@ -268,3 +268,42 @@ def test_the_api_predicts_a_group_as_a_table_with_class_names(finished_group, sy
     assert [list(row) for row in table[["mask", "gender", "age"]].itertuples(index=False)] == names
     with pytest.raises(UserError, match="predict: give data .* or images"):
         maskcls.predict(group)
+
+
+def test_the_calibration_inside_an_exported_graph_is_the_one_predict_applies(finished_group, synth_small, tmp_path):
+    from maskcls.data.cache import cached_images
+    from maskcls.data.layout import read_dataset
+    from maskcls.inference.export import export_onnx, onnx_session
+    from maskcls.inference.predict import onnx_outputs
+
+    group, cache = finished_group
+    biases = np.random.default_rng(1).uniform(-2, 2, 18).round(1).tolist()
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"biases": biases, "age": None, "source": "test"}))
+    wanted = predict_dataset([group / "fold0"], synth_small, cache_dir=cache / "cache", calibration=calibration)
+    path = export_onnx(group / "fold0", tmp_path / "calibrated.onnx", calibration=calibration)
+    paths = list(read_dataset(synth_small).eval["path"])
+    images = cached_images(synth_small, paths, (24, 32), cache / "cache")
+    got = onnx_outputs(onnx_session(path), np.asarray(images), 16, "none")
+    assert got == pytest.approx(wanted.table[PROBABILITY_COLUMNS].to_numpy(float), abs=1e-5)
+    assert not (group / "fold0/model-calibrated.onnx").exists()  # model.onnx, predict's own, is never replaced
+    with pytest.raises(UserError, match="no calibration.json here or in its cv group"):
+        export_onnx(group / "fold0", calibration="auto")
+
+
+def test_the_graphs_calibration_equals_numpys_with_age_borders_and_biases():
+    import torch
+
+    from maskcls.evaluation.calibrate import AgeBorders, Calibration, apply_calibration
+    from maskcls.inference.export import CalibratedOutputs
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(18), size=64)
+    estimates = rng.uniform(15, 80, size=64)
+    age = AgeBorders(borders=[31.5, 58.0], scale=3.2, oof_f1_before=0, heldout_f1_after=0, fold_borders=[],
+                     guard_passed=True)  # fmt: skip
+    calibration = Calibration(biases=rng.uniform(-1, 1, 18).tolist(), source="test", age=age)
+    wanted = apply_calibration(probabilities, estimates, calibration)
+    outputs = torch.tensor(np.column_stack([probabilities, estimates]), dtype=torch.float64)
+    got = CalibratedOutputs(calibration)(outputs).numpy()
+    assert got[:, :18] == pytest.approx(wanted, abs=1e-6) and got[:, 18] == pytest.approx(estimates)

@@ -152,7 +152,7 @@ def test_runs_table_filters_sorts_and_exports(swept, capsys):
     assert len(filter_entries(entries, ["name=*lr_1e-3"])) == 1
     with pytest.raises(UserError, match="did you mean 'optim.lr'"):
         filter_entries(entries, ["optim.lrr=1"])
-    with pytest.raises(UserError, match=r"--where 'optim.lr': expected KEY=VALUE, e.g. --where optim.name=adamw"):
+    with pytest.raises(UserError, match=r"where 'optim.lr': expected KEY=VALUE, e.g. optim.name=adamw"):
         filter_entries(entries, ["optim.lr"])
     best_first = sort_entries(entries, "valid_f1", columns)
     assert [e.valid_f1 for e in best_first] == sorted((e.valid_f1 for e in entries), reverse=True)

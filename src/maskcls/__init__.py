@@ -27,6 +27,9 @@ PUBLIC = {
     "ensemble": "maskcls.api",
     "score": "maskcls.api",
     "load_run": "maskcls.api",
+    "synth": "maskcls.api",
+    "crop": "maskcls.api",
+    "runs": "maskcls.api",
     "Predictor": "maskcls.inference.inference",
     "FitResult": "maskcls.results",
     "CvResult": "maskcls.results",
@@ -43,18 +46,34 @@ __all__ = [
     "UserError",
     "__version__",
     "calibrate",
+    "crop",
     "cross_validate",
     "ensemble",
     "fit",
     "load_config",
     "load_run",
     "predict",
+    "runs",
     "score",
+    "synth",
     "tune",
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
-    from maskcls.api import calibrate, cross_validate, ensemble, fit, load_config, load_run, predict, score, tune
+    from maskcls.api import (
+        calibrate,
+        crop,
+        cross_validate,
+        ensemble,
+        fit,
+        load_config,
+        load_run,
+        predict,
+        runs,
+        score,
+        synth,
+        tune,
+    )
     from maskcls.config import Config
     from maskcls.errors import UserError
     from maskcls.inference.inference import Predictor

@@ -26,6 +26,24 @@ from maskcls.results import CvResult, FitResult, StudyResult
 SHORTCUTS = {"data": "data.root", "cache_dir": "train.cache_dir", "fold": "train.fold", "folds": "train.folds"}
 
 
+def synth(folder: str | Path, *, people: int = 300, eval_people: int | None = None, seed: int = 0, **options):
+    """A synthetic dataset in the competition layout (its answers in ``folder/truth/``), for trying
+    things without the real photos; ``options``: difficulty, quirks (see ``maskcls synth --help``)."""
+    from maskcls.synth.generate import SynthSpec, generate_dataset
+
+    workers = options.pop("workers", None)
+    spec = SynthSpec(people=people, eval_people=eval_people, seed=seed, **options)
+    return generate_dataset(folder, spec, workers=workers, overwrite=True)
+
+
+def crop(data: str | Path, out: str | Path, *, size: tuple[int, int] | None = (192, 256), detector: str = "mtcnn"):
+    """Every photo of ``data`` cut to its face (MTCNN; a fixed box where it finds none), written to
+    ``out`` in the same layout with ``boxes.csv``; resumes a half-made ``out``."""
+    from maskcls.faces.crop import CropOptions, crop_dataset
+
+    return crop_dataset(data, out, CropOptions(detector=detector, size=size))
+
+
 def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None, **settings: Any) -> Config:
     """A validated recipe: a YAML file or a shipped recipe's name (``"cpu-pretrained"``; see
     :func:`maskcls.recipebook.recipe_names`), then ``overrides`` (``"optim.lr=3e-4"``), then
@@ -137,6 +155,16 @@ def score(submission: str | Path, truth: str | Path) -> dict:
     from maskcls.evaluation.score import score_submission
 
     return score_submission(submission, truth)
+
+
+def runs(runs_dir: str | Path = "runs", sort: str = "date") -> pd.DataFrame:
+    """The runs table (``maskcls runs``): one row per run or cv group, the config keys that differ
+    between them, and their scores."""
+    from maskcls.experiments.catalog import find_entries, sort_entries, table_columns, table_rows
+
+    entries = find_entries(runs_dir)
+    columns = table_columns(entries)
+    return pd.DataFrame(table_rows(sort_entries(entries, sort, columns), columns), columns=columns)
 
 
 def load_run(run: str | Path, device: str = "auto"):

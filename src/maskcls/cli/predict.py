@@ -89,12 +89,18 @@ def predict_photos(sources, images, *, folder, tta, backend, batch_size, calibra
 
 def export(
     run: Annotated[Path, typer.Argument(help="Run folder (its best.pt is exported).")],
-    out_file: Annotated[Path | None, typer.Option("--out", help="Output file (default RUN/model.onnx).")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Output file (default RUN/model.onnx; model-calibrated.onnx).")
+    ] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option(help="Apply a calibration.json inside the graph: a file, or auto (the run's cv group's)."),
+    ] = None,
 ) -> None:
     """Export a run's best model as ONNX with the normalisation inside (uint8 NHWC in, 18 probabilities out)."""
     from maskcls.inference.export import export_onnx
 
-    path = export_onnx(run, out_file)
+    path = export_onnx(run, out_file, calibration=calibration)
     say(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
 
 

@@ -33,7 +33,7 @@ def strata(people: pd.DataFrame, age_borders: tuple[int, int] = AGE_BORDERS) -> 
 def make_folds(people: pd.DataFrame, folds: int = 5, seed: int = 0) -> pd.DataFrame:
     """``profile, fold`` with fold in 0..folds-1, stratified over gender x age group."""
     if folds < 2:
-        raise UserError(f"--folds must be at least 2, got {folds}")
+        raise UserError(f"folds must be at least 2, got {folds}")
     if len(people) < folds:
         raise UserError(f"cannot make {folds} folds from {len(people)} people")
     labels = strata(people)
@@ -93,7 +93,7 @@ def check_folds(table: pd.DataFrame, people: pd.DataFrame, folds: int, path: Pat
         raise UserError(f"{path}: {len(missing)} people have no fold (e.g. {missing[0]}); delete it to re-split")
     found = sorted(set(table["fold"]) - {TRAIN_ONLY})
     if found != list(range(folds)):
-        raise UserError(f"{path}: holds folds {found}, not 0..{folds - 1}; delete it or pass --folds {len(found)}")
+        raise UserError(f"{path}: holds folds {found}, not 0..{folds - 1}; delete it or use {len(found)} folds")
 
 
 def split_rows(images: pd.DataFrame, folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:

@@ -83,14 +83,14 @@ def ensemble(
     if method not in METHODS:
         raise UserError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     if calibration is not None and method != "soft":
-        raise UserError("--calibration applies to a soft vote (calibrate its OOF probabilities, then vote soft)")
+        raise UserError("calibration applies to a soft vote (calibrate its OOF probabilities, then vote soft)")
     files = [input_file(source, oof) for source in sources]
     if weights is None:
         weights = [1.0] * len(files)
     if len(weights) != len(files):
-        raise UserError(f"--weights has {len(weights)} values for {len(files)} inputs")
+        raise UserError(f"weights: {len(weights)} values for {len(files)} inputs")
     if any(weight < 0 for weight in weights) or sum(weights) <= 0:
-        raise UserError("--weights must be non-negative with a positive sum")
+        raise UserError("weights must be non-negative with a positive sum")
     frames = [read_probabilities(path) for path in files]
     key = shared_key(frames, files)
     aligned = [align(frame, frames[0], key, path, files[0]) for frame, path in zip(frames, files, strict=True)]

@@ -189,11 +189,11 @@ def filter_entries(entries: list[Entry], conditions: list[str]) -> list[Entry]:
     """Keep entries matching every ``key=value`` (config key or column; ``*`` globs in text)."""
     for condition in conditions:
         if "=" not in condition or not condition.partition("=")[0].strip():
-            raise UserError(f"--where {condition!r}: expected KEY=VALUE, e.g. --where optim.name=adamw")
+            raise UserError(f"where {condition!r}: expected KEY=VALUE, e.g. optim.name=adamw")
         key, wanted = parse_override(condition)
         known = {*(key for entry in entries for key in entry.config), "name", "kind", "status", "commit", "folds"}
         if entries and key not in known:
-            raise UserError(f"--where {condition}: unknown key {key!r}{suggestion(key, sorted(known))}")
+            raise UserError(f"where {condition}: unknown key {key!r}{suggestion(key, sorted(known))}")
         raw = condition.partition("=")[2].strip()
         entries = [entry for entry in entries if matches(entry.value(key), wanted, raw)]
     return entries
@@ -216,7 +216,7 @@ def sort_entries(entries: list[Entry], column: str, columns: list[str]) -> list[
     ``f1`` compares like with like: cross-validated entries by CV F1 first, then single runs by
     the valid F1 of their one fold (a fold's F1 is no match for an out-of-fold one)."""
     if column not in columns and column != "f1":
-        raise UserError(f"--sort {column}: unknown column{suggestion(column, columns)}")
+        raise UserError(f"sort {column}: unknown column{suggestion(column, columns)}")
     if column == "f1":
         groups = sort_entries([entry for entry in entries if entry.cv_f1 is not None], "cv_f1", ["cv_f1"])
         singles = sort_entries([entry for entry in entries if entry.cv_f1 is None], "valid_f1", ["valid_f1"])
@@ -272,11 +272,11 @@ def write_table(rows: list[dict[str, Any]], columns: list[str], form: str, path:
     """``csv`` or ``md`` as text (returned, or written to ``path``); ``xlsx`` needs ``path``."""
     if form == "xlsx":
         if path is None:
-            raise UserError("--format xlsx needs --out FILE.xlsx")
+            raise UserError("format xlsx needs a file to write (--out FILE.xlsx)")
         write_xlsx(rows, columns, path)
         return None
     if form not in ("csv", "md"):
-        raise UserError(f"--format {form}: expected table, csv, md or xlsx")
+        raise UserError(f"format {form}: expected table, csv, md or xlsx")
     text = csv_text(rows, columns) if form == "csv" else markdown_text(rows, columns)
     if path is None:
         return text

@@ -58,13 +58,13 @@ def parse_vary(text: str) -> Varied:
     key, sep, values = text.partition("=")
     texts = split_top_level(values)
     if not sep or not key.strip() or not texts:
-        raise UserError(f"--vary {text!r}: expected KEY=VALUE1,VALUE2,..., e.g. optim.lr=1e-3,3e-4")
+        raise UserError(f"vary {text!r}: expected KEY=VALUE1,VALUE2,..., e.g. optim.lr=1e-3,3e-4")
     try:
         parsed = [yaml.safe_load(part) for part in texts]
     except yaml.YAMLError:
-        raise UserError(f"--vary {text!r}: a value is not valid YAML") from None
+        raise UserError(f"vary {text!r}: a value is not valid YAML") from None
     if len(set(texts)) != len(texts):
-        raise UserError(f"--vary {text!r}: a value is listed twice")
+        raise UserError(f"vary {text!r}: a value is listed twice")
     return Varied(key.strip(), parsed, texts)
 
 
@@ -86,18 +86,18 @@ def plan_sweep(base: Config, varied: list[Varied], grid: bool = False, folds: in
     """Every variant's validated config; refuses two varied keys unless ``grid``."""
     keys = [item.key for item in varied]
     if not varied:
-        raise UserError("nothing to vary: give --vary KEY=VALUE1,VALUE2")
+        raise UserError("nothing to vary: give KEY=VALUE1,VALUE2 (--vary)")
     if len(set(keys)) != len(keys):
-        raise UserError(f"--vary: key {keys[0]!r} given twice (list its values once, comma-separated)")
+        raise UserError(f"vary: key {keys[0]!r} given twice (list its values once, comma-separated)")
     if len(varied) > 1 and not grid:
         raise UserError(
-            f"--vary changes {len(varied)} keys ({', '.join(keys)}): a sweep changes one key at a time so "
-            "that the comparison is honest; add --grid to run every combination"
+            f"vary changes {len(varied)} keys ({', '.join(keys)}): a sweep changes one key at a time so "
+            "that the comparison is honest; ask for a grid (--grid) to run every combination"
         )
     for item in varied:
         if item.key in FIXED_KEYS:
-            raise UserError(f"--vary {item.key}: a sweep keeps {item.key} fixed (runs are compared on the same data)")
-        check_known_keys(set_dotted({}, item.key, item.values[0]), Config, f"--vary {item.key}")
+            raise UserError(f"vary {item.key}: a sweep keeps {item.key} fixed (runs are compared on the same data)")
+        check_known_keys(set_dotted({}, item.key, item.values[0]), Config, f"vary {item.key}")
     variants = []
     for combination in itertools.product(*(range(len(item.values)) for item in varied)):
         chosen = list(zip(varied, combination, strict=True))

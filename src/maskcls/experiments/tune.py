@@ -87,7 +87,7 @@ def tune(
     if plan.pruner not in PRUNERS:
         raise UserError(f"unknown pruner {plan.pruner!r}; known: {', '.join(PRUNERS)}")
     if plan.trials < 1:
-        raise UserError(f"--trials must be at least 1, got {plan.trials}")
+        raise UserError(f"trials must be at least 1, got {plan.trials}")
     check_space_parts(plan)
     folder = Path(runs_dir) / f"{plan.study_name}-tune"
     record_plan(folder, plan)
@@ -214,13 +214,13 @@ def open_storage(plan: TunePlan, folder: Path, attempts: int = 3):
             )  # fmt: skip
         except ImportError as error:
             raise UserError(
-                f"--storage {shown_url(url)}: a database driver is missing ({error}); for PostgreSQL: "
+                f"storage {shown_url(url)}: a database driver is missing ({error}); for PostgreSQL: "
                 "pip install 'maskcls[postgres]'"
             ) from None
         except Exception as error:  # sqlalchemy's errors: unreachable server, bad URL, no database, a race
             if attempt + 1 == attempts:
                 raise UserError(
-                    f"--storage {shown_url(url)}: cannot open the study database ({type(error).__name__}: {error})"
+                    f"storage {shown_url(url)}: cannot open the study database ({type(error).__name__}: {error})"
                 ) from None
             time.sleep(1 + attempt)
 

@@ -161,7 +161,7 @@ def check_port_free(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
-        raise UserError(f"--host {host}: not an address of this machine ({error.strerror})") from None
+        raise UserError(f"host {host}: not an address of this machine ({error.strerror})") from None
     family, kind, protocol, _, address = infos[0]
     with socket.socket(family, kind, protocol) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
@@ -169,7 +169,7 @@ def check_port_free(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as error:
             raise UserError(
-                f"port {port} on {host} is not free ({error.strerror}; another maskcls serve?): pick one with --port"
+                f"port {port} on {host} is not free ({error.strerror}; another maskcls serve?): pick another port"
             ) from None
 
 

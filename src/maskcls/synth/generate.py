@@ -77,7 +77,7 @@ def generate_dataset(
     out = Path(out)
     check_spec(spec)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: folder exists and is not empty (pass --overwrite to replace it)")
+        raise UserError(f"{out}: folder exists and is not empty (overwrite replaces it: --overwrite)")
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -96,9 +96,9 @@ def generate_dataset(
 
 def check_spec(spec: SynthSpec) -> None:
     if spec.people < 1:
-        raise UserError(f"--people must be at least 1, got {spec.people}")
+        raise UserError(f"people must be at least 1, got {spec.people}")
     if spec.eval_count < 1:
-        raise UserError(f"--eval-people must be at least 1, got {spec.eval_people}")
+        raise UserError(f"eval_people must be at least 1, got {spec.eval_people}")
     if not 0.0 <= spec.difficulty <= 1.0:
         raise UserError(f"--difficulty must be between 0 and 1, got {spec.difficulty}")
     if spec.quirks and spec.people < 12:

@@ -22,7 +22,7 @@ def resume_config(checkpoint: dict, changes: dict[str, Any]) -> Config:
     refused = sorted(set(changes) - {*RESUMABLE_KEYS, *MACHINE_KEYS})
     if refused:
         raise UserError(
-            f"--resume cannot change {', '.join(refused)}: that would not continue the same run (only "
+            f"a resume cannot change {', '.join(refused)}: that would not continue the same run (only "
             f"{', '.join(RESUMABLE_KEYS)} and the machine settings {', '.join(MACHINE_KEYS)} can change); "
             "start a new run instead"
         )
@@ -32,7 +32,7 @@ def resume_config(checkpoint: dict, changes: dict[str, Any]) -> Config:
     config = Config.model_validate(plain)
     if config.train.epochs <= checkpoint["epoch"] and "train.epochs" in changes:
         done = checkpoint["epoch"]
-        raise UserError(f"--resume: train.epochs={config.train.epochs}, but the run already trained {done} epochs")
+        raise UserError(f"resume: train.epochs={config.train.epochs}, but the run already trained {done} epochs")
     return config
 
 
