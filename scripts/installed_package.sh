@@ -10,6 +10,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 started=$SECONDS
 echo "== wheel"
 $PYTHON -m pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" .
+rm -rf build  # setuptools leaves its build folder in the checkout
 echo "== fresh virtualenv, plain pip install of $(basename "$WORK"/dist/maskcls-*.whl)"
 $PYTHON -m venv "$WORK/venv"
 "$WORK/venv/bin/python" -m pip install --quiet --upgrade pip

@@ -1,3 +1,0 @@
-from maskcls.cli import main
-
-main()

@@ -1,3 +1,0 @@
-from maskcls.cli.app import main
-
-main()

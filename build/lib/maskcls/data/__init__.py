@@ -1,1 +1,0 @@
-"""Reading, correcting, splitting and caching the competition data."""

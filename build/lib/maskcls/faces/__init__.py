@@ -1,1 +1,0 @@
-"""Finding faces and cropping the dataset to them."""

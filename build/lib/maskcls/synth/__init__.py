@@ -1,1 +1,0 @@
-"""Synthetic datasets in the competition layout, with the answers kept in ``truth/``."""
