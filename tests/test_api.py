@@ -46,3 +46,10 @@ def test_recipes_lists_shows_and_copies_the_shipped_ones(tmp_path, capsys):
     assert code == 2 and f"{tmp_path / 'mine.yaml'}: already exists" in err
     code, _, err = run_cli("recipes", "nope", capsys=capsys)
     assert code == 2 and "no shipped recipe named 'nope'; known: baseline, cpu-demo" in err
+
+
+def test_the_cli_choices_are_the_librarys():
+    from maskcls.choices import DETECTOR_NAMES
+    from maskcls.faces.detectors import DETECTORS
+
+    assert sorted(DETECTOR_NAMES) == sorted(DETECTORS.names())

@@ -157,14 +157,13 @@ def score(submission: str | Path, truth: str | Path) -> dict:
     return score_submission(submission, truth)
 
 
-def runs(runs_dir: str | Path = "runs", sort: str = "date") -> pd.DataFrame:
+def runs(runs_dir: str | Path = "runs", sort: str = "date", where: list[str] | None = None) -> pd.DataFrame:
     """The runs table (``maskcls runs``): one row per run or cv group, the config keys that differ
-    between them, and their scores."""
-    from maskcls.experiments.catalog import find_entries, sort_entries, table_columns, table_rows
+    between them, and their scores; ``where``: ``KEY=VALUE`` filters (``*`` globs)."""
+    from maskcls.experiments.catalog import find_entries, tabulate
 
-    entries = find_entries(runs_dir)
-    columns = table_columns(entries)
-    return pd.DataFrame(table_rows(sort_entries(entries, sort, columns), columns), columns=columns)
+    _, columns, rows = tabulate(find_entries(runs_dir), sort, where)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def load_run(run: str | Path, device: str = "auto"):

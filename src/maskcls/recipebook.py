@@ -31,10 +31,16 @@ def resolve_recipe(path: str | Path, kind: str = "recipe") -> Path:
     return shipped if given.suffix in ("", ".yaml") and shipped.exists() else given
 
 
+def shipped_recipe(name: str, kind: str = "recipe") -> Path:
+    """The file of a shipped recipe; an unknown name is an error listing the known ones."""
+    if name not in recipe_names(kind):
+        raise UserError(f"no shipped {kind} named {name!r}; known: {', '.join(recipe_names(kind))}")
+    return recipes_folder() / KINDS[kind] / f"{name}.yaml"
+
+
 def recipe_summary(name: str, kind: str = "recipe") -> str:
     """The first comment line of a shipped recipe: what it is for."""
-    path = recipes_folder() / KINDS[kind] / f"{name}.yaml"
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in shipped_recipe(name, kind).read_text(encoding="utf-8").splitlines():
         if line.startswith("#"):
             return line.lstrip("# ").strip()
     return ""
@@ -42,14 +48,12 @@ def recipe_summary(name: str, kind: str = "recipe") -> str:
 
 def copy_recipe(name: str, destination: str | Path, kind: str = "recipe") -> Path:
     """A copy of a shipped recipe to edit; refuses to overwrite a file."""
-    if name not in recipe_names(kind):
-        raise UserError(f"no shipped {kind} named {name!r}; known: {', '.join(recipe_names(kind))}")
+    text = shipped_recipe(name, kind).read_text(encoding="utf-8")
     destination = Path(destination)
     if destination.is_dir():
         destination = destination / f"{name}.yaml"
     if destination.exists():
         raise UserError(f"{destination}: already exists (choose another name, or delete it first)")
-    text = (recipes_folder() / KINDS[kind] / f"{name}.yaml").read_text(encoding="utf-8")
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_text(text, encoding="utf-8")
     return destination

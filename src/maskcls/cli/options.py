@@ -9,40 +9,20 @@ from typing import Annotated
 
 import typer
 
-
-class Tta(StrEnum):
-    none = "none"
-    flip = "flip"
+from maskcls.choices import BACKENDS, DETECTOR_NAMES, PRUNERS, TABLE_FORMATS, TTA_MODES, VOTE_METHODS
 
 
-class Backend(StrEnum):
-    auto = "auto"
-    torch = "torch"
-    onnxruntime = "onnxruntime"
+def choice_enum(name: str, values: tuple[str, ...]) -> type[StrEnum]:
+    """An enum whose members are ``values`` (each named as its value), for a choice option."""
+    return StrEnum(name, [(value, value) for value in values])
 
 
-class Detector(StrEnum):
-    mtcnn = "mtcnn"
-    fixed = "fixed"
-
-
-class Vote(StrEnum):
-    soft = "soft"
-    hard = "hard"
-
-
-class Pruner(StrEnum):
-    median = "median"
-    hyperband = "hyperband"
-    none = "none"
-
-
-class TableFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    md = "md"
-    xlsx = "xlsx"
-
+Tta = choice_enum("Tta", TTA_MODES)
+Backend = choice_enum("Backend", BACKENDS)
+Detector = choice_enum("Detector", DETECTOR_NAMES)
+Vote = choice_enum("Vote", VOTE_METHODS)
+Pruner = choice_enum("Pruner", PRUNERS)
+TableFormat = choice_enum("TableFormat", TABLE_FORMATS)
 
 BACKEND_HELP = (
     "torch, onnxruntime (exports model.onnx if missing), or auto: the faster of the two for this run on this "

@@ -24,24 +24,12 @@ def runs(
     hparams: Annotated[bool, typer.Option(help="Refresh DIR/hparams/ for TensorBoard's HPARAMS tab.")] = True,
 ) -> None:
     """One row per run or cv group, showing only the config keys that differ between them."""
-    from maskcls.experiments.catalog import (
-        best_entries,
-        filter_entries,
-        find_entries,
-        refresh_hparams,
-        sort_entries,
-        table_columns,
-        table_rows,
-        write_table,
-    )
+    from maskcls.experiments.catalog import best_entries, find_entries, refresh_hparams, tabulate, write_table
 
     found = find_entries(runs_dir)
     if hparams:
         refresh_hparams(runs_dir, found)
-    entries = filter_entries(found, where or [])
-    columns = table_columns(entries)
-    entries = sort_entries(entries, sort, columns)
-    rows = table_rows(entries, columns)
+    entries, columns, rows = tabulate(found, sort, where)
     if form == TableFormat.table:
         out.print(rich_table(rows, columns, marks=best_entries(entries)) if rows else f"{runs_dir}: no runs match")
         return
@@ -71,7 +59,7 @@ def recipes(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write a copy of NAME here, to edit.")] = None,
 ) -> None:
     """The recipes that ship with maskcls (use them by name: maskcls train cpu-pretrained ...)."""
-    from maskcls.recipebook import copy_recipe, recipe_names, recipe_summary, recipes_folder
+    from maskcls.recipebook import copy_recipe, recipe_names, recipe_summary, recipes_folder, shipped_recipe
 
     if name is None:
         for kind, title in (("recipe", "recipes"), ("space", "search spaces (tune --space NAME)")):
@@ -81,8 +69,6 @@ def recipes(
         say(f"(in {recipes_folder()}; maskcls recipes NAME --out FILE writes a copy to edit)")
         return
     if out_file is None:
-        if name not in recipe_names():
-            copy_recipe(name, Path("."))  # names the known recipes
-        out.file.write((recipes_folder() / f"{name}.yaml").read_text(encoding="utf-8"))
+        out.file.write(shipped_recipe(name).read_text(encoding="utf-8"))
         return
     say(f"{copy_recipe(name, out_file)}: a copy of the {name} recipe")

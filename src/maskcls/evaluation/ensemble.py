@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maskcls.choices import VOTE_METHODS
 from maskcls.errors import UserError
 from maskcls.evaluation.calibrate import calibrate_table, read_calibration
 from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS
@@ -25,7 +26,7 @@ from maskcls.rundir import names
 from maskcls.rundir.tables import read_probabilities
 
 log = logging.getLogger("maskcls")
-METHODS = ("soft", "hard")
+METHODS = VOTE_METHODS
 KEYS = ("ImageID", "path")
 
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from maskcls.choices import TABLE_FORMATS
 from maskcls.config import MACHINE_KEYS, flatten, parse_override, suggestion
 from maskcls.errors import UserError
 from maskcls.files import atomic_path, read_json, write_text_atomic
@@ -244,6 +245,15 @@ def sortable(value: Any) -> tuple:
     return (0, value, "") if isinstance(value, int | float) else (1, 0, str(value))
 
 
+def tabulate(found: list[Entry], sort: str = "date", where: list[str] | None = None):
+    """The runs table of ``found``: (entries kept by ``where``, sorted by ``sort``; their columns;
+    one row per entry)."""
+    entries = filter_entries(found, where or [])
+    columns = table_columns(entries)
+    entries = sort_entries(entries, sort, columns)
+    return entries, columns, table_rows(entries, columns)
+
+
 def table_columns(entries: list[Entry]) -> list[str]:
     return ["name", "kind", "date", "commit", "folds", "status", *differing_keys(entries), *METRIC_COLUMNS, "scored"]
 
@@ -276,7 +286,7 @@ def write_table(rows: list[dict[str, Any]], columns: list[str], form: str, path:
         write_xlsx(rows, columns, path)
         return None
     if form not in ("csv", "md"):
-        raise UserError(f"format {form}: expected table, csv, md or xlsx")
+        raise UserError(f"format {form}: expected {', '.join(TABLE_FORMATS)}")
     text = csv_text(rows, columns) if form == "csv" else markdown_text(rows, columns)
     if path is None:
         return text

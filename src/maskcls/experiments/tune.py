@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from maskcls.callbacks import Progress
+from maskcls.choices import PRUNERS
 from maskcls.config import Config, recipe_dict, to_plain_dict
 from maskcls.errors import Interrupted, NonFiniteLoss, UserError
 from maskcls.experiments.catalog import refresh_runs_table
@@ -47,7 +48,6 @@ from maskcls.rundir.folders import keep_plan, write_rows
 
 log = logging.getLogger("maskcls")
 
-PRUNERS = ("median", "hyperband", "none")
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 
 

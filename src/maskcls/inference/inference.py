@@ -37,6 +37,7 @@ from maskcls.inference.predict import (
 from maskcls.labels import (
     AGE_ESTIMATE_COLUMN,
     HEAD_VALUE_NAMES,
+    IMAGE_EXTENSIONS,
     NUM_CLASSES,
     PROBABILITY_COLUMNS,
     class_name,
@@ -269,7 +270,6 @@ class Predictor:
         }  # fmt: skip
 
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 PHOTO_PIXELS = 200_000_000  # files a user names are trusted more than uploads; still a bomb guard
 
 
@@ -279,7 +279,7 @@ def photo_files(paths: list[str | Path] | str | Path) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         elif path.is_file():
             found.append(path)
         else:
@@ -306,7 +306,7 @@ def array_photo(name: str, pixels) -> Photo:
 def prediction_table(keys: dict[str, list], predictions: list[FacePrediction]) -> pd.DataFrame:
     """One row per photo: the ``keys`` columns, class, its mask / gender / age names, the face
     source, the 18 probabilities and the age estimate (when the model makes one)."""
-    probabilities = np.stack([row.probabilities for row in predictions]) if predictions else np.empty((0, 18))
+    probabilities = np.stack([row.probabilities for row in predictions]) if predictions else np.empty((0, NUM_CLASSES))
     table = pd.DataFrame({**keys, **class_columns(probabilities), "face": [row.face_source for row in predictions]})
     table[PROBABILITY_COLUMNS] = probabilities
     if predictions and predictions[0].age_estimate is not None:

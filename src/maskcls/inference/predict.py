@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from maskcls.callbacks import Progress
+from maskcls.choices import BACKENDS, TTA_MODES
 from maskcls.data.cache import cached_images
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError
@@ -47,9 +48,6 @@ from maskcls.rundir.tables import write_probabilities, write_submission
 from maskcls.training.engine import finish, forward_outputs, inference_batch, prepare, resolve_device
 
 log = logging.getLogger("maskcls")
-
-BACKENDS = ("torch", "onnxruntime", "auto")
-TTA_MODES = ("none", "flip")
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ import pandas as pd
 from maskcls.figures import confusion_figure, pyplot
 from maskcls.files import write_json_atomic
 from maskcls.labels import NUM_CLASSES
+from maskcls.results import FitResult
 from maskcls.rundir import names
 from maskcls.rundir.checkpoint import copy_checkpoint, save_checkpoint
 from maskcls.rundir.folders import write_rows
@@ -65,16 +66,11 @@ class NullWriter:
 
 
 def run_result(rows: list[dict], best_epoch: int) -> dict:
-    """``result.json``: the run finished (all epochs or early stop) and its best epoch."""
-    best = next((row for row in rows if row["epoch"] == best_epoch), {})
-    return {
-        "finished": True,
-        "epochs_run": len(rows),
-        "best_epoch": best_epoch,
-        "valid_f1": best.get("valid_f1"),
-        "valid_accuracy": best.get("valid_accuracy"),
-        "seconds": round(sum(row["seconds"] for row in rows), 2),
-    }
+    """``result.json``: the run finished (all epochs or early stop) and its best epoch; the same
+    figures :func:`maskcls.training.train.fit` returns."""
+    found = FitResult.from_rows(Path(), rows, best_epoch)
+    keys = ("epochs_run", "best_epoch", "valid_f1", "valid_accuracy", "seconds")
+    return {"finished": True, **{key: getattr(found, key) for key in keys}}
 
 
 def log_scalars(events, row: dict, epoch: int) -> None:

@@ -1,0 +1,9 @@
+"""The values of the choice settings, in one module that imports nothing: the library checks its
+arguments against them and the CLI's enums (so ``--help`` lists them) are made from them."""
+
+TTA_MODES = ("none", "flip")
+BACKENDS = ("torch", "onnxruntime", "auto")
+VOTE_METHODS = ("soft", "hard")
+PRUNERS = ("median", "hyperband", "none")
+TABLE_FORMATS = ("table", "csv", "md", "xlsx")
+DETECTOR_NAMES = ("mtcnn", "fixed")  # faces.detectors.DETECTORS registers these
