@@ -172,6 +172,16 @@ class TrainConfig(Section):
     recipe's memory, speed and checkpoint at its real size."""
 
 
+class TrackConfig(Section):
+    uri: str | None = None
+    """MLflow tracking server (``http://host:5000``) or store (``sqlite:///mlflow.db``) to log the
+    run to; ``--track`` overrides it, ``MLFLOW_TRACKING_URI`` stands in when neither is set."""
+    experiment: str = "maskcls"
+    """The MLflow experiment the runs go into (a team shares one per competition)."""
+    optional: bool = False
+    """A server that does not answer at start is a warning, not an error (``--track-optional``)."""
+
+
 class Config(Section):
     name: str = "experiment"
     seed: int = 0
@@ -180,6 +190,7 @@ class Config(Section):
     loss: list[LossPart] = [LossPart()]
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    track: TrackConfig = TrackConfig()
 
 
 def load_config(
@@ -333,14 +344,18 @@ def format_validation_error(error: ValidationError, source: str, sources: dict[s
     return lines
 
 
-MACHINE_KEYS = ("train.device", "train.threads", "train.cache_dir", "data.cache")
+MACHINE_KEYS = (
+    "train.device", "train.threads", "train.cache_dir", "data.cache", "track.uri", "track.experiment", "track.optional",
+)  # fmt: skip
 """Settings of the machine, not of the model: where the cache lives, which device and how many
-threads run, whether images are cached. They are not part of a recipe's identity (a cv group, a
-sweep, a study, the runs table's hyperparameters), so a rerun elsewhere is the same experiment."""
+threads run, whether images are cached, where the run is tracked. They are not part of a
+recipe's identity (a cv group, a sweep, a study, the runs table's hyperparameters), so a rerun
+elsewhere is the same experiment."""
 
 
 def recipe_dict(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
-    """The plain config without :data:`MACHINE_KEYS`: what identifies an experiment."""
+    """The plain config without :data:`MACHINE_KEYS` (and the sections they leave empty, such as
+    ``track``): what identifies an experiment, the same for configs written before a section was."""
     plain = copy.deepcopy(config if isinstance(config, dict) else to_plain_dict(config))
     for key in MACHINE_KEYS:
         *parents, leaf = key.split(".")
@@ -349,6 +364,8 @@ def recipe_dict(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
             node = node.get(part, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(leaf, None)
+        if parents and plain.get(parents[0]) == {}:
+            del plain[parents[0]]
     return plain
 
 

@@ -33,7 +33,7 @@ COMMANDS = [
     evaluate.ensemble, evaluate.score,
     predict.export,
     evaluate.calibrate, evaluate.audit,
-    record.runs,
+    record.runs, record.track,
     train.sweep, train.tune,
     record.report,
     predict.serve,

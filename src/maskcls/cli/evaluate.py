@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from maskcls.cli.options import Calibration, Vote, parse_floats
+from maskcls.cli.options import Calibration, Track, TrackOptional, Vote, parse_floats
 from maskcls.cli.render import ORACLE_ROW, calibration_lines, leaderboard_table, out, rich_table, say
 from maskcls.errors import UserError
 from maskcls.rundir import names
@@ -55,16 +55,24 @@ def score(
     truth: Annotated[Path, typer.Option(help="Answers CSV, or a synthetic dataset folder (its truth/eval.csv).")],
     per_class: Annotated[bool, typer.Option(help="Also print the F1 of each of the 18 classes.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    track: Track = None,
+    track_optional: TrackOptional = False,
 ) -> None:
     """Validate submissions and print macro F1 / accuracy on public, private and all rows, next to
     the valid / CV F1 of the run or group each file came from."""
+    from maskcls.cli.tracked import follow_tracking
     from maskcls.evaluation.oracle import oracle_score
     from maskcls.evaluation.score import score_submission, truth_file, write_score
+    from maskcls.tracking.folders import scored_folder
 
+    sources = {submission: scored_folder(submission) for submission in submissions}
+    tracker = follow_tracking(track, track_optional, [folder for folder in sources.values() if folder])
     results = {}
     for submission in submissions:
         results[str(submission)] = score_submission(submission, truth)
         write_score(submission, results[str(submission)])
+        if tracker and sources[submission]:
+            tracker.log_score(sources[submission], submission, results[str(submission)])
     oracle = oracle_score(truth_file(truth).parent)
     if as_json:
         out.print_json(json.dumps({**results, **({ORACLE_ROW: oracle} if oracle else {})}))
@@ -87,14 +95,20 @@ def score(
 def calibrate(
     source: Annotated[Path, typer.Argument(help="cv group, or an OOF probabilities CSV with target and fold.")],
     out_file: Annotated[Path | None, typer.Option("--out", help="Default GROUP/calibration.json.")] = None,
+    track: Track = None,
+    track_optional: TrackOptional = False,
 ) -> None:
     """Age borders (for age-estimating heads) and per-class biases that raise out-of-fold macro F1,
     each checked on held-out folds; for --calibration."""
+    from maskcls.cli.tracked import follow_tracking
     from maskcls.evaluation.calibrate import calibrate as fit_calibration
     from maskcls.evaluation.calibrate import default_path
 
+    tracker = follow_tracking(track, track_optional, [source])
     result = fit_calibration(source)
     path = result.write(out_file or default_path(source))
+    if tracker:
+        tracker.finish_folder(path.parent)
     for line in calibration_lines(path, result):
         say(line)
 

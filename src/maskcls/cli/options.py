@@ -58,6 +58,19 @@ TtaOption = Annotated[Tta, typer.Option(help="Test-time augmentation.")]
 BackendOption = Annotated[Backend, typer.Option(help=BACKEND_HELP)]
 
 
+Track = Annotated[
+    str | None,
+    typer.Option(
+        "--track",
+        help="MLflow tracking URI to log to, e.g. http://host:5000 (default: the recipe's track.uri, else "
+        "MLFLOW_TRACKING_URI); a server that does not answer is an error before anything runs.",
+    ),
+]
+TrackOptional = Annotated[
+    bool, typer.Option("--track-optional", help="A tracking server that does not answer at start is only a warning.")
+]
+
+
 def with_shortcuts(overrides: list[str] | None, shortcuts: dict) -> list[str]:
     """``-o`` overrides plus the options that are shortcuts for config keys (when given)."""
     return [*(overrides or []), *(f"{key}={value}" for key, value in shortcuts.items() if value is not None)]

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from maskcls.cli.options import Backend, BackendOption, ModelCalibration, Quiet, Tta, TtaOption, calibration_choice
+from maskcls.cli.options import (
+    Backend,
+    BackendOption,
+    ModelCalibration,
+    Quiet,
+    Track,
+    TrackOptional,
+    Tta,
+    TtaOption,
+    calibration_choice,
+)
 from maskcls.cli.render import err, say
 from maskcls.errors import UserError
 
@@ -33,6 +43,8 @@ def predict(
     group_people: Annotated[
         bool, typer.Option(help="Cluster photos into people; vote gender and age per person (see README).")
     ] = False,
+    track: Track = None,
+    track_optional: TrackOptional = False,
     quiet: Quiet = False,
 ) -> None:
     """Per-image 18-class probabilities for the test set and a submission file (--data), or a table
@@ -51,6 +63,9 @@ def predict(
             calibration=calibration_choice(calibration), quiet=quiet,
         )  # fmt: skip
         return
+    from maskcls.cli.tracked import follow_tracking
+
+    tracker = follow_tracking(track, track_optional, [folder])
     with progress_bar("predict", quiet) as progress:
         prediction = predict_dataset(
             sources, data, tta=tta.value, backend=backend.value, batch_size=batch_size, cache_dir=cache_dir,
@@ -68,6 +83,8 @@ def predict(
         f"{'+'.join(prediction.backends)}{' (auto)' if backend == Backend.auto else ''}, "
         f"{prediction.images_per_second:.0f} images/s; probabilities in {probabilities}"
     )
+    if tracker:
+        tracker.finish_folder(folder)
 
 
 def predict_photos(sources, images, *, folder, tta, backend, batch_size, calibration, quiet) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from maskcls.cli.options import TableFormat
+from maskcls.cli.options import TableFormat, Track
 from maskcls.cli.render import out, rich_table, say
 
 
@@ -22,22 +22,56 @@ def runs(
     form: Annotated[TableFormat, typer.Option("--format", help="How to show the table.")] = TableFormat.table,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the table here (needed for xlsx).")] = None,
     hparams: Annotated[bool, typer.Option(help="Refresh DIR/hparams/ for TensorBoard's HPARAMS tab.")] = True,
+    from_uri: Annotated[
+        str | None,
+        typer.Option("--from", help="An MLflow tracking server's runs instead of a folder's (everyone's)."),
+    ] = None,
+    experiment: Annotated[str, typer.Option(help="The MLflow experiment to list (with --from).")] = "maskcls",
 ) -> None:
     """One row per run or cv group, showing only the config keys that differ between them."""
     from maskcls.experiments.catalog import best_entries, find_entries, refresh_hparams, tabulate, write_table
 
-    found = find_entries(runs_dir)
-    if hparams:
-        refresh_hparams(runs_dir, found)
+    if from_uri is not None:
+        from maskcls.tracking.table import server_entries
+
+        found, where_from = server_entries(from_uri, experiment), f"{from_uri} ({experiment})"
+    else:
+        found, where_from = find_entries(runs_dir), str(runs_dir)
+        if hparams:
+            refresh_hparams(runs_dir, found)
     entries, columns, rows = tabulate(found, sort, where)
     if form == TableFormat.table:
-        out.print(rich_table(rows, columns, marks=best_entries(entries)) if rows else f"{runs_dir}: no runs match")
+        out.print(rich_table(rows, columns, marks=best_entries(entries)) if rows else f"{where_from}: no runs match")
         return
     text = write_table(rows, columns, form.value, out_file)
     if text is not None:
         out.file.write(text)
     else:
         say(f"{out_file}: {len(rows)} runs")
+
+
+def track(
+    folders: Annotated[list[Path], typer.Argument(help="Run folders, cv groups, sweeps, studies, or folders of them.")],
+    uri: Track = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment for folders not logged before.")] = "maskcls",
+) -> None:
+    """Send folders to an MLflow tracking server: whatever it has not had yet (a run trained offline,
+    the epochs a dead server missed). Safe to repeat: nothing is sent twice."""
+    from maskcls.errors import UserError
+    from maskcls.tracking.target import tracking_uri
+    from maskcls.tracking.tracker import Tracker
+
+    target = tracking_uri(uri)
+    if target is None:
+        raise UserError("say where to send them: --track URI (or set MLFLOW_TRACKING_URI)")
+    for folder in folders:
+        if not folder.is_dir():
+            raise UserError(f"{folder}: no such folder")
+    tracker = Tracker(target, experiment=experiment).start()
+    failed = [str(folder) for folder in folders if not tracker.finish(folder)]
+    if failed:
+        raise UserError(f"not sent to {target}: {', '.join(failed)} (the folders are unchanged; run this again)")
+    say(f"{len(tracker.touched)} folder(s) logged on {target}: {', '.join(sorted(p.name for p in tracker.touched))}")
 
 
 def report(

@@ -17,9 +17,12 @@ from maskcls.cli.options import (
     Recipe,
     RunsDir,
     Seed,
+    Track,
+    TrackOptional,
     with_shortcuts,
 )
 from maskcls.cli.render import cv_line, epoch_printer, fit_line, note, out, rich_table, say, study_line
+from maskcls.cli.tracked import closing_if_stopped, each_epoch, start_tracking
 from maskcls.errors import UserError
 
 RECIPE_NEEDED = (
@@ -46,6 +49,8 @@ def train(
     run_dir: Annotated[
         Path | None, typer.Option(help="Exact run folder (default: RUNS_DIR/NAME-foldK, unique).")
     ] = None,
+    track: Track = None,
+    track_optional: TrackOptional = False,
     quiet: Quiet = False,
 ) -> None:
     """Train one model on one split; leaves runs/NAME with config, summary, TensorBoard, checkpoints."""
@@ -72,12 +77,16 @@ def train(
     from maskcls.training.train import fit
 
     runs_dir = runs_dir or (runs_root(resume) if resume is not None else Path("runs"))
-    with progress_bar("train", quiet) as progress:
+    tracker = start_tracking(track, track_optional, settings)
+    with progress_bar("train", quiet) as progress, closing_if_stopped(tracker):
         result = fit(
             settings, runs_dir=runs_dir, resume=resume, progress=progress, run_dir=run_dir,
-            on_finished=refresh_runs_table, on_epoch=epoch_printer(quiet, progress, named=False),
+            on_finished=refresh_runs_table,
+            on_epoch=each_epoch(epoch_printer(quiet, progress, named=False), tracker and tracker.on_epoch),
             resume_changes=resume_changes,
         )  # fmt: skip
+    if tracker and is_main_process():
+        tracker.finish(result.folder)
     if result.epochs_run and is_main_process():
         say(fit_line(result))
 
@@ -95,6 +104,8 @@ def cv(
     devices: Annotated[
         str | None, typer.Option(help="Comma-separated devices to train folds in parallel, e.g. cuda:0,cuda:1.")
     ] = None,
+    track: Track = None,
+    track_optional: TrackOptional = False,
     quiet: Quiet = False,
 ) -> None:
     """Train every fold (skipping finished ones); write out-of-fold probabilities and the CV score."""
@@ -111,12 +122,15 @@ def cv(
         if not quiet:
             note(f"fold {fold}: {what}")
 
-    with progress_bar("cv", quiet) as progress:
+    tracker = start_tracking(track, track_optional, settings)
+    with progress_bar("cv", quiet) as progress, closing_if_stopped(tracker):
         device_list = [name.strip() for name in devices.split(",")] if devices else None
         result = cross_validate(
             settings, runs_dir=runs_dir, devices=device_list, progress=progress, on_fold=on_fold,
-            on_epoch=epoch_printer(quiet, progress),
+            on_epoch=each_epoch(epoch_printer(quiet, progress), tracker and tracker.on_epoch),
         )  # fmt: skip
+    if tracker:
+        tracker.finish(result.folder)
     say(cv_line(result))
 
 
@@ -129,6 +143,8 @@ def sweep(
     data: Data = None,
     cache_dir: CacheDir = None,
     runs_dir: RunsDir = Path("runs"),
+    track: Track = None,
+    track_optional: TrackOptional = False,
     quiet: Quiet = False,
 ) -> None:
     """Train the base recipe once per value of one key (resumable), then print the comparison."""
@@ -145,11 +161,14 @@ def sweep(
             changes = ", ".join(f"{key}={value}" for key, value in variant.changes.items())
             note(f"[{index + 1}/{total}] {variant.name} ({changes}): {what}")
 
-    with progress_bar("sweep", quiet) as progress:
+    tracker = start_tracking(track, track_optional, base)
+    with progress_bar("sweep", quiet) as progress, closing_if_stopped(tracker):
         folder = run_sweep(
             base, varied, grid=grid, folds=folds, runs_dir=runs_dir, progress=progress, on_variant=on_variant,
-            on_epoch=epoch_printer(quiet, progress),
+            on_epoch=each_epoch(epoch_printer(quiet, progress), tracker and tracker.on_epoch),
         )  # fmt: skip
+    if tracker:
+        tracker.finish(folder)
     entries = find_entries(folder)
     columns = [column for column in table_columns(entries) if column not in ("kind", "date", "commit", "status")]
     entries = sort_entries(entries, "f1", columns)  # best first
@@ -180,6 +199,8 @@ def tune(
     data: Data = None,
     cache_dir: CacheDir = None,
     runs_dir: Annotated[Path, typer.Option(help="Where the study folder goes.")] = Path("runs"),
+    track: Track = None,
+    track_optional: TrackOptional = False,
     quiet: Quiet = False,
 ) -> None:
     """Search hyperparameters with Optuna (TPE sampler, pruning); several workers may share a study."""
@@ -204,6 +225,12 @@ def tune(
             params = ", ".join(f"{key}={row[key]}" for key in (dimension.key for dimension in plan.space))
             note(f"trial {row['trial']}: {row['state']} {value} after {row['epochs']} epochs ({params})")
 
-    with progress_bar("trial", quiet) as progress:
-        result = run_study(plan, runs_dir, progress, on_trial, on_epoch=epoch_printer(quiet, progress))
+    tracker = start_tracking(track, track_optional, base)
+    with progress_bar("trial", quiet) as progress, closing_if_stopped(tracker):
+        result = run_study(
+            plan, runs_dir, progress, on_trial,
+            on_epoch=each_epoch(epoch_printer(quiet, progress), tracker and tracker.on_epoch),
+        )  # fmt: skip
+    if tracker:
+        tracker.finish(result.folder)
     say(study_line(result))

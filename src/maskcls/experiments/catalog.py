@@ -54,6 +54,7 @@ class Entry:
     age_mae: float | None = None
     scored: str | None = None  # the submission whose leaderboard F1 is shown
     minutes: float | None = None
+    who: str | None = None  # user@host, for the rows of a tracking server (runs --from)
 
     def value(self, column: str) -> Any:
         if column in self.config:
@@ -192,7 +193,8 @@ def filter_entries(entries: list[Entry], conditions: list[str]) -> list[Entry]:
         if "=" not in condition or not condition.partition("=")[0].strip():
             raise UserError(f"where {condition!r}: expected KEY=VALUE, e.g. optim.name=adamw")
         key, wanted = parse_override(condition)
-        known = {*(key for entry in entries for key in entry.config), "name", "kind", "status", "commit", "folds"}
+        columns = ("name", "who", "kind", "status", "commit", "folds")
+        known = {*(key for entry in entries for key in entry.config), *columns}
         if entries and key not in known:
             raise UserError(f"where {condition}: unknown key {key!r}{suggestion(key, sorted(known))}")
         raw = condition.partition("=")[2].strip()
@@ -255,7 +257,9 @@ def tabulate(found: list[Entry], sort: str = "date", where: list[str] | None = N
 
 
 def table_columns(entries: list[Entry]) -> list[str]:
-    return ["name", "kind", "date", "commit", "folds", "status", *differing_keys(entries), *METRIC_COLUMNS, "scored"]
+    who = ["who"] if any(entry.who for entry in entries) else []
+    fixed = ["name", *who, "kind", "date", "commit", "folds", "status"]
+    return [*fixed, *differing_keys(entries), *METRIC_COLUMNS, "scored"]
 
 
 def table_rows(entries: list[Entry], columns: list[str]) -> list[dict[str, Any]]:

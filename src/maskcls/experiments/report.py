@@ -31,6 +31,7 @@ from maskcls.labels import AGE_ESTIMATE_COLUMN, HEAD_SIZES, PROBABILITY_COLUMNS,
 from maskcls.metrics import summary
 from maskcls.rundir import names
 from maskcls.rundir.folders import read_rows
+from maskcls.rundir.tracked import server_page
 
 
 @dataclass
@@ -161,6 +162,10 @@ def render_report(subject: Subject, data_root: Path, mistakes: int = 24) -> str:
         for key, (title, figure) in charts.items()
     ]
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in headline.items())
+    page = server_page(subject.folder)
+    if page:
+        link = f'<a id="tracking" href="{html.escape(page)}">{html.escape(page)}</a>'
+        rows += f"<tr><td>tracking server</td><td>{link}</td></tr>"
     gallery = gallery_html(confident_mistakes(subject.probabilities, mistakes), data_root)
     config_text = yaml.safe_dump(subject.config, sort_keys=False)
     name = html.escape(subject.folder.name)

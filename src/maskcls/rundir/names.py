@@ -46,6 +46,7 @@ BACKEND = "backend.json"  # predict --backend auto: the measured choice
 CALIBRATION = "calibration.json"
 AUDIT = "audit.yaml"
 REPORT = "report.html"
+TRACKING = "tracking.json"  # which MLflow run this folder is logged to, and how far (maskcls --track)
 
 
 class Kind(Enum):

@@ -204,7 +204,8 @@ class Trainer:
                 best_probabilities = self.data.valid_probabilities(self.last_outputs) if best else None
                 self.writer.epoch_done(self.rows, self.state_dict(), best_probabilities)
                 if self.on_epoch:
-                    self.on_epoch({**row, "epochs": train.epochs, "improved": improved, "run": self.folder.name})
+                    folder = {"run": self.folder.name, "folder": str(self.folder)}
+                    self.on_epoch({**row, "epochs": train.epochs, "improved": improved, **folder})
                 if train.early_stopping and self.best.stale >= train.early_stopping:
                     break
             self.writer.finish(self.rows, self.best.epoch, self.data.images, self.data.valid_rows)

@@ -1,0 +1,212 @@
+"""What a folder tells a tracking server, read from the folder alone: its kind and parent, its
+name, parameters, tags, per-epoch metrics, closing figures and files. No MLflow here: these are
+plain dicts, so that the same folder gives the same record on any machine, now or later."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import math
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from maskcls.config import MACHINE_KEYS, flatten
+from maskcls.experiments.catalog import Entry, read_group, read_run, recipe
+from maskcls.files import read_json
+from maskcls.labels import IMAGE_EXTENSIONS
+from maskcls.rundir import names
+from maskcls.rundir.folders import read_rows
+
+KINDS = ((names.GROUP, "cv"), (names.SWEEP, "sweep"), (names.TUNE, "study"), (names.CONFIG, "run"))
+"""The file that makes a folder each kind of tracked thing (a cv group also holds config files)."""
+PARENT_KINDS = ("cv", "sweep", "study")
+TAG = "maskcls."
+"""Prefix of the tags maskcls sets (``maskcls.kind``, ``maskcls.fold``, ...)."""
+ARTIFACTS = {
+    "run": (
+        names.CONFIG, names.SUMMARY, names.RESULT, names.CONFUSION_FIGURE, names.VALID_GRID_FIGURE, names.REPORT,
+        names.SUBMISSION, names.TEST_PROBABILITIES, names.CALIBRATION, names.ONNX_MODEL, "model-calibrated.onnx",
+    ),
+    "cv": (
+        names.GROUP, names.CONFIG_YAML, names.CV_RESULT, names.OOF_PROBABILITIES, names.REPORT, names.SUBMISSION,
+        names.TEST_PROBABILITIES, names.CALIBRATION, names.AUDIT,
+    ),
+    "sweep": (names.SWEEP,),
+    "study": (names.TUNE, names.STUDY_RESULT, names.TRIALS_TABLE, names.BEST_CONFIG, names.REPORT),
+}  # fmt: skip
+"""The files logged as artifacts when present (checkpoints stay in the folder: they are large,
+and the ONNX model is what one ships)."""
+ENTRY_METRICS = {"valid_f1": "best_valid_f1", "cv_f1": "cv_f1", "age_f1": "age_f1", "age_mae": "age_mae"}
+ENTRY_METRICS |= {"public_f1": "public_f1", "private_f1": "private_f1", "minutes": "minutes"}
+"""The runs table's figures, logged on a run or group as these metric keys when it closes (the
+per-epoch ``valid_f1`` is a history; ``best_valid_f1`` is the table's)."""
+ENTRY_TAGS = ("status", "folds", "epoch", "commit", "scored")
+"""The runs table's text columns, logged as ``maskcls.<column>`` tags."""
+
+
+def folder_kind(folder: str | Path) -> str | None:
+    """``run``, ``cv``, ``sweep``, ``study``, or None for any other folder."""
+    folder = Path(folder)
+    return next((kind for file, kind in KINDS if (folder / file).exists()), None)
+
+
+def parent_folder(folder: Path) -> Path | None:
+    """The cv group, sweep or study a folder belongs to (its own folder's parent), if any."""
+    parent = folder.resolve().parent
+    return parent if folder_kind(parent) in PARENT_KINDS else None
+
+
+def display_name(folder: Path) -> str:
+    """The folder's name under its outermost tracked parent: ``demo-cv3/fold0``."""
+    parent = parent_folder(folder)
+    own = folder.resolve().name
+    return f"{display_name(parent)}/{own}" if parent is not None else own
+
+
+def children(folder: Path) -> list[Path]:
+    """The tracked folders directly inside a cv group, sweep or study, in name order."""
+    if folder_kind(folder) not in PARENT_KINDS:
+        return []
+    return sorted(path for path in folder.iterdir() if path.is_dir() and folder_kind(path) is not None)
+
+
+def parameters(folder: Path) -> dict[str, str]:
+    """The recipe as MLflow parameters: flattened keys, machine settings left out (they are tags),
+    values as text that :func:`parameter_value` reads back."""
+    kind = folder_kind(folder)
+    if kind == "run":
+        config = read_json(folder / names.CONFIG)
+    elif kind == "cv":
+        config = read_json(folder / names.GROUP)["config"]
+    else:
+        config = read_json(folder / (names.SWEEP if kind == "sweep" else names.TUNE))["base"]
+    return {key: parameter_text(value) for key, value in recipe(config).items()}
+
+
+def parameter_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def parameter_value(text: str) -> Any:
+    """A parameter's value as the runs table has it: numbers, booleans and null back from JSON;
+    text (lists and mappings are JSON text there too) as it is."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return text if isinstance(value, list | dict | str) else value
+
+
+def tags(folder: Path) -> dict[str, str]:
+    """Kind, name, fold, group, commit, data fingerprint, where the folder lives, and the machine
+    settings (device, threads, cache), which are not part of the recipe."""
+    kind = folder_kind(folder)
+    found = {"kind": kind, "name": display_name(folder), "folder": str(folder.resolve()), "host": socket.gethostname()}
+    config = read_json(folder / names.CONFIG) if kind == "run" else {}
+    if kind == "cv":
+        config = read_json(folder / names.GROUP)["config"]
+    if config:
+        flat = flatten(config)
+        found |= {f"machine.{key}": str(flat[key]) for key in MACHINE_KEYS if flat.get(key) is not None}
+        found["data"] = data_fingerprint(Path(config["data"]["root"]))
+        found["data_root"] = config["data"]["root"]
+        if config.get("git_commit"):
+            found["commit"] = config["git_commit"]
+    if kind == "run":
+        found["fold"] = str(config.get("train", {}).get("fold", 0))
+    parent = parent_folder(folder)
+    if parent is not None:
+        found["group" if folder_kind(parent) == "cv" else folder_kind(parent)] = display_name(parent)
+    tagged = {f"{TAG}{key}": value for key, value in found.items() if value is not None}
+    return {**tagged, "mlflow.user": getpass.getuser(), "mlflow.runName": display_name(folder)}
+
+
+def data_fingerprint(root: Path) -> str:
+    """The dataset's photos (relative path and size), hashed: the same data on another machine
+    gives the same text, whatever its dates; ``missing`` when the folder is not here."""
+    if not root.is_dir():
+        return "missing"
+    digest = hashlib.sha1()
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not (folder == str(root) and name == "truth"))
+        for name in sorted(files):
+            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                path = Path(folder) / name
+                digest.update(f"{path.relative_to(root).as_posix()}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def epoch_metrics(folder: Path) -> list[tuple[int, dict[str, float]]]:
+    """(epoch, metrics) of each row of summary.csv: every number but the epoch."""
+    rows = read_rows(folder / names.SUMMARY) if folder_kind(folder) == "run" else []
+    return [(int(row["epoch"]), numbers(row, skip={"epoch"})) for row in rows]
+
+
+def closing_metrics(folder: Path) -> dict[str, float]:
+    """The folder's own figures: the runs table's, and a cv group's cv.json or a study's study.json."""
+    kind = folder_kind(folder)
+    found = {}
+    if kind == "cv":
+        found |= numbers(flatten(read_json(folder / names.CV_RESULT, missing={})))
+    elif kind == "study":
+        found |= numbers(flatten(read_json(folder / names.STUDY_RESULT, missing={})))
+    entry = table_entry(folder)
+    if entry is not None:
+        found |= numbers({key: getattr(entry, column) for column, key in ENTRY_METRICS.items()})
+        if entry.epoch and "," not in entry.epoch:
+            found["best_epoch"] = float(entry.epoch)
+    return found
+
+
+def closing_tags(folder: Path) -> dict[str, str]:
+    entry = table_entry(folder)
+    if entry is None:
+        return {}
+    return {f"{TAG}{column}": str(getattr(entry, column)) for column in ENTRY_TAGS if getattr(entry, column)}
+
+
+def table_entry(folder: Path) -> Entry | None:
+    """The folder's row of the runs table (runs and cv groups have one)."""
+    kind = folder_kind(folder)
+    if kind == "run":
+        return read_run(folder, folder.parent)
+    if kind == "cv":
+        return read_group(folder, folder.parent)
+    return None
+
+
+def scored_folder(submission: Path) -> Path | None:
+    """The run or cv group a submission belongs to: its own folder, or the one model it was
+    predicted from (``predicted_from.json``, beside a submission written elsewhere); else None."""
+    folder = Path(submission).resolve().parent
+    if folder_kind(folder) in ("run", "cv"):
+        return folder
+    sources = read_json(folder / names.PREDICTED_FROM, missing={}).get("sources", [])
+    if len(sources) == 1 and folder_kind(sources[0]) in ("run", "cv"):
+        return Path(sources[0])
+    return None
+
+
+def artifact_files(folder: Path) -> list[Path]:
+    """The files of :data:`ARTIFACTS` present, and the scores of submissions (``*.score.json``)."""
+    kind = folder_kind(folder)
+    present = [folder / name for name in ARTIFACTS.get(kind, ()) if (folder / name).is_file()]
+    return present + sorted(folder.glob("*.score.json"))
+
+
+def numbers(values: dict[str, Any], skip: set[str] = frozenset()) -> dict[str, float]:
+    """The finite numeric values (text that reads as a number too), as floats; booleans left out."""
+    found = {}
+    for key, value in values.items():
+        if key in skip or value is None or isinstance(value, bool):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            found[key] = number
+    return found
