@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.error
-import urllib.request
 
 from maskcls.errors import UserError
 
@@ -28,6 +26,9 @@ def check_reachable(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
     """An HTTP server must answer ``/health``; stores (``sqlite:///``, a folder) need no check."""
     if not uri.startswith(("http://", "https://")):
         return
+    import urllib.error  # here: urllib.request alone costs a command's start-up 20 ms
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as answer:
             if answer.status == 200:
