@@ -7,3 +7,4 @@ VOTE_METHODS = ("soft", "hard")
 PRUNERS = ("median", "hyperband", "none")
 TABLE_FORMATS = ("table", "csv", "md", "xlsx")
 DETECTOR_NAMES = ("mtcnn", "fixed")  # faces.detectors.DETECTORS registers these
+EXPLAIN_SPLITS = ("valid", "test")  # the photos maskcls explain draws maps of

@@ -32,7 +32,7 @@ COMMANDS = [
     predict.predict,
     evaluate.ensemble, evaluate.score,
     predict.export,
-    evaluate.calibrate, evaluate.audit,
+    evaluate.calibrate, evaluate.audit, evaluate.explain,
     record.runs, record.track,
     train.sweep, train.tune,
     record.report,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from maskcls.cli.options import Calibration, Track, TrackOptional, Vote, parse_floats
+from maskcls.cli.options import Calibration, ExplainSplit, Quiet, Track, TrackOptional, Vote, parse_floats
 from maskcls.cli.render import ORACLE_ROW, calibration_lines, leaderboard_table, out, rich_table, say
 from maskcls.errors import UserError
 from maskcls.rundir import names
@@ -131,3 +131,43 @@ def audit(
         f"{path}: {len(suggestions)} suggested fixes (verified: false); check the photos, then train with "
         f"-o data.corrections={path}"
     )
+
+
+def explain(
+    source: Annotated[Path, typer.Argument(help="Run folder or cv group.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset folder of its photos (default: the run's data.root).")
+    ] = None,
+    images: Annotated[int, typer.Option(min=1, help="Photos per row of each contact sheet.")] = 8,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder to write (default SOURCE/explain).")] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(help="Module to read the maps from, e.g. backbone.layer4 (default: the last feature map)."),
+    ] = None,
+    split: Annotated[ExplainSplit, typer.Option(help="Validation photos (out-of-fold for a group) or test photos.")] = (
+        ExplainSplit.valid
+    ),
+    measure: Annotated[
+        int, typer.Option(min=0, help="Validation photos the share-on-the-face measure uses (synthetic sets only).")
+    ] = 400,
+    quiet: Quiet = False,
+) -> None:
+    """Class activation maps (Grad-CAM) per head: contact sheets of the most confident right, most
+    confident wrong and most uncertain photos, and on a synthetic set the share of each map on the face."""
+    from maskcls.explain.job import explain as draw_maps
+    from maskcls.progress import progress_bar
+
+    with progress_bar("explain", quiet) as progress:
+        found = draw_maps(
+            source, data, images=images, out=out_dir, layer=layer, split=split.value, measure=measure, progress=progress
+        )
+    for head, path in found.sheets.items():
+        say(f"{path}: {head} head")
+    say(
+        f"{found.table}: {found.maps} maps at {found.layer}, {found.seconds_per_map * 1000:.1f} ms per map and photo "
+        "(photo decoding included)"
+    )
+    if found.face_share is not None:
+        columns = list(found.face_share.columns)
+        rows = found.face_share.where(found.face_share.notna(), "").to_dict("records")
+        out.print(rich_table(rows, columns, title="share of each map inside the true face box (truth/boxes.csv)"))

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from maskcls.choices import BACKENDS, DETECTOR_NAMES, PRUNERS, TABLE_FORMATS, TTA_MODES, VOTE_METHODS
+from maskcls.choices import BACKENDS, DETECTOR_NAMES, EXPLAIN_SPLITS, PRUNERS, TABLE_FORMATS, TTA_MODES, VOTE_METHODS
 
 
 def choice_enum(name: str, values: tuple[str, ...]) -> type[StrEnum]:
@@ -23,6 +23,7 @@ Detector = choice_enum("Detector", DETECTOR_NAMES)
 Vote = choice_enum("Vote", VOTE_METHODS)
 Pruner = choice_enum("Pruner", PRUNERS)
 TableFormat = choice_enum("TableFormat", TABLE_FORMATS)
+ExplainSplit = choice_enum("ExplainSplit", EXPLAIN_SPLITS)
 
 BACKEND_HELP = (
     "torch, onnxruntime (exports model.onnx if missing), or auto: the faster of the two for this run on this "
