@@ -16,7 +16,7 @@ from tests.helpers import make_layout
 
 SLOW_FIXTURES = {  # fixtures that synthesise, train, start a server or a database
     "synth_small", "synth_quirks", "finished_group", "swept", "served", "client", "live_server", "postgres_url",
-    "full_size", "trained_run", "tracking_server",
+    "full_size", "trained_run", "tracking_server", "explained_group",
 }  # fmt: skip
 
 

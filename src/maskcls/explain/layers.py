@@ -17,14 +17,22 @@ AFTER_FEATURES = ("global_pool", "head", "fc", "classifier", "pre_logits")
 
 def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Module]:
     """(name, module) of the last module of ``model.backbone`` (or ``model``) whose output is a
-    feature map (N, C, H, W), before the pooling and the classifier."""
+    feature map (N, C, H, W) as wide as the features the pool averages (timm's ``num_features``),
+    before the pooling and the classifier. A transformer's tokens are no such map: an error."""
     backbone = getattr(model, "backbone", model)
     prefix = "backbone." if backbone is not model else ""
     finished: list[str] = []
+    channels = getattr(backbone, "num_features", None)  # what the pool averages: timm's feature width
+
+    def noted(name: str):
+        def hook(_module, _inputs, output) -> None:  # returns nothing: the output stays as it is
+            if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[1] in (channels, None):
+                finished.append(name)
+
+        return hook
+
     handles = [
-        module.register_forward_hook(
-            lambda _module, _inputs, output, name=name: spatial(output) and finished.append(name)
-        )
+        module.register_forward_hook(noted(name))
         for name, module in backbone.named_modules()
         if name and name.split(".")[0] not in AFTER_FEATURES
     ]
@@ -34,14 +42,10 @@ def find_target_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.
     finally:
         for handle in handles:
             handle.remove()
-    if not finished:
+    if not finished or finished[-1].startswith("patch_embed"):  # a vision transformer: only its patches are a map
         raise UserError(f"{type(backbone).__name__}: no layer gives a feature map (N, C, H, W); name one with --layer")
     name = finished[-1]
     return prefix + name, backbone.get_submodule(name)
-
-
-def spatial(output) -> bool:
-    return isinstance(output, torch.Tensor) and output.ndim == 4
 
 
 def named_layer(model: nn.Module, name: str) -> nn.Module:
