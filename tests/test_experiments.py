@@ -242,12 +242,16 @@ def test_report_renders_in_chromium(swept, synth_small, tmp_path):
         for index, page in enumerate(pages):
             images, screenshot = render(driver, page, tmp_path / f"report{index}.png")
             charts = {image["id"]: image for image in images if image["id"]}
-            assert set(charts) == {"curves", "confusion", "class-f1", "attribute-f1"}
+            assert set(charts) == {"curves", "confusion", "class-f1", "attribute-f1", "maps-class"}  # one head: class
             assert all(image["ok"] for image in images), "an inlined image did not load"
             assert len(images) > 4, "the gallery of confident mistakes is empty"
             for name, chart in charts.items():
                 assert chart_is_drawn(screenshot, chart), f"{page}: chart {name} is blank in the screenshot"
             assert "optim" in driver.find_element("id", "config").text
+            shares = driver.find_elements("css selector", "#face-share tr")  # the synthetic set has truth/boxes.csv
+            assert [row.text.split()[:2] for row in shares[1:]] == [
+                ["class", "all"], ["class", "wear"], ["class", "incorrect"], ["class", "not"],
+            ]  # fmt: skip
             headline = {
                 row.find_elements("tag name", "td")[0].text: row.find_elements("tag name", "td")[1].text
                 for row in driver.find_elements("css selector", "table.headline tr")

@@ -80,11 +80,12 @@ def report(
     data: Annotated[
         Path | None, typer.Option(help="Dataset folder for the gallery images (default: the config's data.root).")
     ] = None,
+    maps: Annotated[bool, typer.Option(help="Class activation maps per head (maskcls explain) in the report.")] = True,
 ) -> None:
     """A self-contained HTML report: learning curves, confusion matrix, F1 bars, confident mistakes, config."""
     from maskcls.experiments.report import write_report
 
-    path = write_report(source, out_file, data)
+    path = write_report(source, out_file, data, maps=maps)
     say(f"{path}: report ({path.stat().st_size / 1e6:.1f} MB, open it in a browser)")
 
 

@@ -134,7 +134,40 @@ def gallery_html(mistakes: pd.DataFrame, data_root: Path) -> str:
 # --- the page ---------------------------------------------------------------------------------
 
 
-def render_report(subject: Subject, data_root: Path, mistakes: int = 24) -> str:
+def maps_html(folder: Path, data_root: Path, photos: int = 6) -> str:
+    """Per head, a contact sheet of Grad-CAM overlays (most confident right / wrong, most uncertain)
+    and, on a synthetic set, the share of the maps on the face; empty when the photos are missing."""
+    import tempfile
+
+    from maskcls.explain.job import explain
+
+    if not data_root.is_dir():
+        return ""
+    with tempfile.TemporaryDirectory() as scratch:
+        found = explain(folder, data_root, images=photos, out=scratch, measure=200)
+        sheets = "".join(
+            f'<h3>{head}</h3><img class="chart" id="maps-{head}" alt="Grad-CAM, {head} head" '
+            f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode("ascii")}">'
+            for head, path in found.sheets.items()
+        )
+    share = ""
+    if found.face_share is not None:
+        table = found.face_share
+        header = "".join(f"<th>{html.escape(column)}</th>" for column in table.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{'' if pd.isna(value) else html.escape(str(value))}</td>" for value in row) + "</tr>"
+            for row in table.itertuples(index=False)
+        )
+        share = (
+            "<p>Share of each head's map inside the true face box (truth/boxes.csv; face_area: what an even map "
+            f'would score):</p><table id="face-share"><tr>{header}</tr>{body}</table>'
+        )
+    return (
+        f'<h2>Where the model looks (Grad-CAM at {html.escape(found.layer)})</h2><div id="maps">{share}{sheets}</div>'
+    )
+
+
+def render_report(subject: Subject, data_root: Path, mistakes: int = 24, maps: bool = True) -> str:
     truth = subject.probabilities["target"].to_numpy()
     predicted = subject.probabilities[PROBABILITY_COLUMNS].to_numpy().argmax(1)
     scores = summary(truth, predicted)
@@ -174,13 +207,16 @@ def render_report(subject: Subject, data_root: Path, mistakes: int = 24) -> str:
         f"<style>{STYLE}</style></head><body><h1>{name}</h1>"
         f'<table class="headline">{rows}</table>{"".join(sections)}'
         f'<h2>Most confidently wrong {what} images</h2><div class="gallery" id="mistakes">{gallery}</div>'
+        f"{maps_html(subject.folder, data_root) if maps else ''}"
         f'<h2>Config</h2><pre id="config">{html.escape(config_text)}</pre></body></html>\n'
     )
 
 
-def write_report(folder: str | Path, out: str | Path | None = None, data_root: str | Path | None = None) -> Path:
+def write_report(
+    folder: str | Path, out: str | Path | None = None, data_root: str | Path | None = None, maps: bool = True
+) -> Path:
     """Render the report of a run, cv group or study (``maskcls tune``) to ``out`` (default
-    ``FOLDER/report.html``)."""
+    ``FOLDER/report.html``); ``maps``: with class activation maps per head."""
     if (Path(folder) / names.TUNE).exists():
         from maskcls.experiments.study_report import render_study_report
 
@@ -190,5 +226,5 @@ def write_report(folder: str | Path, out: str | Path | None = None, data_root: s
     subject = load_subject(folder)
     root = Path(data_root) if data_root is not None else Path(subject.config["data"]["root"])
     target = Path(out) if out is not None else subject.folder / names.REPORT
-    write_text_atomic(target, render_report(subject, root))
+    write_text_atomic(target, render_report(subject, root, maps=maps))
     return target
