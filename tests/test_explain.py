@@ -12,8 +12,8 @@ import torch
 
 from maskcls.errors import UserError
 from maskcls.experiments.cv import cross_validate
+from maskcls.experiments.explain import HeadView, pick
 from maskcls.explain.inside import face_boxes, share_inside
-from maskcls.explain.job import HeadView, pick
 from maskcls.explain.layers import find_target_layer, target_layer
 from maskcls.explain.maps import activation_maps, head_log_probabilities
 from maskcls.training.models import FaceAttributeModel

@@ -155,7 +155,7 @@ def live_server(served):
 
 def test_page_in_chromium_shows_the_three_predictions(served, client, live_server, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     name, data = eval_photos(served[0], 1)[0]
     with Image.open(io.BytesIO(data)) as image:  # twice the size, so that the page must scale it down
@@ -185,7 +185,59 @@ def test_page_in_chromium_shows_the_three_predictions(served, client, live_serve
                 assert share == pytest.approx(expected[head][row.get_attribute("data-name")], abs=0.01), head
         canvas = canvas_pixels(driver)
         assert driver.find_element(By.ID, "error").text == ""
-    check_photo_and_boxes(canvas, big, expected)
+        check_photo_and_boxes(canvas, big, expected)
+
+        # the toggle: the class head's map laid over the crop box, at the photo's scale
+        Select(driver.find_element(By.ID, "maps")).select_by_value("class")
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "photo").get_attribute("data-map") == "class")
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "photo").get_attribute("data-drawn") == "yes")
+        with_map = canvas_pixels(driver)
+        placed = [
+            float(value) for value in driver.find_element(By.ID, "photo").get_attribute("data-map-box").split(",")
+        ]
+    scale = min(420 / big.width, 520 / big.height, 1)
+    x0, y0, x1, y1 = (value * scale for value in expected["crop_box"])
+    assert [float(value) for value in placed] == pytest.approx([x0, y0, x1 - x0, y1 - y0], abs=0.06)  # x, y, w, h
+    check_map_drawn(canvas, with_map, [x0, y0, x1, y1])
+
+
+def check_map_drawn(without: np.ndarray, with_map: np.ndarray, box: list[float]) -> None:
+    """Outside the crop box the photo is untouched; inside it the map's colours cover it."""
+    x0, y0, x1, y1 = (round(value) for value in box)
+    outside = np.ones(without.shape[:2], bool)
+    outside[max(y0 - 3, 0) : y1 + 3, max(x0 - 3, 0) : x1 + 3] = False
+    assert np.abs(with_map - without)[outside].max() < 1
+    assert np.abs(with_map - without)[y0 + 4 : y1 - 4, x0 + 4 : x1 - 4].sum(axis=2).mean() > 20
+
+
+def test_maps_on_request_are_grad_cam_of_the_served_crop(served, client):
+    from maskcls.data.cache import load_resized
+    from maskcls.explain.layers import find_target_layer
+    from maskcls.explain.maps import activation_maps
+
+    raw, faces, run, _, predictor = served
+    name, data = eval_photos(raw, 1)[0]
+    plain = client.post("/predict", files={"file": (name, data, "image/jpeg")}).json()["results"][0]
+    assert "maps" not in plain  # computed only when asked
+    answer = client.post("/predict?maps=array", files={"file": (name, data, "image/jpeg")}).json()["results"][0]
+    loaded = predictor.models[0]
+    batch = loaded.input_batch(load_resized(faces / "eval/images" / name, loaded.image_size)[None])
+    expected = activation_maps(loaded.model, batch, find_target_layer(loaded.model, batch)[1])["class"]
+    assert expected.classes[0] == answer["class"]
+    np.testing.assert_allclose(np.array(answer["maps"]["class"]), expected.maps[0], atol=6e-4)
+    assert set(answer) - set(plain) == {"maps"} and all(answer[key] == plain[key] for key in ("class", "crop_box"))
+    picture = client.post("/predict?maps=png", files={"file": (name, data, "image/jpeg")}).json()["results"][0]
+    import base64
+
+    png = base64.b64decode(picture["maps"]["class"].removeprefix("data:image/png;base64,"))
+    with Image.open(io.BytesIO(png)) as image:
+        assert (image.mode, image.size) == ("RGBA", tuple(loaded.image_size))
+        alpha = np.asarray(image)[..., 3]
+    np.testing.assert_array_equal(
+        alpha, (np.clip(np.array(answer["maps"]["class"]), 0, 1) * 0.5 * 255).astype(np.uint8)
+    )
+    wrong = client.post("/predict?maps=jpeg", files={"file": (name, data, "image/jpeg")})
+    assert wrong.status_code == 422 and wrong.json() == {"error": "maps=jpeg: expected png or array"}
 
 
 def canvas_pixels(driver) -> np.ndarray:

@@ -154,7 +154,7 @@ def explain(
 ) -> None:
     """Class activation maps (Grad-CAM) per head: contact sheets of the most confident right, most
     confident wrong and most uncertain photos, and on a synthetic set the share of each map on the face."""
-    from maskcls.explain.job import explain as draw_maps
+    from maskcls.experiments.explain import explain as draw_maps
     from maskcls.progress import progress_bar
 
     with progress_bar("explain", quiet) as progress:

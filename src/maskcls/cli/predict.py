@@ -133,6 +133,10 @@ def serve(
         int, typer.Option(min=1, help="Largest photo, pixels (decompression-bomb guard).")
     ] = 40_000_000,
     max_files: Annotated[int, typer.Option(min=1, help="Most photos per request.")] = 16,
+    map_layer: Annotated[
+        str | None,
+        typer.Option(help="Layer of the activation maps (/predict?maps=png; default: the last feature map)."),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Serve a model over HTTP: POST /predict, GET /health, GET /model, and a web page at /."""
@@ -141,7 +145,9 @@ def serve(
     from maskcls.inference.serve import serve as run_server
 
     check_port_free(host, port)  # before the models load
-    predictor = Predictor(source, backend=backend.value, tta=tta.value, calibration=calibration_choice(calibration))
+    predictor = Predictor(
+        source, backend=backend.value, tta=tta.value, calibration=calibration_choice(calibration), map_layer=map_layer
+    )
     limits = Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_files)
     err.print(f"maskcls: serving {source} ({len(predictor.runs)} model(s), {backend.value}) on http://{host}:{port}/")
     run_server(predictor, host=host, port=port, limits=limits, quiet=quiet)

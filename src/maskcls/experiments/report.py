@@ -139,7 +139,7 @@ def maps_html(folder: Path, data_root: Path, photos: int = 6) -> str:
     and, on a synthetic set, the share of the maps on the face; empty when the photos are missing."""
     import tempfile
 
-    from maskcls.explain.job import explain
+    from maskcls.experiments.explain import explain
 
     if not data_root.is_dir():
         return ""

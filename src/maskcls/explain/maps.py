@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskcls.labels import HEAD_SIZES
+from maskcls.labels import HEAD_SIZES, head_marginals
 
 
 @dataclass
@@ -65,6 +65,14 @@ def activation_maps(
         upsampled = LayerAttribution.interpolate(raw.detach().float(), tuple(batch.shape[-2:]), "bilinear")[:, 0]
         found[head] = HeadMaps(np.asarray(chosen), values.cpu().numpy(), scaled(upsampled.clamp_min(0).cpu().numpy()))
     return found
+
+
+def predicted_classes(probabilities: np.ndarray, heads: list[str]) -> dict[str, np.ndarray]:
+    """The class each head's map explains, read from 18-class probabilities (calibrated ones too):
+    each head's most probable value, or the most probable class for one head."""
+    if heads == ["class"]:
+        return {"class": np.asarray(probabilities).argmax(axis=1)}
+    return {head: values.argmax(axis=1) for head, values in head_marginals(probabilities).items()}
 
 
 def scaled(maps: np.ndarray) -> np.ndarray:

@@ -32,6 +32,17 @@ def overlay(image: np.ndarray, heat_map: np.ndarray, opacity: float = MAP_OPACIT
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
+def heat_png(heat_map: np.ndarray, opacity: float = MAP_OPACITY) -> bytes:
+    """A map as a small RGBA PNG (its own size): the colour scale, opaque where the map is high and
+    clear where it is zero, to lay over a photo in a browser."""
+    import io
+
+    rgba = np.dstack([heat_colours(heat_map), (np.clip(heat_map, 0, 1) * opacity * 255).astype(np.uint8)])
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 @dataclass
 class Tile:
     image: np.ndarray  # an overlay, H x W x 3

@@ -10,6 +10,7 @@ A model trained on uncropped photos gets the whole photo.
 
 from __future__ import annotations
 
+import base64
 import io
 import threading
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from maskcls.callbacks import Progress
 from maskcls.data.cache import load_resized
 from maskcls.errors import DataError, UserError
 from maskcls.evaluation.calibrate import apply_calibration, calibration_for
+from maskcls.explain.layers import target_layer
+from maskcls.explain.maps import activation_maps, head_names, mean_maps, predicted_classes
+from maskcls.explain.overlay import heat_png
 from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size, read_crop_settings
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.inference.loading import load_run, run_folders
@@ -73,10 +77,16 @@ class FacePrediction:
     detector_probability: float | None
     probabilities: np.ndarray  # the 18 classes
     age_estimate: float | None = None  # years, from an ordinal, regression or distribution age head
+    maps: dict[str, np.ndarray] | None = None  # per head, Grad-CAM over the crop box (the model's input size)
 
-    def as_json(self) -> dict:
+    def as_json(self, maps_as: str | None = None) -> dict:
+        """The prediction for JSON; with ``maps_as`` (``png`` or ``array``) and maps, also each
+        head's map over ``crop_box``: a base64 RGBA PNG, or rows of values in [0, 1]."""
         label = int(self.probabilities.argmax())
         by_head = head_probabilities(self.probabilities)
+        extra = {}
+        if maps_as is not None and self.maps is not None:
+            extra["maps"] = {head: map_json(values, maps_as) for head, values in self.maps.items()}
         return {
             "face_box": self.face_box,
             "crop_box": self.crop_box,
@@ -87,7 +97,17 @@ class FacePrediction:
             "label": class_name(label),
             "class_probability": float(self.probabilities[label]),
             "age_estimate": None if self.age_estimate is None else round(float(self.age_estimate), 1),
+            **extra,
         }
+
+
+MAP_FORMATS = ("png", "array")
+
+
+def map_json(values: np.ndarray, form: str):
+    if form == "png":
+        return "data:image/png;base64," + base64.b64encode(heat_png(values)).decode("ascii")
+    return np.round(values, 3).tolist()
 
 
 def head_probabilities(probabilities: np.ndarray) -> dict[str, list[float]]:
@@ -150,7 +170,8 @@ class Predictor:
     ``calibration``: ``"auto"`` applies the source's own ``calibration.json`` when it has one
     (and says so in the log), None never, a path that file. Photos go in as files
     (:meth:`predict_paths`), pixel arrays (:meth:`predict_arrays`) or decoded uploads
-    (:meth:`predict`)."""
+    (:meth:`predict`). ``map_layer``: the layer activation maps are read from (default: the last
+    feature map)."""
 
     def __init__(
         self,
@@ -159,6 +180,7 @@ class Predictor:
         device: str = "auto",
         tta: str = "none",
         calibration: str | Path | None = "auto",
+        map_layer: str | None = None,
     ):
         check_options(tta, backend)
         self.source, self.backend, self.tta = Path(source), backend, tta
@@ -178,20 +200,42 @@ class Predictor:
         if self.crop is not None and self.crop.detector != "fixed":
             self.detector = create_detector(self.crop.detector, **self.crop.detector_options)
         self.fallback = FixedBoxDetector()
+        self.map_models = None  # torch models for activation maps, loaded on the first request for maps
+        self.map_layer = map_layer
         self.lock = threading.Lock()  # one batch at a time: the models use every core already
 
-    def predict(self, photos: list[Photo]) -> list[FacePrediction]:
+    def predict(self, photos: list[Photo], maps: bool = False) -> list[FacePrediction]:
+        """Each photo's prediction; ``maps``: with each head's class activation map of the class it
+        predicts (Grad-CAM, torch models; see :mod:`maskcls.explain`)."""
         with self.lock:
             faces = self.faces(photos)
             images = np.stack([load_resized(io.BytesIO(face[1]), self.image_size) for face in faces])
             probabilities, ages = split_outputs(self.outputs(images))
-        if self.calibration is not None:
-            probabilities = apply_calibration(probabilities, ages, self.calibration).astype(np.float32)
+            if self.calibration is not None:
+                probabilities = apply_calibration(probabilities, ages, self.calibration).astype(np.float32)
+            found = self.activation_maps(images, probabilities) if maps else [None] * len(faces)
         ages = [None] * len(faces) if ages is None else ages.tolist()
         return [
-            FacePrediction(face[0]["face_box"], face[0]["crop_box"], face[0]["source"], face[0]["probability"], *row)
-            for face, row in zip(faces, zip(probabilities, ages, strict=True), strict=True)
+            FacePrediction(
+                face[0]["face_box"], face[0]["crop_box"], face[0]["source"], face[0]["probability"], *row, maps=drawn
+            )
+            for face, row, drawn in zip(faces, zip(probabilities, ages, strict=True), found, strict=True)
         ]
+
+    def activation_maps(self, images: np.ndarray, probabilities: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """Per image, each head's Grad-CAM of the class ``probabilities`` give it, averaged over
+        the models (an onnxruntime predictor loads the torch models once, for this)."""
+        if self.map_models is None:
+            self.map_models = self.models if self.backend == "torch" else [load_run(run, "cpu") for run in self.runs]
+        heads = head_names(self.map_models[0].model)
+        classes = predicted_classes(probabilities, heads)
+        found = []
+        for loaded in self.map_models:
+            batch = loaded.input_batch(images)
+            _, layer = target_layer(loaded.model, batch[:1], self.map_layer)
+            found.append(activation_maps(loaded.model, batch, layer, classes))
+        merged = mean_maps(found) if len(found) > 1 else found[0]
+        return [{head: merged[head].maps[index] for head in heads} for index in range(len(images))]
 
     def predict_paths(
         self, paths: list[str | Path] | str | Path, batch_size: int = 32, progress: Progress | None = None

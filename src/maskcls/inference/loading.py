@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from maskcls.config import Config
@@ -15,7 +16,7 @@ from maskcls.errors import UserError
 from maskcls.files import read_json
 from maskcls.rundir import names
 from maskcls.rundir.checkpoint import load_checkpoint
-from maskcls.training.engine import StepSettings, amp_dtype, resolve_device
+from maskcls.training.engine import StepSettings, amp_dtype, finish, prepare, resolve_device
 from maskcls.training.models import FaceAttributeModel, model_from_config
 
 
@@ -31,6 +32,12 @@ class LoadedRun:
     @property
     def image_size(self) -> tuple[int, int]:
         return tuple(self.config.train.image_size)
+
+    def input_batch(self, images) -> torch.Tensor:
+        """uint8 images (N, H, W, 3) at :attr:`image_size` as the model's input: on its device,
+        normalised, channels_last when it was trained so."""
+        batch = torch.from_numpy(np.array(images))  # a copy: a memory map's pages are read-only
+        return finish(prepare(batch, self.settings), self.settings)
 
 
 def run_folders(sources: list[str | Path]) -> list[Path]:

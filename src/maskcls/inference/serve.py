@@ -1,7 +1,9 @@
 """``maskcls serve``: a trained model behind HTTP (FastAPI under uvicorn).
 
 POST /predict   multipart photos (field ``file`` or ``files``, one or several) -> per photo the face
-                box used, mask / gender / age probabilities, the 18-class label and its name
+                box used, mask / gender / age probabilities, the 18-class label and its name;
+                ``?maps=png`` or ``?maps=array`` adds each head's class activation map (Grad-CAM)
+                over the crop box, computed for that request only
 GET  /health    liveness and counters        GET /model   what is being served
 GET  /          a page to drop a photo on (no external assets)
 
@@ -27,7 +29,7 @@ from starlette.exceptions import HTTPException
 
 from maskcls import __version__
 from maskcls.errors import UserError
-from maskcls.inference.inference import BadImage, Predictor, decode_photo
+from maskcls.inference.inference import MAP_FORMATS, BadImage, Predictor, decode_photo
 
 log = logging.getLogger("maskcls")
 
@@ -125,6 +127,9 @@ def create_app(predictor: Predictor, limits: Limits = Limits()):
 
     @app.post("/predict")
     async def predict(request: Request):
+        maps_as = request.query_params.get("maps")
+        if maps_as is not None and maps_as not in MAP_FORMATS:
+            return error(422, f"maps={maps_as}: expected {' or '.join(MAP_FORMATS)}")
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return error(415, "send the photos as multipart/form-data in a field named 'file' (or 'files')")
         try:
@@ -144,11 +149,16 @@ def create_app(predictor: Predictor, limits: Limits = Limits()):
             except BadImage as bad:
                 return error(bad.status, str(bad))
         begun = time.perf_counter()
-        predictions = await run_in_threadpool(predictor.predict, photos)
+        predictions = await run_in_threadpool(predictor.predict, photos, maps_as is not None)
         counters["requests"] += 1
         counters["images"] += len(photos)
         results = [
-            {"file": photo.name, "width": photo.pixels.shape[1], "height": photo.pixels.shape[0], **found.as_json()}
+            {
+                "file": photo.name,
+                "width": photo.pixels.shape[1],
+                "height": photo.pixels.shape[0],
+                **found.as_json(maps_as),
+            }  # fmt: skip
             for photo, found in zip(photos, predictions, strict=True)
         ]
         return {"results": results, "milliseconds": round((time.perf_counter() - begun) * 1000, 1)}

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from maskcls.callbacks import Progress
 from maskcls.choices import EXPLAIN_SPLITS
@@ -37,7 +36,6 @@ from maskcls.labels import HEAD_VALUE_NAMES, PROBABILITY_COLUMNS, class_name, de
 from maskcls.rundir import names
 from maskcls.rundir.folders import write_rows
 from maskcls.rundir.tables import read_probabilities
-from maskcls.training.engine import finish, prepare
 
 CATEGORIES = {"right": "most confident right", "wrong": "most confident wrong", "uncertain": "most uncertain"}
 BATCH = 32
@@ -196,7 +194,9 @@ def maps_of_rows(
             wanted = {head: values[batch_positions] for head, values in classes.items()}
             found = []
             for model in models:
-                batch = model_input(model, [photo(root, table, row, model.image_size) for row in rows[batch_positions]])
+                batch = model.input_batch(
+                    np.stack([photo(root, table, row, model.image_size) for row in rows[batch_positions]])
+                )
                 layer_name, module = target_layer(model.model, batch[:1], layer)
                 found.append(activation_maps(model.model, batch, module, wanted))
             for head, head_maps in (mean_maps(found) if len(found) > 1 else found[0]).items():
@@ -218,12 +218,6 @@ def ordered(pieces: list[tuple[np.ndarray, HeadMaps]], count: int) -> HeadMaps:
             head_maps.maps, head_maps.probabilities, head_maps.classes,
         )  # fmt: skip
     return HeadMaps(classes, probabilities, maps)
-
-
-def model_input(loaded: LoadedRun, pictures: list[np.ndarray]) -> torch.Tensor:
-    loaded.model.float()
-    batch = torch.from_numpy(np.stack(pictures))
-    return finish(prepare(batch, loaded.settings), loaded.settings).float()
 
 
 def photo(root: Path, table: pd.DataFrame, row: int, size: tuple[int, int]) -> np.ndarray:
