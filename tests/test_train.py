@@ -89,6 +89,38 @@ def test_resume_continues_exactly_where_a_killed_run_stopped(synth_small, tmp_pa
     pd.testing.assert_frame_equal(got, expected)
 
 
+def test_a_weight_average_is_what_validation_scores_best_pt_keeps_and_a_resume_continues(synth_small, tmp_path):
+    from maskcls.data.cache import cached_images
+    from maskcls.inference.loading import load_run
+    from maskcls.inference.predict import torch_outputs
+    from maskcls.labels import PROBABILITY_COLUMNS
+    from maskcls.rundir.checkpoint import load_checkpoint
+
+    config = config_for(synth_small, tmp_path, "train.ema=0.9")
+    whole = fit(config, runs_dir=tmp_path / "a").folder
+    checkpoint = load_checkpoint(whole / "best.pt")
+    averaged, trained = checkpoint["model"], checkpoint["trained_model"]
+    assert any(not torch.equal(averaged[key], trained[key]) for key in averaged if averaged[key].is_floating_point())
+    valid = pd.read_csv(whole / "valid_probabilities.csv")  # scored with the average: predict from best.pt agrees
+    images = cached_images(synth_small, list(valid["path"]), (24, 32), tmp_path / "cache")
+    outputs = torch_outputs(load_run(whole, "cpu"), images, batch_size=64, tta="none")
+    np.testing.assert_allclose(outputs, valid[PROBABILITY_COLUMNS].to_numpy(), atol=2e-6)
+
+    def kill_in_second_epoch(done, total):
+        if done > total // 2 + 40:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        fit(config, runs_dir=tmp_path / "b", progress=kill_in_second_epoch)
+    (killed,) = (tmp_path / "b").glob("t-fold0*")
+    resumed = fit(config, runs_dir=tmp_path / "b", resume=killed).folder
+    expected = pd.read_csv(whole / "summary.csv").drop(columns=TIMING)
+    pd.testing.assert_frame_equal(pd.read_csv(resumed / "summary.csv").drop(columns=TIMING), expected)
+    again = load_checkpoint(resumed / "last.pt")
+    for key, value in load_checkpoint(whole / "last.pt")["model"].items():
+        assert torch.equal(again["model"][key], value), key
+
+
 def test_uncached_decode_path_trains_the_same_model(synth_small, tmp_path):
     cached = fit(config_for(synth_small, tmp_path, "train.epochs=1"), runs_dir=tmp_path / "a").folder
     decoded = fit(

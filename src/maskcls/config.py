@@ -6,6 +6,7 @@ one, e.g. ``config.yaml: unknown key 'data.corection' (did you mean 'data.correc
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
@@ -167,6 +168,10 @@ class TrainConfig(Section):
     """Split each batch into this many parts whose gradients add up before the step: the same
     effective batch with a part of the activation memory (large photos on a small machine). Exact
     for losses that are means over images; ``f1`` and BatchNorm statistics see each part alone."""
+    ema: float | None = Field(None, gt=0, lt=1)
+    """Keep an exponential moving average of the weights with this decay (timm's ``ModelEmaV3``,
+    warming up as ``1 - (1 + step)^(-2/3)`` until it reaches the decay): it is what validation scores,
+    best.pt holds and predict uses; e.g. 0.998. None: off."""
     limit_batches: int | None = Field(None, ge=1)
     """Train on the first N batches of every epoch only (validation stays whole): a smoke test of a
     recipe's memory, speed and checkpoint at its real size."""
@@ -355,7 +360,11 @@ elsewhere is the same experiment."""
 
 def recipe_dict(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
     """The plain config without :data:`MACHINE_KEYS` (and the sections they leave empty, such as
-    ``track``): what identifies an experiment, the same for configs written before a section was."""
+    ``track``): what identifies an experiment; a config written before a key existed gets the key's
+    default, so that it still names the same recipe."""
+    if isinstance(config, dict):
+        with contextlib.suppress(ValidationError):  # a config written before a key existed: its default
+            config = Config.model_validate(config)
     plain = copy.deepcopy(config if isinstance(config, dict) else to_plain_dict(config))
     for key in MACHINE_KEYS:
         *parents, leaf = key.split(".")

@@ -115,9 +115,11 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     on_batch: Callable[[int], None] | None = None,
     accumulate: int = 1,
+    after_step: Callable[[int], None] | None = None,
 ) -> EpochResult:
     """One pass over ``loader``; each batch is one optimizer step, its gradients summed over
-    ``accumulate`` micro-batches (see :func:`forward_backward`)."""
+    ``accumulate`` micro-batches (see :func:`forward_backward`). ``after_step(k)`` after the k-th
+    step of the epoch (from 1): the weight average's update."""
     model.train()
     total_loss, seen = 0.0, 0
     predictions, targets = [], []
@@ -132,6 +134,8 @@ def train_one_epoch(
         )
         optimizer_step(model, optimizer, settings, scaler)
         scheduler.step()
+        if after_step:
+            after_step(len(predictions) + 1)
         total_loss += loss_value * len(labels)
         seen += len(labels)
         predictions.append(unwrap(model).class_probabilities(logits.detach()).argmax(1).cpu().numpy())

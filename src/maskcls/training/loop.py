@@ -51,6 +51,12 @@ class TrainingParts:
     images_per_epoch: int
     steps_per_epoch: int
     sample_weights: np.ndarray | None  # balanced sampling's per-image weights
+    average: torch.nn.Module | None = None  # train.ema's ModelEmaV3: the weights that are scored and kept
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """What validation scores and best.pt keeps: the weight average when there is one."""
+        return self.average.module if self.average is not None else self.model
 
 
 def build_parts(config: Config, data: TrainingData, *, mean, std, context: Distributed, device) -> TrainingParts:
@@ -93,7 +99,18 @@ def build_parts(config: Config, data: TrainingData, *, mean, std, context: Distr
         images_per_epoch=images_per_epoch,
         steps_per_epoch=steps_per_epoch,
         sample_weights=balanced_weights(data.train_labels, data.train_rows) if train.balanced_sampling else None,
+        average=weight_average(model, train.ema),
     )
+
+
+def weight_average(model: torch.nn.Module, decay: float | None):
+    """timm's ModelEmaV3 of ``model`` (parameters and BatchNorm statistics), with warm-up: early
+    steps average over few steps, so that a short run is not pulled back to its first weights."""
+    if decay is None:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=decay, use_warmup=True)
 
 
 def make_scheduler(config: Config, optimizer, steps_per_epoch: int):
@@ -157,8 +174,10 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything a resumed run needs to continue exactly (the checkpoint's contents)."""
         parts = self.parts
+        trained = {"trained_model": parts.model.state_dict()} if parts.average is not None else {}
         return {
-            "model": parts.model.state_dict(),
+            "model": parts.scored_model.state_dict(),  # what predict loads: the weight average when on
+            **trained,
             "optimizer": parts.optimizer.state_dict(),
             "scheduler": parts.scheduler.state_dict(),
             "scaler": parts.scaler.state_dict() if parts.scaler else None,
@@ -174,7 +193,9 @@ class Trainer:
     def load_state_dict(self, state: dict, rows: list[dict]) -> None:
         """Continue from a checkpoint's ``state`` and the summary ``rows`` of its epochs."""
         parts = self.parts
-        parts.model.load_state_dict(state["model"])
+        parts.model.load_state_dict(state.get("trained_model", state["model"]))
+        if parts.average is not None:
+            parts.average.module.load_state_dict(state["model"])
         parts.optimizer.load_state_dict(state["optimizer"])
         if state["config"]["train"]["epochs"] == self.config.train.epochs:
             parts.scheduler.load_state_dict(state["scheduler"])
@@ -235,6 +256,7 @@ class Trainer:
                 settings=parts.settings, augmentation=train.augmentation,
                 mixing=train.mixing, mixing_probability=train.mixing_probability, generator=augment_generator,
                 rng=rng, scaler=parts.scaler, on_batch=on_batch, accumulate=train.accumulate,
+                after_step=self.average_step,
             )  # fmt: skip
         except NonFiniteLoss as error:
             raise NonFiniteLoss(f"epoch {self.epoch + 1}: {error}; {self.last_good_checkpoint()}") from None
@@ -262,6 +284,12 @@ class Trainer:
             "seconds": round(time.perf_counter() - started, 2),
         }
 
+    def average_step(self, step_in_epoch: int) -> None:
+        """The weight average takes the weights after each optimizer step (steps counted over the
+        run, so that a resumed run warms up exactly as an uninterrupted one)."""
+        if self.parts.average is not None:
+            self.parts.average.update(self.parts.model, step=self.epoch * self.parts.steps_per_epoch + step_in_epoch)
+
     def validate(self) -> tuple[float, np.ndarray, np.ndarray]:
         """Mean loss, outputs (probabilities [+ age estimate]) and classes of the validation rows.
 
@@ -269,11 +297,11 @@ class Trainer:
         into validation order, so every rank sees the metrics of the whole validation set."""
         context, parts = self.context, self.parts
         if context.enabled:
-            sync_buffers(parts.model)
+            sync_buffers(parts.scored_model)
         rows = self.data.valid_rows[context.rank :: context.world_size]
         batch = inference_batch(parts.batch_size * 2, self.config.train.image_size, parts.settings.device)
         loader = batches(self.data.images, self.data.true_targets, rows, batch)
-        loss, outputs, targets = evaluate(parts.model, loader, parts.criterion, parts.settings)
+        loss, outputs, targets = evaluate(parts.scored_model, loader, parts.criterion, parts.settings)
         gathered = context.gather((0.0 if len(rows) == 0 else loss * len(rows), len(rows), outputs, targets))
         seen = sum(part[1] for part in gathered)
         mean_loss = sum(part[0] for part in gathered) / seen if seen else float("nan")
