@@ -17,7 +17,7 @@ from maskcls.metrics import macro_f1
 from maskcls.results import CvResult
 from maskcls.rundir import names
 from maskcls.training.train import fit
-from tests.helpers import make_layout, tiny_config
+from tests.helpers import make_layout, run_cli, tiny_config
 
 cv_config = tiny_config
 
@@ -138,6 +138,30 @@ def test_onnx_export_matches_pytorch(finished_group, synth_small):
         torch_result.table[PROBABILITY_COLUMNS].to_numpy() - onnx_result.table[PROBABILITY_COLUMNS].to_numpy()
     )
     assert difference.max() < 1e-4
+
+
+def test_an_int8_copy_is_quantized_from_the_run_and_predicts_close_to_it(finished_group, synth_small, tmp_path, capsys):
+    import onnx
+
+    group, cache = finished_group
+    run = group / "fold2"
+    code, out, err = run_cli("export", str(run), "--int8", "--photos", "32", capsys=capsys)
+    assert code == 0, err
+    assert f"{run / 'model-int8.onnx'}: " in out and "(int8, 32 calibration photos at most)" in out
+    graph = onnx.load(run / "model-int8.onnx").graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
+    weights = [tensor for tensor in graph.initializer if tensor.data_type == onnx.TensorProto.INT8]
+    assert len(weights) >= 5  # every convolution's weights stored as int8
+    plain = predict_dataset([run], synth_small, backend="onnxruntime", cache_dir=cache / "cache")
+    quantized = predict_dataset([run], synth_small, backend="int8", cache_dir=cache / "cache")
+    assert quantized.backends == ["int8"]
+    a, b = (result.table[PROBABILITY_COLUMNS].to_numpy() for result in (plain, quantized))
+    np.testing.assert_allclose(b.sum(axis=1), 1, atol=1e-5)
+    assert np.abs(a - b).mean() < 0.02 and (a.argmax(axis=1) == b.argmax(axis=1)).mean() >= 0.9
+    code, _, err = run_cli("export", str(run), "--int8", "--out", str(tmp_path / "x.onnx"), capsys=capsys)
+    assert (
+        code == 2 and "--int8 quantizes RUN/model.onnx as predict uses it" in err and not (tmp_path / "x.onnx").exists()
+    )
 
 
 def test_auto_backend_is_measured_once_per_run_and_kept(finished_group, synth_small, monkeypatch):

@@ -2,7 +2,7 @@
 arguments against them and the CLI's enums (so ``--help`` lists them) are made from them."""
 
 TTA_MODES = ("none", "flip")
-BACKENDS = ("torch", "onnxruntime", "auto")
+BACKENDS = ("torch", "onnxruntime", "int8", "auto")  # int8: model-int8.onnx (never chosen by auto)
 VOTE_METHODS = ("soft", "hard")
 PRUNERS = ("median", "hyperband", "none")
 TABLE_FORMATS = ("table", "csv", "md", "xlsx")

@@ -26,8 +26,9 @@ TableFormat = choice_enum("TableFormat", TABLE_FORMATS)
 ExplainSplit = choice_enum("ExplainSplit", EXPLAIN_SPLITS)
 
 BACKEND_HELP = (
-    "torch, onnxruntime (exports model.onnx if missing), or auto: the faster of the two for this run on this "
-    "device, timed once and kept in RUN/backend.json."
+    "torch, onnxruntime (exports model.onnx if missing), int8 (model-int8.onnx, quantized if missing; its "
+    "probabilities differ a little), or auto: the faster of torch and onnxruntime for this run on this device, "
+    "timed once and kept in RUN/backend.json."
 )
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]

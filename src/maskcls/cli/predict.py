@@ -113,12 +113,24 @@ def export(
         str | None,
         typer.Option(help="Apply a calibration.json inside the graph: a file, or auto (the run's cv group's)."),
     ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option("--int8", help="Also quantize: RUN/model-int8.onnx, calibrated on the run's training photos."),
+    ] = False,
+    photos: Annotated[int, typer.Option(min=1, help="Training photos the int8 calibration reads.")] = 256,
 ) -> None:
     """Export a run's best model as ONNX with the normalisation inside (uint8 NHWC in, 18 probabilities out)."""
     from maskcls.inference.export import export_onnx
 
+    if int8 and (calibration is not None or out_file is not None):
+        raise UserError("--int8 quantizes RUN/model.onnx as predict uses it: leave out --calibration and --out")
     path = export_onnx(run, out_file, calibration=calibration)
     say(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
+    if int8:
+        from maskcls.inference.quantize import quantize_run
+
+        quantized = quantize_run(run, photos=photos)
+        say(f"{quantized}: {quantized.stat().st_size / 1e6:.1f} MB (int8, {photos} calibration photos at most)")
 
 
 def serve(

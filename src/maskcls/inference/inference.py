@@ -194,7 +194,7 @@ class Predictor:
         if backend == "torch":
             self.models = [loaded, *(load_run(run, device) for run in self.runs[1:])]
         else:
-            self.models = [onnx_model(run) for run in self.runs]
+            self.models = [onnx_model(run, backend) for run in self.runs]
         self.crop = crop_settings(self.runs[0], self.config.data.root)
         self.detector = None
         if self.crop is not None and self.crop.detector != "fixed":

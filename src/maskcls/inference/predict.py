@@ -64,8 +64,13 @@ def torch_outputs(loaded: LoadedRun, images: np.ndarray, batch_size: int, tta: s
     return np.concatenate(out) if out else np.empty((0, NUM_CLASSES), np.float32)
 
 
-def onnx_model(run: Path):
-    """An onnxruntime session for ``run``'s ``model.onnx``, exported first when missing."""
+def onnx_model(run: Path, backend: str = "onnxruntime"):
+    """An onnxruntime session for ``run``'s ``model.onnx`` (exported first when missing), or for
+    its int8 copy (``backend="int8"``, quantized first when missing)."""
+    if backend == "int8":
+        from maskcls.inference.quantize import int8_model
+
+        return onnx_session(int8_model(run))
     path = run / names.ONNX_MODEL
     if not path.exists():
         export_onnx(run, path)
@@ -292,8 +297,8 @@ def run_probabilities(
 ) -> tuple[np.ndarray, float]:
     """Probabilities of one run's model and the seconds its forward passes took (no loading);
     ``loaded``: the run already loaded, so that its checkpoint is not read again."""
-    if backend == "onnxruntime":
-        session = onnx_model(run)
+    if backend in ("onnxruntime", "int8"):
+        session = onnx_model(run, backend)
         width, height = session.get_inputs()[0].shape[2], session.get_inputs()[0].shape[1]
         images = cached_images(root, paths, (int(width), int(height)), cache_dir)
         batch = inference_batch(batch_size, (int(width), int(height)), "cpu")  # onnxruntime runs on the CPU
