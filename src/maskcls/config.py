@@ -80,6 +80,9 @@ class DataConfig(Section):
     """Age cuts used for training labels; evaluation always uses the real (30, 60)."""
     cache: bool = True
     """Decode and resize each image once into a memory-mapped cache (``false``: decode every epoch)."""
+    pseudo: str | None = None
+    """Pseudo-labelled test photos (``maskcls pseudo``'s pseudo_labels.csv) added to every fold's
+    training photos, never to its validation photos."""
 
     @field_validator("age_borders")
     @classmethod
@@ -87,7 +90,7 @@ class DataConfig(Section):
         validate_age_borders(value)
         return value
 
-    @field_validator("root", "corrections")
+    @field_validator("root", "corrections", "pseudo")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
         """Kept as an absolute path (resolved against the current folder), so that a run folder

@@ -234,3 +234,26 @@ def tune(
     if tracker:
         tracker.finish(result.folder)
     say(study_line(result))
+
+
+def pseudo(
+    group: Annotated[Path, typer.Argument(help="cv group that predicted the test set (maskcls predict GROUP).")],
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Least 18-class probability a test photo needs to be used.")
+    ] = 0.9,
+    data: Data = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="Where the new group goes (default: beside GROUP).")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Pseudo-labels: the group's confident test predictions added to every fold's training photos,
+    cross-validated again as NAME-pseudo (out-of-fold scores on real labels only)."""
+    from maskcls.experiments.pseudo import second_round
+    from maskcls.progress import progress_bar
+
+    with progress_bar("cv", quiet) as progress:
+        count, result = second_round(
+            group, threshold=threshold, data=data, runs_dir=runs_dir or group.parent, progress=progress,
+            on_epoch=epoch_printer(quiet, progress),
+        )  # fmt: skip
+    say(f"{group / 'pseudo_labels.csv'}: {count} test photos at probability >= {threshold}")
+    say(cv_line(result))

@@ -13,6 +13,7 @@ import pandas as pd
 from maskcls.config import Config
 from maskcls.data.cache import DecodedImages, cached_images
 from maskcls.data.layout import read_dataset
+from maskcls.data.pseudo import read_pseudo_labels
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
 from maskcls.errors import UserError
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes, output_columns
@@ -78,6 +79,10 @@ def prepare_data(config: Config, runs_dir: str | Path, warn: bool = True) -> Tra
         if not 0 <= fold < config.train.folds:
             raise UserError(f"train.fold={fold} is outside 0..{config.train.folds - 1}")
     train_rows, valid_rows = split_rows(table, folds, fold)
+    if config.data.pseudo:  # after the split: every fold trains on them, none validates on them
+        extra = read_pseudo_labels(config.data.pseudo, root)
+        train_rows = np.concatenate([train_rows, np.arange(len(table), len(table) + len(extra))])
+        table = pd.concat([table, extra], ignore_index=True)
     paths, size = list(table["path"]), config.train.image_size
     if config.data.cache:
         images = cached_images(root, paths, size, config.train.cache_dir or Path(runs_dir) / "cache")

@@ -1,0 +1,85 @@
+"""``maskcls pseudo``: a second round of cross-validation with the confident test photos added.
+
+The group's test predictions (``maskcls predict GROUP``) whose 18-class probability reaches the
+threshold become ``GROUP/pseudo_labels.csv`` (hard labels); the group's recipe is then
+cross-validated again as ``NAME-pseudo`` with ``data.pseudo`` naming that file: every fold
+trains on them, the folds stay the same person-level split, and the out-of-fold scores are on the
+real labels only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls.callbacks import Progress
+from maskcls.config import Config
+from maskcls.data.pseudo import TYPICAL_AGES
+from maskcls.errors import UserError
+from maskcls.experiments.cv import cross_validate
+from maskcls.files import read_json
+from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, decode_classes
+from maskcls.results import CvResult
+from maskcls.rundir import names
+from maskcls.rundir.folders import write_rows
+from maskcls.rundir.tables import read_probabilities
+
+PSEUDO_LABELS = "pseudo_labels.csv"
+
+
+def pseudo_labels(group: Path, threshold: float) -> pd.DataFrame:
+    """The test photos the group predicted with at least ``threshold`` probability, labelled."""
+    if not 0 < threshold <= 1:
+        raise UserError(f"threshold must be in (0, 1], got {threshold}")
+    path = group / names.TEST_PROBABILITIES
+    if not path.exists():
+        raise UserError(f"{path}: not found; run `maskcls predict {group} --data DATA` first")
+    table = read_probabilities(path)
+    probabilities = table[PROBABILITY_COLUMNS].to_numpy(dtype=float)
+    labels, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    mask, gender, age_group = decode_classes(labels)
+    if AGE_ESTIMATE_COLUMN in table.columns:
+        ages = table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float)
+    else:
+        ages = np.asarray(TYPICAL_AGES)[age_group]
+    frame = pd.DataFrame(
+        {
+            "path": "eval/images/" + table["ImageID"].astype(str),
+            "mask": mask,
+            "gender": gender,
+            "age": np.round(ages, 1),
+            "probability": np.round(confidence, 6),
+        }  # fmt: skip
+    )
+    return frame[confidence >= threshold].reset_index(drop=True)
+
+
+def second_round(
+    group: str | Path,
+    *,
+    threshold: float = 0.9,
+    data: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    progress: Progress | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> tuple[int, CvResult]:
+    """Write ``GROUP/pseudo_labels.csv`` and cross-validate the group's recipe with it as
+    ``NAME-pseudo``; returns the number of pseudo-labelled photos and the new group's result."""
+    group = Path(group)
+    if names.kind(group) is not names.Kind.GROUP:
+        raise UserError(f"{group}: not a cv group (maskcls pseudo starts from one that predicted the test set)")
+    labels = pseudo_labels(group, threshold)
+    if labels.empty:
+        raise UserError(f"{group}: no test photo reaches probability {threshold}; lower the threshold")
+    path = group / PSEUDO_LABELS
+    write_rows(path, labels.to_dict("records"))
+    plain = read_json(group / names.GROUP)["config"]
+    config = Config.model_validate(plain)
+    data_config = config.data.model_copy(update={"pseudo": str(path.absolute())})
+    if data is not None:
+        data_config.root = str(data)
+    config = config.model_copy(update={"name": f"{config.name}-pseudo", "data": data_config})
+    result = cross_validate(config, runs_dir=runs_dir, progress=progress, on_epoch=on_epoch)
+    return len(labels), result
