@@ -63,6 +63,25 @@ class Explained:
     face_share: pd.DataFrame | None
 
 
+@dataclass
+class Sample:
+    """The photos drawn (sheet rows, and those measured on the face) with their maps."""
+
+    root: Path
+    table: pd.DataFrame
+    size: tuple[int, int]
+    views: dict[str, HeadView]
+    chosen: dict[str, dict[str, np.ndarray]]  # head -> category -> table rows, in sheet order
+    rows: np.ndarray  # every table row that has maps, sorted
+    maps: dict[str, HeadMaps]  # head -> maps of ``rows``, in that order
+
+    def map_of(self, head: str, row: int) -> np.ndarray:
+        return self.maps[head].maps[int(np.searchsorted(self.rows, row))]
+
+    def photo(self, row: int) -> np.ndarray:
+        return photo(self.root, self.table, row, self.size)
+
+
 def explain(
     source: str | Path,
     data: str | Path | None = None,
@@ -85,49 +104,56 @@ def explain(
     loaded = [load_run(run, device) for run in run_folders([source])]
     root = Path(data) if data is not None else Path(loaded[0].config.data.root)
     table = photo_table(source, split)
-    heads = head_names(loaded[0].model)
-    views = {head: head_view(table, head, split) for head in heads}
+    views = {head: head_view(table, head, split) for head in head_names(loaded[0].model)}
     chosen = {head: pick(view, images) for head, view in views.items()}
-    measured = measured_rows(len(table), measure) if split == "valid" and has_face_boxes(root) else np.array([], int)
+    on_face = split == "valid" and has_face_boxes(root)
+    measured = measured_rows(len(table), measure) if on_face else np.array([], int)
     rows = np.unique(np.concatenate([*(np.concatenate(list(c.values())) for c in chosen.values()), measured]))
     classes = {head: view.predicted[rows] for head, view in views.items()}
     started = time.perf_counter()
     layer_name, maps, models = maps_of_rows(loaded, table, rows, root, classes=classes, layer=layer, progress=progress)
     seconds = time.perf_counter() - started
-    position = {row: index for index, row in enumerate(rows)}
+    sample = Sample(root, table, loaded[0].image_size, views, chosen, rows, maps)
     folder = Path(out) if out is not None else source / ("explain" if split == "valid" else "explain-test")
-    folder.mkdir(parents=True, exist_ok=True)
-    size = loaded[0].image_size
-    boxes = face_boxes(root, table["path"].iloc[rows].tolist(), size) if has_face_boxes(root) else None
-    shares = face_shares(maps, boxes)
-    sheets = {}
-    for head, view in views.items():
-        pictures = {
-            CATEGORIES[category]: [
-                Tile(overlay(photo(root, table, row, size), maps[head].maps[position[row]]), caption(head, view, row))
-                for row in picked
-            ]
-            for category, picked in chosen[head].items()
-        }
-        sheet = contact_sheet(pictures, f"{source.name}: {head} ({split}, Grad-CAM at {layer_name})", images)
-        sheets[head] = save_png(sheet, folder / f"{head}.png")
-    rows_written = [
-        {
-            "head": head, "category": category, "rank": rank + 1, "path": table["path"].iloc[row],
-            "truth": None if views[head].truth is None else value_name(head, views[head].truth[row]),
-            "predicted": value_name(head, views[head].predicted[row]),
-            "confidence": round(float(views[head].confidence[row]), 6),
-            **{key: round_or_none(values[position[row]]) for key, values in shares.get(head, {}).items()},
-        }
-        for head in heads for category, picked in chosen[head].items() for rank, row in enumerate(picked)
-    ]  # fmt: skip
-    write_rows(folder / "explain.csv", rows_written)
-    summary = None
-    if boxes is not None and len(measured):
-        summary = face_share_summary(shares, views, [position[row] for row in measured], measured)
+    shares = face_shares(sample) if on_face else {}
+    title = f"{source.name}: {{head}} ({split}, Grad-CAM at {layer_name})"
+    sheets = {head: write_sheet(sample, head, folder / f"{head}.png", title.format(head=head)) for head in views}
+    write_rows(folder / "explain.csv", drawn_rows(sample, shares))
+    summary = face_share_summary(sample, shares, measured) if len(measured) else None
+    if summary is not None:
         write_rows(folder / "face_share.csv", summary.to_dict("records"))
-    count = len(rows) * len(heads) * models
+    count = len(rows) * len(views) * models
     return Explained(folder, sheets, folder / "explain.csv", layer_name, count, seconds / max(count, 1), summary)
+
+
+def write_sheet(sample: Sample, head: str, path: Path, title: str) -> Path:
+    """The head's contact sheet: one row per category, each photo with its map and caption."""
+    view = sample.views[head]
+    pictures = {
+        CATEGORIES[category]: [
+            Tile(overlay(sample.photo(row), sample.map_of(head, row)), caption(head, view, row)) for row in picked
+        ]
+        for category, picked in sample.chosen[head].items()
+    }
+    columns = max([len(picked) for picked in sample.chosen[head].values()] or [1])
+    return save_png(contact_sheet(pictures, title, max(columns, 1)), path)
+
+
+def drawn_rows(sample: Sample, shares: dict[str, dict[str, np.ndarray]]) -> list[dict]:
+    """explain.csv: what each tile of each sheet shows."""
+    lines = []
+    for head, view in sample.views.items():
+        for category, picked in sample.chosen[head].items():
+            for rank, row in enumerate(picked):
+                position = int(np.searchsorted(sample.rows, row))
+                lines.append({
+                    "head": head, "category": category, "rank": rank + 1, "path": sample.table["path"].iloc[row],
+                    "truth": None if view.truth is None else value_name(head, view.truth[row]),
+                    "predicted": value_name(head, view.predicted[row]),
+                    "confidence": round(float(view.confidence[row]), 6),
+                    **{key: round_or_none(values[position]) for key, values in shares.get(head, {}).items()},
+                })  # fmt: skip
+    return lines
 
 
 def photo_table(source: Path, split: str) -> pd.DataFrame:
@@ -224,32 +250,34 @@ def photo(root: Path, table: pd.DataFrame, row: int, size: tuple[int, int]) -> n
     return load_resized(root / table["path"].iloc[row], size)
 
 
-def face_shares(maps: dict[str, HeadMaps], boxes: np.ndarray | None) -> dict[str, dict[str, np.ndarray]]:
-    if boxes is None:
-        return {}
-    even = np.ones_like(next(iter(maps.values())).maps)  # a map spread evenly: the face box's share of the area
+def face_shares(sample: Sample) -> dict[str, dict[str, np.ndarray]]:
+    """Per head and per row of ``sample.rows``: the map's share inside the true face box, the box's
+    share of the picture (``face_area``: what an even map scores), and for the mask head both
+    again for the face's lower half."""
+    boxes = face_boxes(sample.root, sample.table["path"].iloc[sample.rows].tolist(), sample.size)
+    even = np.ones_like(next(iter(sample.maps.values())).maps)
     found = {
         head: {"face_share": share_inside(head_maps.maps, boxes), "face_area": share_inside(even, boxes)}
-        for head, head_maps in maps.items()
+        for head, head_maps in sample.maps.items()
     }
     if "mask" in found:
-        found["mask"]["lower_face_share"] = share_inside(maps["mask"].maps, boxes, lower_half=True)
+        found["mask"]["lower_face_share"] = share_inside(sample.maps["mask"].maps, boxes, lower_half=True)
         found["mask"]["lower_face_area"] = share_inside(even, boxes, lower_half=True)
     return found
 
 
-def face_share_summary(shares, views, positions: list[int], rows: np.ndarray) -> pd.DataFrame:
+def face_share_summary(sample: Sample, shares, measured: np.ndarray) -> pd.DataFrame:
     """Mean shares per head and true mask state (``all``: every measured photo)."""
-    mask_truth = views.get("mask", next(iter(views.values()))).truth
-    states = decode_classes(mask_truth)[0] if "mask" not in views else mask_truth
+    positions = np.searchsorted(sample.rows, measured)
+    states = decode_classes(sample.table["target"].to_numpy()[measured])[0]
     lines = []
     for head, values in shares.items():
         for state in [None, *range(len(HEAD_VALUE_NAMES["mask"]))]:
-            keep = [index for index, row in zip(positions, rows, strict=True) if state is None or states[row] == state]
+            keep = positions if state is None else positions[states == state]
             line = {"head": head, "mask_state": "all" if state is None else HEAD_VALUE_NAMES["mask"][state]}
             line["photos"] = len(keep)
             for key, array in values.items():
-                line[key] = round(float(np.nanmean(array[keep])), 4) if keep else None
+                line[key] = round(float(np.nanmean(array[keep])), 4) if len(keep) else None
             lines.append(line)
     return pd.DataFrame(lines)
 
