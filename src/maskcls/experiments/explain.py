@@ -113,7 +113,7 @@ def explain(
     started = time.perf_counter()
     layer_name, maps, models = maps_of_rows(loaded, table, rows, root, classes=classes, layer=layer, progress=progress)
     seconds = time.perf_counter() - started
-    sample = Sample(root, table, loaded[0].image_size, views, chosen, rows, maps)
+    sample = Sample(root=root, table=table, size=loaded[0].image_size, views=views, chosen=chosen, rows=rows, maps=maps)
     folder = Path(out) if out is not None else source / ("explain" if split == "valid" else "explain-test")
     shares = face_shares(sample) if on_face else {}
     title = f"{source.name}: {{head}} ({split}, Grad-CAM at {layer_name})"
@@ -123,7 +123,10 @@ def explain(
     if summary is not None:
         write_rows(folder / "face_share.csv", summary.to_dict("records"))
     count = len(rows) * len(views) * models
-    return Explained(folder, sheets, folder / "explain.csv", layer_name, count, seconds / max(count, 1), summary)
+    return Explained(
+        folder=folder, sheets=sheets, table=folder / "explain.csv", layer=layer_name, maps=count,
+        seconds_per_map=seconds / max(count, 1), face_share=summary,
+    )  # fmt: skip
 
 
 def write_sheet(sample: Sample, head: str, path: Path, title: str) -> Path:
