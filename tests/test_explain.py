@@ -151,3 +151,12 @@ def test_explain_refuses_test_photos_that_were_not_predicted(explained_group, ca
         f"maskcls: error: {explained_group / 'test_probabilities.csv'}: not found; run `maskcls predict "
         f"{explained_group} --data DATA` first"
     ]
+
+
+def test_explain_from_python_returns_what_it_wrote(explained_group, tmp_path):
+    import maskcls
+
+    found = maskcls.explain(explained_group, images=2, out=tmp_path / "py", measure=20)
+    assert sorted(found.sheets) == ["age", "gender", "mask"] and all(path.exists() for path in found.sheets.values())
+    assert found.layer == "backbone.layer4" and found.table == tmp_path / "py" / "explain.csv"
+    assert found.face_share["photos"].tolist()[:1] == [20]

@@ -166,6 +166,32 @@ def runs(runs_dir: str | Path = "runs", sort: str = "date", where: list[str] | N
     return pd.DataFrame(rows, columns=columns)
 
 
+def explain(source: str | Path, data: str | Path | None = None, **options):
+    """Class activation maps of a run or cv group (``maskcls explain``): contact sheets per head,
+    explain.csv and, on a synthetic set, the share of the maps on the face; returns what it wrote
+    (``options``: images, out, layer, split, measure, device)."""
+    from maskcls.experiments.explain import explain as draw_maps
+
+    return draw_maps(source, data, **options)
+
+
+def pseudo(group: str | Path, *, threshold: float = 0.9, data: str | Path | None = None, runs_dir=None) -> CvResult:
+    """``maskcls pseudo``: the group's confident test predictions as pseudo-labels in every fold's
+    training photos, cross-validated again as ``NAME-pseudo`` (beside the group unless told)."""
+    from maskcls.experiments.pseudo import second_round
+
+    group = Path(group)
+    return second_round(group, threshold=threshold, data=data, runs_dir=runs_dir or group.parent)[1]
+
+
+def track(folder: str | Path, uri: str, *, experiment: str = "maskcls") -> bool:
+    """Send a run, cv group, sweep or study folder (or a folder of them) to an MLflow tracking
+    server: what it has not had yet; True when all of it got through."""
+    from maskcls.tracking.tracker import Tracker
+
+    return Tracker(uri, experiment=experiment).start().finish(Path(folder))
+
+
 def load_run(run: str | Path, device: str = "auto"):
     """A trained run's model (best epoch), config and input normalisation, ready to predict."""
     from maskcls.inference.loading import load_run as load
