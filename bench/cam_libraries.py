@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskcls.cam.layers import find_target_layer
 from maskcls.data.cache import cached_images
 from maskcls.data.layout import read_dataset
-from maskcls.explain.layers import find_target_layer
 from maskcls.inference.loading import load_run
 from maskcls.labels import HEAD_SIZES
 from maskcls.training.engine import finish, prepare

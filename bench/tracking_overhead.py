@@ -20,10 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.mlflow_server: the suite's server
 
-from maskcls.config import load_config  # noqa: E402
-from maskcls.training.train import fit  # noqa: E402
-from maskcls.tracking.tracker import Tracker  # noqa: E402
 from tests.mlflow_server import mlflow_server  # noqa: E402
+
+from maskcls.config import load_config  # noqa: E402
+from maskcls.tracking.tracker import Tracker  # noqa: E402
+from maskcls.training.train import fit  # noqa: E402
 
 
 def main() -> None:

@@ -10,12 +10,12 @@ import pytest
 import timm
 import torch
 
+from maskcls.cam.inside import face_boxes, share_inside
+from maskcls.cam.layers import find_target_layer, target_layer
+from maskcls.cam.maps import activation_maps, head_log_probabilities
 from maskcls.errors import UserError
 from maskcls.experiments.cv import cross_validate
 from maskcls.experiments.explain import HeadView, pick
-from maskcls.explain.inside import face_boxes, share_inside
-from maskcls.explain.layers import find_target_layer, target_layer
-from maskcls.explain.maps import activation_maps, head_log_probabilities
 from maskcls.training.models import FaceAttributeModel
 from tests.helpers import run_cli, tiny_config
 

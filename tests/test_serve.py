@@ -211,9 +211,9 @@ def check_map_drawn(without: np.ndarray, with_map: np.ndarray, box: list[float])
 
 
 def test_maps_on_request_are_grad_cam_of_the_served_crop(served, client):
+    from maskcls.cam.layers import find_target_layer
+    from maskcls.cam.maps import activation_maps
     from maskcls.data.cache import load_resized
-    from maskcls.explain.layers import find_target_layer
-    from maskcls.explain.maps import activation_maps
 
     raw, faces, run, _, predictor = served
     name, data = eval_photos(raw, 1)[0]

@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 
 from maskcls.callbacks import Progress
+from maskcls.cam.inside import face_boxes, has_face_boxes, share_inside
+from maskcls.cam.layers import target_layer
+from maskcls.cam.maps import HeadMaps, activation_maps, head_names, mean_maps
+from maskcls.cam.overlay import Tile, contact_sheet, overlay
 from maskcls.choices import EXPLAIN_SPLITS
 from maskcls.data.cache import load_resized
 from maskcls.errors import UserError
-from maskcls.explain.inside import face_boxes, has_face_boxes, share_inside
-from maskcls.explain.layers import target_layer
-from maskcls.explain.maps import HeadMaps, activation_maps, head_names, mean_maps
-from maskcls.explain.overlay import Tile, contact_sheet, overlay
 from maskcls.files import atomic_path
 from maskcls.inference.loading import LoadedRun, load_run, run_folders
 from maskcls.labels import HEAD_VALUE_NAMES, PROBABILITY_COLUMNS, class_name, decode_classes, head_marginals

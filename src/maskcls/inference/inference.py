@@ -22,12 +22,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskcls import __version__
 from maskcls.callbacks import Progress
+from maskcls.cam.layers import target_layer
+from maskcls.cam.maps import activation_maps, head_names, mean_maps, predicted_classes
+from maskcls.cam.overlay import heat_png
 from maskcls.data.cache import load_resized
 from maskcls.errors import DataError, UserError
 from maskcls.evaluation.calibrate import apply_calibration, calibration_for
-from maskcls.explain.layers import target_layer
-from maskcls.explain.maps import activation_maps, head_names, mean_maps, predicted_classes
-from maskcls.explain.overlay import heat_png
 from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size, read_crop_settings
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.inference.loading import load_run, run_folders
@@ -206,7 +206,7 @@ class Predictor:
 
     def predict(self, photos: list[Photo], maps: bool = False) -> list[FacePrediction]:
         """Each photo's prediction; ``maps``: with each head's class activation map of the class it
-        predicts (Grad-CAM, torch models; see :mod:`maskcls.explain`)."""
+        predicts (Grad-CAM, torch models; see :mod:`maskcls.cam`)."""
         with self.lock:
             faces = self.faces(photos)
             images = np.stack([load_resized(io.BytesIO(face[1]), self.image_size) for face in faces])
