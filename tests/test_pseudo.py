@@ -15,7 +15,7 @@ from maskcls.training.prepare import prepare_data
 from tests.helpers import make_layout, run_cli, tiny_config
 
 
-def write_test_probabilities(group, rows: list[tuple[str, int, float]], estimate: list[float] | None = None):
+def write_test_probabilities(folder, rows: list[tuple[str, int, float]], estimate: list[float] | None = None):
     """One row per (ImageID, class, its probability); the rest spread evenly over the other classes."""
     table = []
     for image, label, probability in rows:
@@ -25,24 +25,30 @@ def write_test_probabilities(group, rows: list[tuple[str, int, float]], estimate
     frame = pd.DataFrame(table)
     if estimate is not None:
         frame["age_estimate"] = estimate
-    group.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(group / "test_probabilities.csv", index=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "test_probabilities.csv", index=False)
 
 
-def test_confident_test_photos_become_hard_labels(tmp_path):
-    group = tmp_path / "g-cv3"
-    write_test_probabilities(group, [("a.jpg", 7, 0.95), ("b.jpg", 16, 0.5), ("c.jpg", 5, 0.9)])
+def test_each_fold_models_confident_test_photos_become_its_hard_labels(tmp_path):
+    group = tmp_path / "g-cv2"
+    group.mkdir()
+    (group / "group.json").write_text('{"runs": ["fold0", "fold1"]}')
+    write_test_probabilities(group / "fold0", [("a.jpg", 7, 0.95), ("b.jpg", 16, 0.5), ("c.jpg", 5, 0.9)])
+    write_test_probabilities(group / "fold1", [("a.jpg", 7, 0.5), ("b.jpg", 16, 0.99), ("c.jpg", 5, 0.2)])
+    write_test_probabilities(group, [("a.jpg", 0, 1.0), ("b.jpg", 0, 1.0), ("c.jpg", 0, 1.0)])  # the ensemble's: unused
     labels = pseudo_labels(group, 0.9)
     assert labels.to_dict("records") == [  # class 7 = incorrect / male / 30-59; 5 = wear / female / 60+
-        {"path": "eval/images/a.jpg", "mask": 1, "gender": 0, "age": 45.0, "probability": 0.95},
-        {"path": "eval/images/c.jpg", "mask": 0, "gender": 1, "age": 70.0, "probability": 0.9},
+        {"path": "eval/images/a.jpg", "mask": 1, "gender": 0, "age": 45.0, "probability": 0.95, "fold": 0},
+        {"path": "eval/images/c.jpg", "mask": 0, "gender": 1, "age": 70.0, "probability": 0.9, "fold": 0},
+        {"path": "eval/images/b.jpg", "mask": 2, "gender": 1, "age": 45.0, "probability": 0.99, "fold": 1},
     ]
-    write_test_probabilities(group, [("a.jpg", 7, 0.95)], estimate=[33.4])
-    assert pseudo_labels(group, 0.9)["age"].tolist() == [33.4]  # an age head's own estimate
+    write_test_probabilities(group / "fold1", [("a.jpg", 7, 0.95)], estimate=[33.4])
+    assert pseudo_labels(group, 0.9).query("fold == 1")["age"].tolist() == [33.4]  # an age head's own estimate
     with pytest.raises(UserError, match="threshold must be in"):
         pseudo_labels(group, 0)
-    with pytest.raises(UserError, match=r"test_probabilities.csv: not found; run `maskcls predict"):
-        pseudo_labels(tmp_path / "other", 0.9)
+    (group / "fold1/test_probabilities.csv").unlink()
+    with pytest.raises(UserError, match=r"fold1/test_probabilities.csv: not found; run `maskcls predict"):
+        pseudo_labels(group, 0.9)
 
 
 def test_every_fold_trains_on_the_pseudo_labels_and_none_validates_on_them(tmp_path):
@@ -50,9 +56,11 @@ def test_every_fold_trains_on_the_pseudo_labels_and_none_validates_on_them(tmp_p
     root = make_layout(tmp_path / "data", profiles, eval_names=["e1.jpg", "e2.jpg"])
     labels = tmp_path / "pseudo.csv"
     pd.DataFrame(
-        [{"path": "eval/images/e1.jpg", "mask": 2, "gender": 1, "age": 70, "probability": 0.99},
-         {"path": "eval/images/e2.jpg", "mask": 0, "gender": 0, "age": 22, "probability": 0.95}]
-    ).to_csv(labels, index=False)  # fmt: skip
+        [
+            {"path": "eval/images/e1.jpg", "mask": 2, "gender": 1, "age": 70, "probability": 0.99},
+            {"path": "eval/images/e2.jpg", "mask": 0, "gender": 0, "age": 22, "probability": 0.95},
+        ]
+    ).to_csv(labels, index=False)  # fmt: skip (no fold column: every fold's)
     for fold in range(3):
         config = tiny_config(root, tmp_path, f"data.pseudo={labels}", f"train.fold={fold}")
         data = prepare_data(config, tmp_path / "runs")
@@ -61,6 +69,13 @@ def test_every_fold_trains_on_the_pseudo_labels_and_none_validates_on_them(tmp_p
         assert set(extra) <= set(data.train_rows) and not set(extra) & set(data.valid_rows)
         assert data.train_labels[extra].tolist() == [2 * 6 + 1 * 3 + 2, 0]  # not wear / female / 60+, wear / male / <30
         assert len(data.train_rows) + len(data.valid_rows) == 6 * 7 + 2 and len(data.images) == 6 * 7 + 2
+    by_fold = pd.read_csv(labels).assign(fold=[1, 2])  # e1 for fold 1, e2 for fold 2
+    by_fold.to_csv(labels, index=False)
+    for fold, expected in ((0, []), (1, ["eval/images/e1.jpg"]), (2, ["eval/images/e2.jpg"])):
+        data = prepare_data(
+            tiny_config(root, tmp_path, f"data.pseudo={labels}", f"train.fold={fold}"), tmp_path / "runs"
+        )
+        assert data.table.loc[data.table["stem"] == "pseudo", "path"].tolist() == expected
     pd.DataFrame([{"path": "eval/images/gone.jpg", "mask": 0, "gender": 0, "age": 22}]).to_csv(labels, index=False)
     with pytest.raises(DataError, match=r"pseudo.csv: 1 photo\(s\) not in .*eval/images/gone.jpg"):
         prepare_data(tiny_config(root, tmp_path, f"data.pseudo={labels}"), tmp_path / "runs")
@@ -69,17 +84,21 @@ def test_every_fold_trains_on_the_pseudo_labels_and_none_validates_on_them(tmp_p
 def test_pseudo_cross_validates_the_group_again_with_its_confident_test_photos(synth_small, tmp_path, capsys):
     group = cross_validate(tiny_config(synth_small, tmp_path, "name=ps"), runs_dir=tmp_path / "runs").folder
     assert run_cli("predict", str(group), "--data", str(synth_small), "-q", capsys=capsys)[0] == 0
-    tested = pd.read_csv(group / "test_probabilities.csv")[PROBABILITY_COLUMNS].to_numpy().max(axis=1)
+    tested = pd.read_csv(group / "fold0/test_probabilities.csv")[PROBABILITY_COLUMNS].to_numpy().max(axis=1)
     threshold = round(float(np.quantile(tested, 0.5)), 4)  # a tiny model is unsure: half of its photos
     confident = pseudo_labels(group, threshold)
-    assert len(confident) == (tested >= threshold).sum() > 0
+    assert (confident["fold"] == 0).sum() == (tested >= threshold).sum() > 0
     code, out, err = run_cli("pseudo", str(group), "--threshold", str(threshold), "-q", capsys=capsys)
     assert code == 0, err
-    assert f"{len(confident)} test photos at probability >= {threshold}" in out
+    assert f"{len(confident)} pseudo-labels of the fold models at probability >= {threshold}" in out
     second = tmp_path / "runs" / "ps-pseudo-cv3"
     oof = pd.read_csv(second / "oof_probabilities.csv")
     first = pd.read_csv(group / "oof_probabilities.csv")
     assert oof["path"].tolist() == first["path"].tolist()  # the same folds, real photos only
     assert (oof["fold"] == first["fold"]).all()
     config = pd.read_json(second / "fold0" / "config.json", typ="series")
-    assert config["data"]["pseudo"] == str(group / "pseudo_labels.csv")
+    (written,) = group.glob("pseudo_labels-*.csv")
+    assert config["data"]["pseudo"] == str(written) and f"{written}: " in out
+    pd.testing.assert_frame_equal(pd.read_csv(written), confident.round(6), check_dtype=False)
+    code, _, err = run_cli("pseudo", str(group), "--threshold", str(threshold / 2), "-q", capsys=capsys)
+    assert code == 2 and "a cv group with another config already uses this name" in err  # other labels

@@ -181,7 +181,7 @@ def pseudo(group: str | Path, *, threshold: float = 0.9, data: str | Path | None
     from maskcls.experiments.pseudo import second_round
 
     group = Path(group)
-    return second_round(group, threshold=threshold, data=data, runs_dir=runs_dir or group.parent)[1]
+    return second_round(group, threshold=threshold, data=data, runs_dir=runs_dir or group.parent)[2]
 
 
 def track(folder: str | Path, uri: str, *, experiment: str = "maskcls") -> bool:

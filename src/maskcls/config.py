@@ -81,7 +81,7 @@ class DataConfig(Section):
     cache: bool = True
     """Decode and resize each image once into a memory-mapped cache (``false``: decode every epoch)."""
     pseudo: str | None = None
-    """Pseudo-labelled test photos (``maskcls pseudo``'s pseudo_labels.csv) added to every fold's
+    """Pseudo-labelled test photos (``maskcls pseudo``'s pseudo_labels-HASH.csv) added to every fold's
     training photos, never to its validation photos."""
 
     @field_validator("age_borders")

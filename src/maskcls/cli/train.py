@@ -251,9 +251,9 @@ def pseudo(
     from maskcls.progress import progress_bar
 
     with progress_bar("cv", quiet) as progress:
-        count, result = second_round(
+        path, count, result = second_round(
             group, threshold=threshold, data=data, runs_dir=runs_dir or group.parent, progress=progress,
             on_epoch=epoch_printer(quiet, progress),
         )  # fmt: skip
-    say(f"{group / 'pseudo_labels.csv'}: {count} test photos at probability >= {threshold}")
+    say(f"{path}: {count} pseudo-labels of the fold models at probability >= {threshold}")
     say(cv_line(result))

@@ -1,13 +1,16 @@
 """``maskcls pseudo``: a second round of cross-validation with the confident test photos added.
 
-The group's test predictions (``maskcls predict GROUP``) whose 18-class probability reaches the
-threshold become ``GROUP/pseudo_labels.csv`` (hard labels); the group's recipe is then
-cross-validated again as ``NAME-pseudo`` with ``data.pseudo`` naming that file: every fold
-trains on them, the folds stay the same person-level split, and the out-of-fold scores are on the
-real labels only."""
+Each fold model's test predictions (``maskcls predict GROUP`` writes them into the fold folders)
+whose 18-class probability reaches the threshold become that fold's rows of
+``GROUP/pseudo_labels-HASH.csv`` (hard labels, with a ``fold`` column); the group's recipe is then
+cross-validated again as ``NAME-pseudo`` with ``data.pseudo`` naming that file. Fold k of the
+second round trains on the labels of fold k's first-round model, which never saw fold k's
+validation people: the out-of-fold scores stay honest (the ensemble's labels would carry what
+the other folds' models learnt from those people), and they are on real labels only."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,21 +22,33 @@ from maskcls.config import Config
 from maskcls.data.pseudo import TYPICAL_AGES
 from maskcls.errors import UserError
 from maskcls.experiments.cv import cross_validate
-from maskcls.files import read_json
+from maskcls.files import read_json, write_text_atomic
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, decode_classes
 from maskcls.results import CvResult
 from maskcls.rundir import names
-from maskcls.rundir.folders import write_rows
 from maskcls.rundir.tables import read_probabilities
 
-PSEUDO_LABELS = "pseudo_labels.csv"
+PSEUDO_LABELS = "pseudo_labels"
+"""``GROUP/pseudo_labels-HASH.csv``: the hash of the labels in the name, so that a second round
+trained on other labels (another threshold, a retrained first round) is another recipe: its
+group is not mistaken for a finished one (cv refuses the name until it is moved away)."""
 
 
 def pseudo_labels(group: Path, threshold: float) -> pd.DataFrame:
-    """The test photos the group predicted with at least ``threshold`` probability, labelled."""
+    """Per fold, the test photos its model predicted with at least ``threshold`` probability,
+    labelled (``fold`` says whose)."""
     if not 0 < threshold <= 1:
         raise UserError(f"threshold must be in (0, 1], got {threshold}")
-    path = group / names.TEST_PROBABILITIES
+    runs = read_json(group / names.GROUP)["runs"]
+    parts = [
+        fold_labels(group / run / names.TEST_PROBABILITIES, threshold, group).assign(fold=fold)
+        for fold, run in enumerate(runs)
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def fold_labels(path: Path, threshold: float, group: Path) -> pd.DataFrame:
+    """The photos one model predicted with at least ``threshold`` probability, labelled."""
     if not path.exists():
         raise UserError(f"{path}: not found; run `maskcls predict {group} --data DATA` first")
     table = read_probabilities(path)
@@ -64,17 +79,19 @@ def second_round(
     runs_dir: str | Path = "runs",
     progress: Progress | None = None,
     on_epoch: Callable[[dict], None] | None = None,
-) -> tuple[int, CvResult]:
-    """Write ``GROUP/pseudo_labels.csv`` and cross-validate the group's recipe with it as
-    ``NAME-pseudo``; returns the number of pseudo-labelled photos and the new group's result."""
+) -> tuple[Path, int, CvResult]:
+    """Write ``GROUP/pseudo_labels-HASH.csv`` and cross-validate the group's recipe with it as
+    ``NAME-pseudo``; returns the labels file, its number of pseudo-labels (over all folds) and the
+    new group's result."""
     group = Path(group)
     if names.kind(group) is not names.Kind.GROUP:
         raise UserError(f"{group}: not a cv group (maskcls pseudo starts from one that predicted the test set)")
     labels = pseudo_labels(group, threshold)
     if labels.empty:
         raise UserError(f"{group}: no test photo reaches probability {threshold}; lower the threshold")
-    path = group / PSEUDO_LABELS
-    write_rows(path, labels.to_dict("records"))
+    text = labels.to_csv(index=False)
+    path = group / f"{PSEUDO_LABELS}-{hashlib.sha1(text.encode()).hexdigest()[:8]}.csv"  # other labels, other recipe
+    write_text_atomic(path, text)
     plain = read_json(group / names.GROUP)["config"]
     config = Config.model_validate(plain)
     data_config = config.data.model_copy(update={"pseudo": str(path.absolute())})
@@ -82,4 +99,4 @@ def second_round(
         data_config.root = str(data)
     config = config.model_copy(update={"name": f"{config.name}-pseudo", "data": data_config})
     result = cross_validate(config, runs_dir=runs_dir, progress=progress, on_epoch=on_epoch)
-    return len(labels), result
+    return path, len(labels), result

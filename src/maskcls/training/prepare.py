@@ -80,7 +80,7 @@ def prepare_data(config: Config, runs_dir: str | Path, warn: bool = True) -> Tra
             raise UserError(f"train.fold={fold} is outside 0..{config.train.folds - 1}")
     train_rows, valid_rows = split_rows(table, folds, fold)
     if config.data.pseudo:  # after the split: every fold trains on them, none validates on them
-        extra = read_pseudo_labels(config.data.pseudo, root)
+        extra = read_pseudo_labels(config.data.pseudo, root, fold)
         train_rows = np.concatenate([train_rows, np.arange(len(table), len(table) + len(extra))])
         table = pd.concat([table, extra], ignore_index=True)
     paths, size = list(table["path"]), config.train.image_size
