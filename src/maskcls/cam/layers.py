@@ -5,6 +5,7 @@ timm backbone works without a table of names; or a layer named by the user."""
 from __future__ import annotations
 
 import difflib
+import weakref
 
 import torch
 from torch import nn
@@ -59,8 +60,15 @@ def named_layer(model: nn.Module, name: str) -> nn.Module:
     raise UserError(f"layer {name!r} is not in the model{hint}")
 
 
+FOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""model -> the layer :func:`find_target_layer` found in it: a model is searched once, not on
+every batch or request."""
+
+
 def target_layer(model: nn.Module, example: torch.Tensor, name: str | None = None) -> tuple[str, nn.Module]:
-    """The layer named ``name``, else the one :func:`find_target_layer` finds."""
+    """The layer named ``name``, else the one :func:`find_target_layer` finds (once per model)."""
     if name:
         return name, named_layer(model, name)
-    return find_target_layer(model, example)
+    if model not in FOUND:
+        FOUND[model] = find_target_layer(model, example)
+    return FOUND[model]

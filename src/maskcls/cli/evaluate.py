@@ -62,10 +62,9 @@ def score(
     the valid / CV F1 of the run or group each file came from."""
     from maskcls.cli.tracked import follow_tracking
     from maskcls.evaluation.oracle import oracle_score
-    from maskcls.evaluation.score import score_submission, truth_file, write_score
-    from maskcls.tracking.folders import scored_folder
+    from maskcls.evaluation.score import score_submission, submission_source, truth_file, write_score
 
-    sources = {submission: scored_folder(submission) for submission in submissions}
+    sources = {submission: submission_source(submission) for submission in submissions}
     tracker = follow_tracking(track, track_optional, [folder for folder in sources.values() if folder])
     results = {}
     for submission in submissions:

@@ -63,6 +63,11 @@ class Dataset:
         return self.root / relative_path
 
 
+def eval_image_path(image_id: str) -> str:
+    """A test photo's path in the dataset folder, from its ``ImageID`` in eval/info.csv."""
+    return f"{EVAL_IMAGES}/{image_id}"
+
+
 def read_dataset(
     root: str | Path,
     *,
@@ -317,7 +322,7 @@ def read_eval_table(root: Path, problems: list[Problem], ignored: Counter, *, re
         if problem:
             problems.append(Problem(problem[0], EVAL_CSV, problem[1], line))
         else:
-            records.append({"ImageID": image_id, "row": row_index, "path": f"{EVAL_IMAGES}/{image_id}"})
+            records.append({"ImageID": image_id, "row": row_index, "path": eval_image_path(image_id)})
         seen.setdefault(image_id, line)
     listed = set(seen)
     unlisted = sum(1 for name in on_disk if name not in listed)

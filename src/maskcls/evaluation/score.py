@@ -160,15 +160,25 @@ def score_predictions(truth: np.ndarray, predicted: np.ndarray, halves: np.ndarr
 
 
 def validation_f1(submission: str | Path) -> float | None:
-    """The CV F1 (cv group) or best valid F1 (run) of the folder a submission was written to, or
-    of the one model it was predicted from (``predicted_from.json``, written by ``predict --out``)."""
-    folder = Path(submission).resolve().parent
+    """The CV F1 (cv group) or best valid F1 (run) of the run or group the submission came from."""
+    folder = submission_source(submission)
+    if folder is None:
+        return None
     for name, key in ((names.CV_RESULT, "oof_f1"), (names.RESULT, "valid_f1")):
         if (folder / name).exists():
             return read_json(folder / name).get(key)
+    return None
+
+
+def submission_source(submission: str | Path) -> Path | None:
+    """The run or cv group a submission came from: the folder it was written to, or the one model
+    it was predicted from (``predicted_from.json``, written by ``predict --out``); else None."""
+    folder = Path(submission).resolve().parent
+    if names.kind(folder) in (names.Kind.RUN, names.Kind.GROUP):
+        return folder
     sources = read_json(folder / names.PREDICTED_FROM, missing={}).get("sources", [])
-    if len(sources) == 1 and Path(sources[0]).resolve() != folder:  # written with --out away from its model
-        return validation_f1(Path(sources[0]) / names.SUBMISSION)
+    if len(sources) == 1 and names.kind(sources[0]) in (names.Kind.RUN, names.Kind.GROUP):
+        return Path(sources[0])
     return None
 
 

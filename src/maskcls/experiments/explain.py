@@ -29,6 +29,7 @@ from maskcls.cam.maps import HeadMaps, activation_maps, head_names, mean_maps
 from maskcls.cam.overlay import Tile, contact_sheet, overlay
 from maskcls.choices import EXPLAIN_SPLITS
 from maskcls.data.cache import load_resized
+from maskcls.data.layout import eval_image_path
 from maskcls.errors import UserError
 from maskcls.files import atomic_path
 from maskcls.inference.loading import LoadedRun, load_run, run_folders
@@ -167,7 +168,7 @@ def photo_table(source: Path, split: str) -> pd.DataFrame:
         if not path.exists():
             raise UserError(f"{path}: not found; run `maskcls predict {source} --data DATA` first")
         table = read_probabilities(path)
-        return table.assign(path="eval/images/" + table["ImageID"].astype(str))
+        return table.assign(path=table["ImageID"].astype(str).map(eval_image_path))
     group = names.kind(source) is names.Kind.GROUP
     return read_probabilities(source / (names.OOF_PROBABILITIES if group else names.VALID_PROBABILITIES))
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from maskcls.callbacks import Progress
 from maskcls.config import Config
+from maskcls.data.layout import eval_image_path
 from maskcls.data.pseudo import TYPICAL_AGES
 from maskcls.errors import UserError
 from maskcls.experiments.cv import cross_validate
@@ -61,7 +62,7 @@ def fold_labels(path: Path, threshold: float, group: Path) -> pd.DataFrame:
         ages = np.asarray(TYPICAL_AGES)[age_group]
     frame = pd.DataFrame(
         {
-            "path": "eval/images/" + table["ImageID"].astype(str),
+            "path": table["ImageID"].astype(str).map(eval_image_path),
             "mask": mask,
             "gender": gender,
             "age": np.round(ages, 1),

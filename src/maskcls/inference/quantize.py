@@ -14,9 +14,8 @@ import numpy as np
 from maskcls.data.cache import load_resized
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError
-from maskcls.files import atomic_path
+from maskcls.files import atomic_path, read_json
 from maskcls.inference.export import export_onnx
-from maskcls.inference.loading import load_run
 from maskcls.rundir import names
 
 INT8_MODEL = "model-int8.onnx"
@@ -72,13 +71,13 @@ def output_nodes(model_path: Path) -> list[str]:
 
 def calibration_images(run: Path, count: int) -> np.ndarray:
     """``count`` training photos of the run's data (every k-th), at the run's size, uint8 NHWC."""
-    loaded = load_run(run, device="cpu")
-    root = Path(loaded.config.data.root)
+    config = read_json(run / names.CONFIG)  # the data and the size; no need to load the model
+    root, size = Path(config["data"]["root"]), tuple(config["train"]["image_size"])
     if not root.is_dir():
         raise UserError(f"{root}: the run's training photos are not here; int8 calibration reads some of them")
     paths = read_dataset(root, strict=False).train["path"].tolist()
     chosen = np.unique(np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int))
-    return np.stack([load_resized(root / paths[index], loaded.image_size) for index in chosen])
+    return np.stack([load_resized(root / paths[index], size) for index in chosen])
 
 
 def int8_model(run: Path) -> Path:

@@ -1,4 +1,5 @@
-"""Every file name of a run folder and a cv group folder, and what kind of folder a path is.
+"""Every file name of a run folder and a cv group folder, and what kind of folder a path is
+(a run, a cv group, a sweep, a study).
 
 A **run** (``maskcls train``) holds its resolved config, per-epoch summary, checkpoints and the
 best epoch's validation probabilities; a **cv group** (``maskcls cv``) holds one run per fold
@@ -52,14 +53,18 @@ TRACKING = "tracking.json"  # which MLflow run this folder is logged to, and how
 class Kind(Enum):
     RUN = "run"
     GROUP = "cv group"
+    SWEEP = "sweep"
+    STUDY = "study"
     NONE = "none"
 
 
 def kind(folder: str | Path) -> Kind:
-    """A trained run (it has a checkpoint or a config), a cv group, or neither."""
+    """A cv group, a sweep, a study (``maskcls tune``), a trained run (it has a checkpoint or a
+    config), or none of them."""
     folder = Path(folder)
-    if (folder / GROUP).exists():
-        return Kind.GROUP
+    for file, found in ((GROUP, Kind.GROUP), (SWEEP, Kind.SWEEP), (TUNE, Kind.STUDY)):
+        if (folder / file).exists():
+            return found
     if (folder / BEST_CHECKPOINT).exists() or (folder / CONFIG).exists():
         return Kind.RUN
     return Kind.NONE

@@ -4,6 +4,7 @@ plain dicts, so that the same folder gives the same record on any machine, now o
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import json
@@ -20,8 +21,9 @@ from maskcls.labels import IMAGE_EXTENSIONS
 from maskcls.rundir import names
 from maskcls.rundir.folders import read_rows
 
-KINDS = ((names.GROUP, "cv"), (names.SWEEP, "sweep"), (names.TUNE, "study"), (names.CONFIG, "run"))
-"""The file that makes a folder each kind of tracked thing (a cv group also holds config files)."""
+KINDS = {names.Kind.RUN: "run", names.Kind.GROUP: "cv", names.Kind.SWEEP: "sweep", names.Kind.STUDY: "study"}
+"""Each kind of folder (:func:`maskcls.rundir.names.kind`) by the name its tag and the runs table
+give it."""
 PARENT_KINDS = ("cv", "sweep", "study")
 TAG = "maskcls."
 """Prefix of the tags maskcls sets (``maskcls.kind``, ``maskcls.fold``, ...)."""
@@ -49,8 +51,7 @@ ENTRY_TAGS = ("status", "folds", "epoch", "commit", "scored")
 
 def folder_kind(folder: str | Path) -> str | None:
     """``run``, ``cv``, ``sweep``, ``study``, or None for any other folder."""
-    folder = Path(folder)
-    return next((kind for file, kind in KINDS if (folder / file).exists()), None)
+    return KINDS.get(names.kind(folder))
 
 
 def parent_folder(folder: Path) -> Path | None:
@@ -73,17 +74,21 @@ def children(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.is_dir() and folder_kind(path) is not None)
 
 
+def folder_config(folder: Path) -> dict:
+    """The config a folder was made with: a run's config.json, a cv group's, a sweep's or a
+    study's base recipe."""
+    kind = folder_kind(folder)
+    if kind == "run":
+        return read_json(folder / names.CONFIG)
+    if kind == "cv":
+        return read_json(folder / names.GROUP)["config"]
+    return read_json(folder / (names.SWEEP if kind == "sweep" else names.TUNE))["base"]
+
+
 def parameters(folder: Path) -> dict[str, str]:
     """The recipe as MLflow parameters: flattened keys, machine settings left out (they are tags),
     values as text that :func:`parameter_value` reads back."""
-    kind = folder_kind(folder)
-    if kind == "run":
-        config = read_json(folder / names.CONFIG)
-    elif kind == "cv":
-        config = read_json(folder / names.GROUP)["config"]
-    else:
-        config = read_json(folder / (names.SWEEP if kind == "sweep" else names.TUNE))["base"]
-    return {key: parameter_text(value) for key, value in recipe(config).items()}
+    return {key: parameter_text(value) for key, value in recipe(folder_config(folder)).items()}
 
 
 def parameter_text(value: Any) -> str:
@@ -101,22 +106,20 @@ def parameter_value(text: str) -> Any:
 
 
 def tags(folder: Path) -> dict[str, str]:
-    """Kind, name, fold, group, commit, data fingerprint, where the folder lives, and the machine
-    settings (device, threads, cache), which are not part of the recipe."""
+    """Kind, name, fold, group, commit, data fingerprint, where the folder lives, the machine
+    settings (device, threads, cache), which are not part of the recipe, and a study's name."""
     kind = folder_kind(folder)
     found = {"kind": kind, "name": display_name(folder), "folder": str(folder.resolve()), "host": socket.gethostname()}
-    config = read_json(folder / names.CONFIG) if kind == "run" else {}
-    if kind == "cv":
-        config = read_json(folder / names.GROUP)["config"]
-    if config:
-        flat = flatten(config)
-        found |= {f"machine.{key}": str(flat[key]) for key in MACHINE_KEYS if flat.get(key) is not None}
-        found["data"] = data_fingerprint(Path(config["data"]["root"]))
-        found["data_root"] = config["data"]["root"]
-        if config.get("git_commit"):
-            found["commit"] = config["git_commit"]
+    config = folder_config(folder)
+    flat = flatten(config)
+    found |= {f"machine.{key}": str(flat[key]) for key in MACHINE_KEYS if flat.get(key) is not None}
+    found["data"] = data_fingerprint(config["data"]["root"])
+    found["data_root"] = config["data"]["root"]
+    found["commit"] = config.get("git_commit")
     if kind == "run":
-        found["fold"] = str(config.get("train", {}).get("fold", 0))
+        found["fold"] = str(config["train"]["fold"])
+    if kind == "study":
+        found["study_name"] = read_json(folder / names.TUNE)["study"]
     parent = parent_folder(folder)
     if parent is not None:
         found["group" if folder_kind(parent) == "cv" else folder_kind(parent)] = display_name(parent)
@@ -124,9 +127,12 @@ def tags(folder: Path) -> dict[str, str]:
     return {**tagged, "mlflow.user": getpass.getuser(), "mlflow.runName": display_name(folder)}
 
 
-def data_fingerprint(root: Path) -> str:
+@functools.cache
+def data_fingerprint(root: str) -> str:
     """The dataset's photos (relative path and size), hashed: the same data on another machine
-    gives the same text, whatever its dates; ``missing`` when the folder is not here."""
+    gives the same text, whatever its dates; ``missing`` when the folder is not here. Once per
+    folder and process (a cv group's folds share it; the competition's 31,500 photos take a walk)."""
+    root = Path(root)
     if not root.is_dir():
         return "missing"
     digest = hashlib.sha1()
@@ -145,27 +151,23 @@ def epoch_metrics(folder: Path) -> list[tuple[int, dict[str, float]]]:
     return [(int(row["epoch"]), numbers(row, skip={"epoch"})) for row in rows]
 
 
-def closing_metrics(folder: Path) -> dict[str, float]:
-    """The folder's own figures: the runs table's, and a cv group's cv.json or a study's study.json."""
+def closing_record(folder: Path) -> tuple[dict[str, float], dict[str, str]]:
+    """The folder's own figures and text when it closes: its row of the runs table (metrics and
+    tags), and a cv group's cv.json or a study's study.json."""
     kind = folder_kind(folder)
-    found = {}
+    metrics: dict[str, float] = {}
     if kind == "cv":
-        found |= numbers(flatten(read_json(folder / names.CV_RESULT, missing={})))
+        metrics |= numbers(flatten(read_json(folder / names.CV_RESULT, missing={})))
     elif kind == "study":
-        found |= numbers(flatten(read_json(folder / names.STUDY_RESULT, missing={})))
-    entry = table_entry(folder)
-    if entry is not None:
-        found |= numbers({key: getattr(entry, column) for column, key in ENTRY_METRICS.items()})
-        if entry.epoch and "," not in entry.epoch:
-            found["best_epoch"] = float(entry.epoch)
-    return found
-
-
-def closing_tags(folder: Path) -> dict[str, str]:
+        metrics |= numbers(flatten(read_json(folder / names.STUDY_RESULT, missing={})))
     entry = table_entry(folder)
     if entry is None:
-        return {}
-    return {f"{TAG}{column}": str(getattr(entry, column)) for column in ENTRY_TAGS if getattr(entry, column)}
+        return metrics, {}
+    metrics |= numbers({key: getattr(entry, column) for column, key in ENTRY_METRICS.items()})
+    if entry.epoch and "," not in entry.epoch:
+        metrics["best_epoch"] = float(entry.epoch)
+    tags = {f"{TAG}{column}": str(getattr(entry, column)) for column in ENTRY_TAGS if getattr(entry, column)}
+    return metrics, tags
 
 
 def table_entry(folder: Path) -> Entry | None:
@@ -175,18 +177,6 @@ def table_entry(folder: Path) -> Entry | None:
         return read_run(folder, folder.parent)
     if kind == "cv":
         return read_group(folder, folder.parent)
-    return None
-
-
-def scored_folder(submission: Path) -> Path | None:
-    """The run or cv group a submission belongs to: its own folder, or the one model it was
-    predicted from (``predicted_from.json``, beside a submission written elsewhere); else None."""
-    folder = Path(submission).resolve().parent
-    if folder_kind(folder) in ("run", "cv"):
-        return folder
-    sources = read_json(folder / names.PREDICTED_FROM, missing={}).get("sources", [])
-    if len(sources) == 1 and folder_kind(sources[0]) in ("run", "cv"):
-        return Path(sources[0])
     return None
 
 

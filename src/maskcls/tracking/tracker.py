@@ -178,7 +178,7 @@ class Tracker:
         if parent is not None:  # a child goes where its parent went
             parent_state = self.ensure_run(parent)
             tags["mlflow.parentRunId"], experiment_id = parent_state.run_id, parent_state.experiment_id
-        run_id = self.shared_study_run(folder) or self.create_run(experiment_id, tags, folders.parameters(folder))
+        run_id = self.shared_study_run(folder, tags) or self.create_run(experiment_id, tags, folders.parameters(folder))
         state = TrackedState(uri=self.uri, experiment_id=experiment_id, run_id=run_id)
         write_tracked(folder, state)
         return state
@@ -192,18 +192,16 @@ class Tracker:
             self.client().log_batch(run_id, params=items[start : start + PARAMS_PER_CALL])
         return run_id
 
-    def shared_study_run(self, folder: Path) -> str | None:
-        """A study's workers on other machines share one parent run: found by the study's name."""
+    def shared_study_run(self, folder: Path, tags: dict[str, str]) -> str | None:
+        """A study's workers on other machines share one parent run: the one already logged under
+        the study's name, if any."""
         if folder_kind(folder) != "study":
             return None
-        study = read_json(folder / names.TUNE)["study"]
+        study = tags[f"{TAG}study_name"]
         found = self.client().search_runs(
             [self.experiment_id()], f"tags.`{TAG}kind` = 'study' and tags.`{TAG}study_name` = '{study}'", max_results=1
         )
-        if found:
-            return found[0].info.run_id
-        tags = {**folders.tags(folder), f"{TAG}study_name": study}
-        return self.create_run(self.experiment_id(), tags, folders.parameters(folder))
+        return found[0].info.run_id if found else None
 
     def log_epochs(self, folder: Path, state: TrackedState) -> None:
         every = folders.epoch_metrics(folder)
@@ -221,8 +219,9 @@ class Tracker:
         """Closing figures and tags, the files not yet sent (or changed since), the final status."""
         from mlflow.entities import RunTag
 
-        self.log_metrics(state.run_id, [(0, folders.closing_metrics(folder))])
-        tags = [RunTag(key, value) for key, value in folders.closing_tags(folder).items()]
+        metrics, texts = folders.closing_record(folder)
+        self.log_metrics(state.run_id, [(0, metrics)])
+        tags = [RunTag(key, value) for key, value in texts.items()]
         if tags:
             self.client().log_batch(state.run_id, tags=tags)
         for path in folders.artifact_files(folder):
