@@ -65,6 +65,32 @@ def test_same_seed_same_dataset_whatever_the_workers(tmp_path):
     assert (one / "train/train.csv").read_text() != (other / "train/train.csv").read_text()
 
 
+def test_setting_per_photo_changes_only_the_backdrop_and_the_clothes(tmp_path):
+    """Same people, labels, faces and face boxes; the backdrop's corner shares a person's colour
+    across their photos only when the setting is drawn per person."""
+    sets = {
+        setting: generate_dataset(tmp_path / setting, SynthSpec(people=3, eval_people=1, seed=11, setting=setting))
+        for setting in ("person", "photo")
+    }
+    person, photo = sets["person"].root, sets["photo"].root
+    for same in ("train/train.csv", "truth/eval.csv", "truth/boxes.csv", "truth/people.csv"):
+        assert (person / same).read_text() == (photo / same).read_text(), same
+
+    def corner_spread(root) -> float:  # per person: how far apart the top-left corners of the photos are
+        spreads = []
+        for folder in sorted((root / "train/images").iterdir()):
+            corners = [np.asarray(Image.open(f))[:12, :12].reshape(-1, 3).mean(axis=0) for f in folder.iterdir()]
+            shares = np.array(corners) / np.sum(corners, axis=1, keepdims=True)  # the colour, not its brightness
+            spreads.append(np.ptp(shares, axis=0).max())
+        return float(np.mean(spreads))
+
+    spread = corner_spread(photo), corner_spread(person)
+    assert spread[0] > 2 * spread[1], spread
+    assert json.loads((photo / "truth/meta.json").read_text())["spec"]["setting"] == "photo"
+    with pytest.raises(UserError, match="--setting must be one of person, photo, got 'room'"):
+        generate_dataset(tmp_path / "x", SynthSpec(people=2, setting="room"))
+
+
 def test_refuses_to_overwrite_and_leaves_nothing_half_written(tmp_path):
     out = tmp_path / "data"
     out.mkdir()

@@ -38,3 +38,31 @@ def summary(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     for (name, size), part_truth, part_predicted in parts:
         result[f"f1_{name}"] = macro_f1(part_truth, part_predicted, size)
     return result
+
+
+def share_of_resamples_better(
+    truth: np.ndarray, before: np.ndarray, after: np.ndarray, groups: np.ndarray, resamples: int = 400, seed: int = 0
+) -> float:
+    """Share of bootstrap resamples of ``groups`` (persons, drawn with replacement, their photos
+    together) in which ``after`` scores a higher macro F1 than ``before``: how sure a gain is."""
+    distinct, group = np.unique(groups, return_inverse=True)
+    cells = NUM_CLASSES * NUM_CLASSES
+
+    def per_group(predicted: np.ndarray) -> np.ndarray:
+        index = (group * NUM_CLASSES + np.asarray(truth, dtype=np.int64)) * NUM_CLASSES + predicted
+        return np.bincount(index, minlength=len(distinct) * cells).reshape(len(distinct), cells)
+
+    draws = np.random.default_rng(seed).multinomial(len(distinct), np.full(len(distinct), 1 / len(distinct)), resamples)
+    scores = [
+        macro_f1_batch((draws @ per_group(np.asarray(predicted, dtype=np.int64))).reshape(-1, NUM_CLASSES, NUM_CLASSES))
+        for predicted in (before, after)
+    ]
+    return float((scores[1] > scores[0]).mean())
+
+
+def macro_f1_batch(matrices: np.ndarray) -> np.ndarray:
+    """Macro F1 of each confusion matrix of a stack (B, C, C), as :func:`f1_per_class`."""
+    true_positive = np.diagonal(matrices, axis1=1, axis2=2).astype(float)
+    denominator = matrices.sum(axis=1) + matrices.sum(axis=2)
+    f1 = np.divide(2 * true_positive, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
+    return f1.mean(axis=1)

@@ -21,6 +21,13 @@ def synth(
         float, typer.Option(min=0, max=1, help="0 easy .. 1 hard: cue overlap, noise, label errors.")
     ] = 0.5,
     quirks: Annotated[bool, typer.Option(help="Plant the real data's oddities and problems.")] = False,
+    setting: Annotated[
+        str,
+        typer.Option(
+            help="person: one background and clothes per person, as the 7 photos of a real person share a "
+            "setting; photo: drawn anew for every photo, so only the face tells people apart."
+        ),
+    ] = "person",
     workers: Annotated[int | None, typer.Option(min=1, help="Processes; default: all cores.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT_DIR if it exists.")] = False,
     quiet: Quiet = False,
@@ -29,7 +36,9 @@ def synth(
     from maskcls.progress import progress_bar
     from maskcls.synth.generate import SynthSpec, generate_dataset
 
-    spec = SynthSpec(people=people, eval_people=eval_people, seed=seed, difficulty=difficulty, quirks=quirks)
+    spec = SynthSpec(
+        people=people, eval_people=eval_people, seed=seed, difficulty=difficulty, quirks=quirks, setting=setting
+    )
     with progress_bar("synth", quiet) as progress:
         summary = generate_dataset(out_dir, spec, workers=workers, overwrite=overwrite, progress=progress)
     out.print(

@@ -72,11 +72,13 @@ def predict(
             progress=progress, calibration=calibration_choice(calibration), group_people=group_people,
         )  # fmt: skip
     probabilities, submission = write_predictions(folder, prediction)
-    if prediction.grouping_check is not None:
-        check = prediction.grouping_check
+    if prediction.grouping is not None:
+        check = prediction.grouping.check
         say(
-            f"person grouping, tried on {check.photos} validation photos: purity {check.purity:.3f}, macro F1 "
-            f"{check.f1_per_photo:.4f} per photo -> {check.f1_grouped:.4f} grouped"
+            f"person grouping, tried on {check.photos} photos of {check.people} held-out training people: purity "
+            f"{check.purity:.3f}, macro F1 {check.f1_per_photo:.4f} per photo -> {check.f1_grouped:.4f} grouped "
+            f"(higher in {check.sure:.0%} of resamples); "
+            f"{'applied' if prediction.grouping.applied else 'not applied'} to the test photos"
         )
     say(
         f"{submission}: {len(prediction.table)} images, {prediction.models} model(s), tta {tta.value}, "

@@ -33,14 +33,7 @@ from maskcls.faces.crop import SETTINGS_JSON, crop_mismatch
 from maskcls.files import read_json, write_json_atomic
 from maskcls.inference.export import export_onnx, onnx_session
 from maskcls.inference.loading import LoadedRun, load_run, run_folders
-from maskcls.inference.people import (
-    GroupingCheck,
-    backbone_embeddings,
-    check_on_validation,
-    group_photos,
-    normalise,
-    vote_in_people,
-)
+from maskcls.inference.people import SURE_ENOUGH, PersonGrouping, group_test_photos, vote_in_people
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS, mean_outputs, output_columns, split_outputs
 from maskcls.rundir import names
 from maskcls.rundir.folders import runs_root, write_rows
@@ -99,7 +92,7 @@ class Prediction:
     backends: list[str]  # what ran the models (``auto`` resolved)
     per_run: dict[Path, pd.DataFrame]  # each model's own table (the same layout)
     people: pd.DataFrame | None = None  # ImageID, person cluster (with group_people)
-    grouping_check: GroupingCheck | None = None  # the grouping tried on the validation photos
+    grouping: PersonGrouping | None = None  # the clusters, their check on held-out people, applied or not
     sources: list[Path] = field(default_factory=list)  # the run folders or cv groups predicted
 
 
@@ -192,13 +185,11 @@ def raw_prediction(
     seconds = 0.0
     paths = list(table["path"])
     used = []
-    # person grouping needs every torch model: then each checkpoint is read once, here
-    loaded_runs = {run: load_run(run, device) for run in runs} if group_people else {}
     for run in runs:
         chosen = preferred_backend(run, device) if backend == "auto" else backend
         per_run[run], run_seconds = run_probabilities(
             run, root, paths, tta=tta, backend=chosen, batch_size=batch_size, cache_dir=cache_dir, device=device,
-            on_batch=on_batch, loaded=loaded_runs.get(run),
+            on_batch=on_batch,
         )  # fmt: skip
         seconds += run_seconds
         used.append(chosen)
@@ -207,17 +198,14 @@ def raw_prediction(
         log.warning(
             age_estimate_dropped([run for run, outputs in per_run.items() if outputs.shape[1] == mean.shape[1]])
         )
-    people = check = None
+    people = grouping = None
     if group_people:
-        clusters = people_clusters(
-            list(loaded_runs.values()), root, paths, probabilities=split_outputs(mean)[0], batch_size=batch_size,
-            cache_dir=cache_dir,
-        )  # fmt: skip
-        mean = vote_outputs(mean, clusters)
-        per_run = {run: vote_outputs(outputs, clusters) for run, outputs in per_run.items()}
+        grouping = person_grouping(runs, root, paths, cache_dir)
+        if grouping.applied:
+            mean = vote_outputs(mean, grouping.clusters)
+            per_run = {run: vote_outputs(outputs, grouping.clusters) for run, outputs in per_run.items()}
         image_ids = info["ImageID"].to_numpy()[table["row"].to_numpy(dtype=int)]
-        people = pd.DataFrame({"ImageID": image_ids, "person": clusters})
-        check = grouping_check(list(loaded_runs.values()), cache_dir)
+        people = pd.DataFrame({"ImageID": image_ids, "person": grouping.clusters})
     return Prediction(
         table=full_table(info, table, mean),
         images_per_second=total / max(seconds, 1e-9),
@@ -225,7 +213,7 @@ def raw_prediction(
         backends=sorted(set(used)),
         per_run={run: full_table(info, table, outputs, warn=False) for run, outputs in per_run.items()},
         people=people,
-        grouping_check=check,
+        grouping=grouping,
     )
 
 
@@ -253,26 +241,19 @@ def warn_about_crop_mismatches(runs: list[Path], root: Path) -> None:
             log.warning(f"{run} {reason}")
 
 
-def grouping_check(loaded_runs: list[LoadedRun], cache_dir):
-    """The grouping tried on the runs' validation photos; warns when it lowers their macro F1."""
-    check = check_on_validation(loaded_runs, cache_dir)
-    if check is None:
-        log.warning("--group-people: could not check the grouping on the validation photos (data not found)")
-    elif not check.helps:
+def person_grouping(runs: list[Path], root: Path, paths: list[str], cache_dir) -> PersonGrouping:
+    """The test photos' person clusters; the vote is applied only where the check on held-out
+    training people says it raises their macro F1 (else a warning says why not)."""
+    grouping = group_test_photos(runs, root, paths, cache_dir)
+    check = grouping.check
+    if not grouping.applied:
         log.warning(
-            f"--group-people lowers the validation macro F1 ({check.f1_per_photo:.4f} -> {check.f1_grouped:.4f}; "
-            f"clustering purity {check.purity:.2f} on the known persons): the model does not tell people apart well"
+            f"--group-people: not applied: on {check.people} held-out training people the vote does not surely raise "
+            "the macro F1 "
+            f"({check.f1_per_photo:.4f} -> {check.f1_grouped:.4f}, higher in {check.sure:.0%} of resamples of those "
+            f"people, {SURE_ENOUGH:.0%} needed; clustering purity {check.purity:.2f})"
         )
-    return check
-
-
-def people_clusters(loaded_runs: list[LoadedRun], root, paths, *, probabilities, batch_size, cache_dir) -> np.ndarray:
-    """Person clusters from every run's backbone embeddings side by side (torch, whatever the backend)."""
-    parts = [
-        backbone_embeddings(loaded, cached_images(root, paths, loaded.image_size, cache_dir), batch_size)
-        for loaded in loaded_runs
-    ]
-    return group_photos(normalise(np.concatenate(parts, axis=1)), probabilities)
+    return grouping
 
 
 def check_options(tta: str, backend: str) -> None:
@@ -293,10 +274,8 @@ def run_probabilities(
     cache_dir,
     device,
     on_batch,
-    loaded: LoadedRun | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Probabilities of one run's model and the seconds its forward passes took (no loading);
-    ``loaded``: the run already loaded, so that its checkpoint is not read again."""
+    """Probabilities of one run's model and the seconds its forward passes took (no loading)."""
     if backend in ("onnxruntime", "int8"):
         session = onnx_model(run, backend)
         width, height = session.get_inputs()[0].shape[2], session.get_inputs()[0].shape[1]
@@ -304,7 +283,7 @@ def run_probabilities(
         batch = inference_batch(batch_size, (int(width), int(height)), "cpu")  # onnxruntime runs on the CPU
         started = time.perf_counter()
         return onnx_outputs(session, images, batch, tta, on_batch), time.perf_counter() - started
-    loaded = loaded if loaded is not None else load_run(run, device)  # model and image size from one read
+    loaded = load_run(run, device)  # model and image size from one read
     images = cached_images(root, paths, loaded.image_size, cache_dir)
     batch = inference_batch(batch_size, loaded.image_size, loaded.settings.device)
     started = time.perf_counter()

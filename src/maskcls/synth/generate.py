@@ -22,7 +22,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +32,12 @@ from maskcls.errors import UserError
 from maskcls.files import write_csv_atomic, write_json_atomic
 from maskcls.labels import MASK_STEMS, Gender, Mask, age_group, encode_class
 from maskcls.synth.draw import draw_photo
-from maskcls.synth.people import Person, Profile, sample_person
+from maskcls.synth.people import Person, Profile, draw_background_colours, draw_clothes, sample_person
 from maskcls.synth.quirks import name_quirks, plant_file_quirks
 
 GENERATOR_VERSION = 2  # 2: faces a detector finds (shaded eye sockets, hairline, smaller eyes)
 RACE = "Asian"
+SETTINGS = ("person", "photo")  # where the background and clothes are drawn: per person or per photo
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class SynthSpec:
     seed: int = 0
     difficulty: float = 0.5
     quirks: bool = False
+    setting: str = "person"  # background and clothes drawn per "person" (as real photos share them) or per "photo"
 
     @property
     def eval_count(self) -> int:
@@ -101,6 +103,8 @@ def check_spec(spec: SynthSpec) -> None:
         raise UserError(f"eval_people must be at least 1, got {spec.eval_people}")
     if not 0.0 <= spec.difficulty <= 1.0:
         raise UserError(f"--difficulty must be between 0 and 1, got {spec.difficulty}")
+    if spec.setting not in SETTINGS:
+        raise UserError(f"--setting must be one of {', '.join(SETTINGS)}, got {spec.setting!r}")
     if spec.quirks and spec.people < 12:
         raise UserError("--quirks needs at least 12 people to plant every quirk")
 
@@ -167,7 +171,7 @@ def render_all(
     root: Path, profiles: list[Profile], spec: SynthSpec, workers: int | None, progress: Progress | None
 ) -> list[tuple[str, tuple[int, int, int, int]]]:
     workers = workers or os.cpu_count() or 1
-    tasks = [(root, profile, spec.seed, spec.difficulty) for profile in profiles]
+    tasks = [(root, profile, spec.seed, spec.difficulty, spec.setting) for profile in profiles]
     with ExitStack() as stack:
         if workers > 1:
             pool = stack.enter_context(ProcessPoolExecutor(workers))
@@ -186,21 +190,28 @@ def collect(results, total: int, progress: Progress | None) -> list:
     return boxes
 
 
-def render_profile(task: tuple[Path, Profile, int, float]) -> list[tuple[str, tuple[int, int, int, int]]]:
-    root, profile, seed, difficulty = task
+def render_profile(task: tuple[Path, Profile, int, float, str]) -> list[tuple[str, tuple[int, int, int, int]]]:
+    root, profile, seed, difficulty, setting = task
     person = profile.person
     rng = np.random.default_rng([seed, person.index, 1])
+    settings = np.random.default_rng([seed, person.index, 2])  # its own stream: "person" draws stay as before
     folder = f"train/images/{profile.folder}" if profile.split == "train" else "eval/images"
     (root / folder).mkdir(parents=True, exist_ok=True)
     boxes = []
     for stem, mask in MASK_STEMS.items():
         shown = shown_mask(mask, profile.swap_incorrect_normal)
         style = person.masks[int(stem[-1]) - 1] if stem.startswith("mask") else person.masks[0]
-        image, box = draw_photo(person, shown, style, rng, difficulty)
+        sitter = person if setting == "person" else with_new_setting(person, settings)
+        image, box = draw_photo(sitter, shown, style, rng, difficulty)
         relative = f"{folder}/{profile.file_names[stem]}"
         save_image(image, root / relative, quality=int(rng.integers(70, 96)))
         boxes.append((relative, tuple(int(round(v)) for v in box)))
     return boxes
+
+
+def with_new_setting(person: Person, rng: np.random.Generator) -> Person:
+    """The same person in another place and other clothes: what the face alone tells apart."""
+    return replace(person, clothes=draw_clothes(rng), background=draw_background_colours(rng))
 
 
 def shown_mask(labelled: Mask, swapped: bool) -> Mask:

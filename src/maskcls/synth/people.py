@@ -99,10 +99,19 @@ def sample_person(index: int, rng: np.random.Generator, difficulty: float = 0.5)
         stubble=float(np.clip(masculinity - 0.4 + rng.normal(0, 0.3), 0, 1) * (rng.random() < 0.6)),
         lip_colour=lip_colour(rng, masculinity),
         eye_spacing=float(rng.uniform(0.20, 0.25)),
-        clothes=rgb(rng.uniform(20, 235, 3)),
-        background=(rgb(rng.uniform(60, 250, 3)), rgb(rng.uniform(40, 230, 3))),
+        clothes=draw_clothes(rng),
+        background=draw_background_colours(rng),
         masks=tuple(sample_mask_style(rng) for _ in range(5)),
     )
+
+
+def draw_clothes(rng: np.random.Generator) -> tuple[int, int, int]:
+    return rgb(rng.uniform(20, 235, 3))
+
+
+def draw_background_colours(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The top and bottom colours of the backdrop's gradient."""
+    return rgb(rng.uniform(60, 250, 3)), rgb(rng.uniform(40, 230, 3))
 
 
 def lip_colour(rng: np.random.Generator, masculinity: float) -> tuple[int, int, int]:

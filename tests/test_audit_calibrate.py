@@ -1,4 +1,4 @@
-"""Beyond the toolbox: the label audit, macro-F1 calibration and person-consistent prediction."""
+"""Beyond the toolbox: the label audit and macro-F1 calibration."""
 
 import json
 
@@ -11,8 +11,7 @@ from maskcls.errors import UserError
 from maskcls.evaluation.audit import age_inside, audit, corrections_yaml
 from maskcls.evaluation.calibrate import apply_biases, calibrate, read_calibration
 from maskcls.evaluation.ensemble import ensemble
-from maskcls.inference.people import cluster_people, purity, vote_in_people
-from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset
+from maskcls.inference.predict import PROBABILITY_COLUMNS
 from maskcls.labels import MASK_STEMS, encode_class
 from tests.helpers import make_layout, run_cli
 
@@ -130,54 +129,6 @@ def test_calibration_applies_in_ensemble_and_bad_files_are_named(tmp_path, capsy
         read_calibration(tmp_path / "bad.json")
     code, out, _ = run_cli("calibrate", str(path), capsys=capsys)
     assert code == 0 and "held-out folds" in out and (tmp_path / "oof.calibration.json").exists()
-
-
-def test_vote_in_people_keeps_each_mask_and_shares_gender_and_age():
-    rng = np.random.default_rng(3)
-    probabilities = rng.dirichlet(np.ones(18), 14)
-    clusters = np.repeat([0, 1], 7)
-    voted = vote_in_people(probabilities, clusters)
-    cube, voted_cube = probabilities.reshape(-1, 3, 2, 3), voted.reshape(-1, 3, 2, 3)
-    assert np.allclose(voted.sum(axis=1), 1)
-    assert np.allclose(voted_cube.sum(axis=(2, 3)), cube.sum(axis=(2, 3)))  # own mask
-    for members in (slice(0, 7), slice(7, 14)):  # every cluster: its mean gender and its mean age
-        for axes in ((1, 3), (1, 2)):
-            expected = cube[members].sum(axis=axes).mean(axis=0)
-            assert np.allclose(voted_cube[members].sum(axis=axes), expected), (members, axes)
-    joint = voted_cube[0]  # mask x gender x age: the product of the three, nothing else
-    heads = cube[0].sum(axis=(1, 2)), cube[:7].sum(axis=(1, 3)).mean(axis=0), cube[:7].sum(axis=(1, 2)).mean(axis=0)
-    assert np.allclose(joint, heads[0][:, None, None] * heads[1][None, :, None] * heads[2][None, None, :])
-
-
-def test_clustering_recovers_well_separated_people_and_purity_counts_them():
-    rng = np.random.default_rng(4)
-    centres = rng.normal(0, 1, (5, 16))
-    embeddings = np.repeat(centres, 7, axis=0) + rng.normal(0, 0.05, (35, 16))
-    people = np.repeat(np.arange(5), 7)
-    assert purity(cluster_people(embeddings), people) == 1.0
-    assert purity(np.zeros(35, dtype=int), people) == pytest.approx(7 / 35)
-
-
-def test_predict_group_people_writes_people_and_keeps_mask(tmp_path, synth_small):
-    from maskcls.experiments.cv import cross_validate
-    from maskcls.inference.predict import write_predictions
-    from tests.helpers import tiny_config as cv_config
-
-    group = cross_validate(cv_config(synth_small, tmp_path, "train.folds=2"), runs_dir=tmp_path / "runs").folder
-    plain = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache")
-    grouped = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache", group_people=True)
-    write_predictions(tmp_path / "out", grouped)
-    people = pd.read_csv(tmp_path / "out" / "person_groups.csv")
-    assert len(people) == len(plain.table) and people["person"].nunique() == round(len(people) / 7)
-    mask_plain = plain.table[PROBABILITY_COLUMNS].to_numpy().reshape(-1, 3, 6).sum(axis=2)
-    mask_grouped = grouped.table[PROBABILITY_COLUMNS].to_numpy().reshape(-1, 3, 6).sum(axis=2)
-    assert np.allclose(mask_plain, mask_grouped, atol=1e-6)
-    by_person = grouped.table.assign(person=people["person"].to_numpy()).groupby("person")
-    gender = by_person[PROBABILITY_COLUMNS].apply(lambda frame: frame.to_numpy().reshape(-1, 3, 2, 3).sum(axis=(1, 3)))
-    assert all(np.allclose(values, values[0]) for values in gender)
-    check = grouped.grouping_check  # the same grouping on the validation photos, persons known
-    assert check.photos == sum(len(pd.read_csv(group / f"fold{k}" / "valid_probabilities.csv")) for k in range(2))
-    assert 7 / 24 <= check.purity <= 1 and 0 <= check.f1_per_photo <= 1 and 0 <= check.f1_grouped <= 1
 
 
 def test_audit_says_when_the_model_is_too_weak_to_trust(tmp_path, caplog):

@@ -1,0 +1,176 @@
+"""Person-consistent prediction: the identity signal, the clustering, the vote and its check."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from maskcls.data.layout import read_dataset
+from maskcls.inference import people
+from maskcls.inference.people import (
+    LAYOUT_GRID,
+    check_on_held_out,
+    cluster_people,
+    colour_layouts,
+    group_photos,
+    purity,
+    vote_in_people,
+)
+from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset
+from maskcls.labels import encode_class
+from maskcls.metrics import macro_f1, share_of_resamples_better
+from tests.helpers import run_cli
+
+
+def test_vote_in_people_keeps_each_mask_and_shares_gender_and_age():
+    rng = np.random.default_rng(3)
+    probabilities = rng.dirichlet(np.ones(18), 14)
+    clusters = np.repeat([0, 1], 7)
+    voted = vote_in_people(probabilities, clusters)
+    cube, voted_cube = probabilities.reshape(-1, 3, 2, 3), voted.reshape(-1, 3, 2, 3)
+    assert np.allclose(voted.sum(axis=1), 1)
+    assert np.allclose(voted_cube.sum(axis=(2, 3)), cube.sum(axis=(2, 3)))  # own mask
+    for members in (slice(0, 7), slice(7, 14)):  # every cluster: its mean gender and its mean age
+        for axes in ((1, 3), (1, 2)):
+            expected = cube[members].sum(axis=axes).mean(axis=0)
+            assert np.allclose(voted_cube[members].sum(axis=axes), expected), (members, axes)
+    joint = voted_cube[0]  # mask x gender x age: the product of the three, nothing else
+    heads = cube[0].sum(axis=(1, 2)), cube[:7].sum(axis=(1, 3)).mean(axis=0), cube[:7].sum(axis=(1, 2)).mean(axis=0)
+    assert np.allclose(joint, heads[0][:, None, None] * heads[1][None, :, None] * heads[2][None, None, :])
+
+
+def test_clustering_recovers_well_separated_people_and_purity_counts_them():
+    rng = np.random.default_rng(4)
+    centres = rng.normal(0, 1, (5, 16))
+    embeddings = np.repeat(centres, 7, axis=0) + rng.normal(0, 0.05, (35, 16))
+    persons = np.repeat(np.arange(5), 7)
+    assert purity(cluster_people(embeddings), persons) == 1.0
+    assert purity(np.zeros(35, dtype=int), persons) == pytest.approx(7 / 35)
+
+
+def test_colour_layout_is_the_grid_of_mean_colours_without_the_cameras_brightness_and_contrast():
+    rows, columns = LAYOUT_GRID
+    top, bottom = np.array([200, 100, 50]), np.array([100, 60, 30])
+    image = np.empty((1, 4 * rows, 4 * columns, 3), dtype=np.uint8)
+    image[:, : 2 * rows], image[:, 2 * rows :] = top, bottom  # the upper half of the cells, the lower half
+    layout = colour_layouts(image)[0]
+    mean, spread = (top + bottom) / 2 / 255, np.sqrt((((top - bottom) / 2 / 255) ** 2).mean())
+    cells = layout[:-3].reshape(rows, columns, 3)
+    assert np.allclose(cells[: rows // 2], (top / 255 - mean) / spread)
+    assert np.allclose(cells[rows // 2 :], (bottom / 255 - mean) / spread)
+    assert np.allclose(layout[-3:], mean / spread)
+    dimmer = (image * 0.5 + 20).astype(np.uint8)  # exact: a darker, flatter camera
+    assert np.allclose(colour_layouts(dimmer)[0][:-3], layout[:-3], atol=1e-6)
+
+
+def separable_people(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Colour layouts of ``count`` people, 7 photos each, far apart from each other."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (count, 12))
+    return np.repeat(centres, 7, axis=0) + rng.normal(0, 0.02, (7 * count, 12)), np.repeat(np.arange(count), 7)
+
+
+def person_probabilities(persons: np.ndarray, right: float, wrong: float, wrong_photos: int) -> tuple:
+    """Targets (mask from the photo, gender and age from the person) and probabilities putting
+    ``right`` on the true class, except on the last ``wrong_photos`` of each person, which put
+    ``wrong`` on the other gender."""
+    targets, rows = [], []
+    for index, person in enumerate(persons):
+        photo = index % 7
+        mask, gender, age = min(photo, 2), person % 2, person % 3
+        target, other = encode_class(mask, gender, age), encode_class(mask, 1 - gender, age)
+        chosen, strength = (other, wrong) if photo >= 7 - wrong_photos else (target, right)
+        row = np.full(18, (1 - strength) / 17)
+        row[chosen] = strength
+        targets.append(target)
+        rows.append(row)
+    return np.array(targets), np.array(rows)
+
+
+@pytest.mark.parametrize("wrong_photos, right, wrong, helps", [(2, 0.9, 0.6, True), (3, 0.55, 0.95, False)])
+def test_the_check_groups_held_out_people_votes_and_says_whether_the_vote_surely_helps(
+    wrong_photos, right, wrong, helps, monkeypatch
+):
+    layouts, persons = separable_people(12)
+    targets, probabilities = person_probabilities(persons, right, wrong, wrong_photos)
+    checked = np.arange(7, 7 * 12)  # the first person is only ever in the identity spaces
+    spaces = []  # per half: the persons its identity space learnt from, the persons it grouped
+
+    def spying(known_layouts, known_persons, grouped_layouts):
+        grouped = [persons[(layouts == row).all(axis=1)][0] for row in grouped_layouts]
+        spaces.append((sorted(set(known_persons.tolist())), sorted(set(grouped))))
+        return group_photos(known_layouts, known_persons, grouped_layouts)
+
+    monkeypatch.setattr(people, "group_photos", spying)
+    check = check_on_held_out(layouts, persons, checked, probabilities[checked], targets[checked])
+    assert spaces == [([0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 11]), ([0, 1, 3, 5, 7, 9, 11], [2, 4, 6, 8, 10])]
+    by_person = vote_in_people(probabilities[checked], persons[checked]).argmax(axis=1)
+    assert check.purity == 1.0 and check.photos == 77 and check.people == 11
+    assert check.f1_per_photo == round(macro_f1(targets[checked], probabilities[checked].argmax(axis=1)), 4)
+    assert check.f1_grouped == round(macro_f1(targets[checked], by_person), 4)
+    assert (check.f1_grouped > check.f1_per_photo) is helps
+    assert check.sure == (1.0 if helps else 0.0) and check.helps is helps
+
+
+def test_share_of_resamples_better_is_the_bootstrap_over_people_spelled_out():
+    rng = np.random.default_rng(1)
+    persons = np.repeat(np.array(["c", "a", "b", "d", "e"]), 7)
+    truth = rng.integers(0, 18, 35)
+    before, after = np.where(rng.random(35) < 0.5, truth, 0), np.where(rng.random(35) < 0.6, truth, 1)
+    draws = np.random.default_rng(0).multinomial(5, np.full(5, 0.2), 50)
+    wins = 0
+    for counts in draws:  # person k of the sorted names drawn counts[k] times, all their photos
+        rows = np.concatenate(
+            [np.repeat(np.flatnonzero(persons == name), n) for name, n in zip("abcde", counts, strict=True)]
+        )
+        wins += macro_f1(truth[rows], after[rows]) > macro_f1(truth[rows], before[rows])
+    assert share_of_resamples_better(truth, before, after, persons, resamples=50) == wins / 50
+    assert share_of_resamples_better(truth, before, before, persons) == 0.0
+    assert share_of_resamples_better(truth, before, truth, persons) == 1.0
+
+
+def test_colour_layouts_tell_the_synthetic_people_apart(synth_small):
+    from maskcls.data.cache import cached_images
+
+    training = read_dataset(synth_small).train
+    photos = cached_images(synth_small, list(training["path"]), people.LAYOUT_SIZE, synth_small.parent / "cache")
+    layouts, persons = colour_layouts(photos), training["profile"].to_numpy()
+    known = np.isin(persons, np.unique(persons)[::2])
+    found = group_photos(layouts[known], persons[known], layouts[~known])
+    assert purity(found, persons[~known]) >= 0.9  # 12 people each in one setting: backdrop, clothes, hair, skin
+
+
+def test_predict_groups_people_and_votes_only_where_the_check_is_sure(tmp_path, synth_small, monkeypatch, capsys):
+    from maskcls.experiments.cv import cross_validate
+    from maskcls.inference.predict import write_predictions
+    from tests.helpers import tiny_config as cv_config
+
+    group = cross_validate(cv_config(synth_small, tmp_path, "train.folds=2"), runs_dir=tmp_path / "runs").folder
+    plain = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache")
+    kept = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache", group_people=True)
+    check = kept.grouping.check  # a one-epoch model: the vote does not surely help
+    assert check.photos == sum(len(pd.read_csv(group / f"fold{k}" / "valid_probabilities.csv")) for k in range(2))
+    assert check.people == 24 and not kept.grouping.applied
+    assert np.array_equal(kept.table[PROBABILITY_COLUMNS].to_numpy(), plain.table[PROBABILITY_COLUMNS].to_numpy())
+    write_predictions(tmp_path / "out", kept)
+    found = pd.read_csv(tmp_path / "out" / "person_groups.csv")
+    assert len(found) == len(plain.table) and found["person"].nunique() == round(len(found) / 7)
+    truth = pd.read_csv(synth_small / "truth" / "eval.csv").set_index("ImageID").loc[found["ImageID"], "person"]
+    assert purity(found["person"].to_numpy(), truth.to_numpy()) >= 0.9
+
+    monkeypatch.setattr(people, "SURE_ENOUGH", 0.0)  # as if the check were sure: the vote is applied
+    voted = predict_dataset([group], synth_small, cache_dir=tmp_path / "cache", group_people=True)
+    assert voted.grouping.applied
+    assert np.array_equal(voted.people["person"].to_numpy(), found["person"].to_numpy())
+    mask_plain = plain.table[PROBABILITY_COLUMNS].to_numpy().reshape(-1, 3, 6).sum(axis=2)
+    mask_voted = voted.table[PROBABILITY_COLUMNS].to_numpy().reshape(-1, 3, 6).sum(axis=2)
+    assert np.allclose(mask_plain, mask_voted, atol=1e-6)
+    by_person = voted.table.assign(person=found["person"].to_numpy()).groupby("person")
+    gender = by_person[PROBABILITY_COLUMNS].apply(lambda frame: frame.to_numpy().reshape(-1, 3, 2, 3).sum(axis=(1, 3)))
+    assert all(np.allclose(values, values[0]) for values in gender)
+    monkeypatch.undo()
+    code, out, err = run_cli(
+        "predict", str(group), "--data", str(synth_small), "--group-people", "--out", str(tmp_path / "cli"),
+        "--cache-dir", str(tmp_path / "cache"), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0 and f"photos of 24 held-out training people: purity {check.purity:.3f}" in out
+    assert "not applied to the test photos" in out and "--group-people: not applied" in err
