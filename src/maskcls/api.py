@@ -184,6 +184,17 @@ def pseudo(group: str | Path, *, threshold: float = 0.9, data: str | Path | None
     return second_round(group, threshold=threshold, data=data, runs_dir=runs_dir or group.parent)[2]
 
 
+def distill(
+    group: str | Path, *, weight: float = 0.5, data: str | Path | None = None, overrides=(), runs_dir=None
+) -> FitResult:
+    """``maskcls distill``: the group's ensemble taught into one model, ``NAME-student`` (beside the
+    group unless told); ``overrides`` change the student's recipe (``["model.name=resnet10t"]``)."""
+    from maskcls.experiments.distill import distill as teach
+
+    group = Path(group)
+    return teach(group, weight=weight, data=data, overrides=list(overrides), runs_dir=runs_dir or group.parent)[1]
+
+
 def track(folder: str | Path, uri: str, *, experiment: str = "maskcls") -> bool:
     """Send a run, cv group, sweep or study folder (or a folder of them) to an MLflow tracking
     server: what it has not had yet; True when all of it got through."""

@@ -83,6 +83,10 @@ class DataConfig(Section):
     pseudo: str | None = None
     """Pseudo-labelled test photos (``maskcls pseudo``'s pseudo_labels-HASH.csv) added to every fold's
     training photos, never to its validation photos."""
+    teacher: str | None = None
+    """A teacher's 18-class probabilities per photo (``maskcls distill``'s teacher-HASH.csv: path,
+    p0..p17): the training photos it lists learn them too (``train.distill`` says how much), the test
+    photos it lists are added to the training photos with its most likely class as their label."""
 
     @field_validator("age_borders")
     @classmethod
@@ -90,7 +94,7 @@ class DataConfig(Section):
         validate_age_borders(value)
         return value
 
-    @field_validator("root", "corrections", "pseudo")
+    @field_validator("root", "corrections", "pseudo", "teacher")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
         """Kept as an absolute path (resolved against the current folder), so that a run folder
@@ -175,6 +179,9 @@ class TrainConfig(Section):
     """Keep an exponential moving average of the weights with this decay (timm's ``ModelEmaV3``,
     warming up as ``1 - (1 + step)^(-2/3)`` until it reaches the decay): it is what validation scores,
     best.pt holds and predict uses; e.g. 0.998. None: off."""
+    distill: float = Field(0.5, ge=0, le=1)
+    """With ``data.teacher``: the share of the loss that learns the teacher's probabilities (the rest
+    learns the labels); 1 learns the teacher alone."""
     limit_batches: int | None = Field(None, ge=1)
     """Train on the first N batches of every epoch only (validation stays whole): a smoke test of a
     recipe's memory, speed and checkpoint at its real size."""
@@ -205,14 +212,16 @@ def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
     schema: type[BaseModel] = Config,
+    base: dict[str, Any] | None = None,
 ) -> BaseModel:
-    """Read a YAML file (or start from defaults), apply ``a.b=value`` overrides, validate."""
+    """Read a YAML file (or start from ``base``, a plain config, or from defaults), apply
+    ``a.b=value`` overrides, validate."""
     if path:
         from maskcls.recipebook import resolve_recipe
 
         path = resolve_recipe(path)  # a shipped recipe's name works as well as a file
-    source = str(path) if path else "defaults"
-    raw: dict[str, Any] = read_yaml_mapping(Path(path)) if path else {}
+    source = str(path) if path else "the base recipe" if base else "defaults"
+    raw: dict[str, Any] = read_yaml_mapping(Path(path)) if path else copy.deepcopy(base or {})
     sources: dict[str, str] = {}  # dotted key -> the -o that set it, to blame the right one
     for override in overrides or []:
         key, value = parse_override(override)

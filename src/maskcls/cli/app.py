@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 COMMANDS = [
     data.synth, data.stats, data.sheet, data.crop,
-    train.train, train.cv, train.pseudo,
+    train.train, train.cv, train.pseudo, train.distill,
     predict.predict,
     evaluate.ensemble, evaluate.score,
     predict.export,

@@ -1,4 +1,4 @@
-"""Commands that train: train, cv, sweep, tune."""
+"""Commands that train: train, cv, pseudo, distill, sweep, tune."""
 
 from __future__ import annotations
 
@@ -257,3 +257,28 @@ def pseudo(
         )  # fmt: skip
     say(f"{path}: {count} pseudo-labels of the fold models at probability >= {threshold}")
     say(cv_line(result))
+
+
+def distill(
+    group: Annotated[Path, typer.Argument(help="cv group that predicted the test set (maskcls predict GROUP).")],
+    weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of the loss that learns the teacher's probabilities.")
+    ] = 0.5,
+    override: Override = None,
+    data: Data = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="Where the student goes (default: beside GROUP).")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Distillation: the group's ensemble taught into one model, NAME-student (its out-of-fold
+    probabilities of the training photos and its test probabilities as soft labels; -o changes the
+    student's recipe, e.g. a smaller backbone)."""
+    from maskcls.experiments.distill import distill as teach
+    from maskcls.progress import progress_bar
+
+    with progress_bar("epoch", quiet) as progress:
+        path, result = teach(
+            group, weight=weight, data=data, overrides=override or [], runs_dir=runs_dir or group.parent,
+            progress=progress, on_epoch=epoch_printer(quiet, progress),
+        )  # fmt: skip
+    say(f"{path}: the teacher's probabilities of {sum(1 for _ in path.open()) - 1} photos")
+    say(fit_line(result))

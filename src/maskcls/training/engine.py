@@ -70,11 +70,13 @@ def batches(
     generator: torch.Generator | None = None,
     sample_weights: np.ndarray | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """uint8 (B, H, W, 3) and int64 (B,) batches over :func:`epoch_order` of ``indices``."""
+    """uint8 (B, H, W, 3) images and their labels (int64, or float32 with a teacher's soft labels)
+    over :func:`epoch_order` of ``indices``."""
     order = epoch_order(indices, generator, sample_weights)
+    dtype = torch.float32 if np.issubdtype(labels.dtype, np.floating) else torch.int64
     for start in range(0, len(order), batch_size):
         chosen = order[start : start + batch_size]
-        yield torch.from_numpy(np.asarray(images[chosen])), torch.as_tensor(labels[chosen], dtype=torch.int64)
+        yield torch.from_numpy(np.asarray(images[chosen])), torch.as_tensor(labels[chosen], dtype=dtype)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

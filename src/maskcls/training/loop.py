@@ -83,7 +83,7 @@ def build_parts(config: Config, data: TrainingData, *, mean, std, context: Distr
     return TrainingParts(
         model=model,
         train_model=train_model,
-        criterion=HeadLoss(parts, config.model.head, config.model.head_weights, model.age),
+        criterion=HeadLoss(parts, config.model.head, config.model.head_weights, model.age, config.train.distill),
         optimizer=optimizer,
         scheduler=make_scheduler(config, optimizer, steps_per_epoch),
         scaler=torch.amp.GradScaler("cuda") if amp == torch.float16 and device.type == "cuda" else None,

@@ -18,7 +18,7 @@ from maskcls.errors import UserError
 from maskcls.labels import HEAD_SIZES, NUM_CLASSES, head_marginals
 from maskcls.registry import Registry
 from maskcls.training.age import AgeHead
-from maskcls.training.models import head_targets, split_head_logits, target_ages
+from maskcls.training.models import head_targets, split_head_logits, target_ages, teacher_probabilities
 
 LOSSES: Registry[nn.Module] = Registry("loss")
 
@@ -189,9 +189,11 @@ class HeadLoss(nn.Module):
         head: str = "single",
         head_weights: dict[str, float] | None = None,
         age: AgeHead | None = None,
+        distill: float = 0.0,
     ):
         super().__init__()
         self.head = head
+        self.distill = distill  # the teacher's share of the loss where targets carry its probabilities
         per_head = head_loss_parts(parts, head)
         self.weights = {name: (head_weights or {}).get(name, 1.0) for name in per_head}
         self.age_loss = (
@@ -207,4 +209,32 @@ class HeadLoss(nn.Module):
         total = sum(self.weights[name] * self.losses[name](parts[name], targets[name]) for name in self.losses)
         if self.age_loss is not None:
             total = total + self.weights["age"] * self.age_loss(parts["age"], target_ages(target))
-        return total
+        teacher = teacher_probabilities(target)
+        if teacher is None or self.distill == 0:
+            return total
+        return (1 - self.distill) * total + self.distill * self.teacher_loss(parts, teacher)
+
+    def teacher_loss(self, parts: dict[str, torch.Tensor], teacher: torch.Tensor) -> torch.Tensor:
+        """Cross entropy of each class head against the teacher's probabilities summed to that head,
+        over the photos the teacher labelled (an age head over years keeps its own loss only)."""
+        labelled = ~teacher.isnan().any(dim=1)
+        if not labelled.any():
+            return parts[next(iter(parts))].sum() * 0  # keeps the graph; nothing to learn from
+        soft = head_probabilities(teacher[labelled], self.head)
+        return sum(
+            self.weights[name] * soft_cross_entropy(parts[name][labelled], soft[name])
+            for name in self.losses  # the class heads (an age head over years is not among them)
+        )
+
+
+def soft_cross_entropy(logits: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+    """``-sum p log softmax(logits)``, the mean over rows: cross entropy against soft labels."""
+    return -(probabilities * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+
+
+def head_probabilities(probabilities: torch.Tensor, head: str) -> dict[str, torch.Tensor]:
+    """18-class probabilities (N, 18) as the heads see them: themselves, or summed to mask, gender, age."""
+    if head == "single":
+        return {"class": probabilities}
+    cube = probabilities.reshape(-1, 3, 2, 3)  # class = mask*6 + gender*3 + age
+    return {"mask": cube.sum(dim=(2, 3)), "gender": cube.sum(dim=(1, 3)), "age": cube.sum(dim=(1, 2))}

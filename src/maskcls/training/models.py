@@ -107,14 +107,28 @@ def split_head_logits(logits: torch.Tensor, head: str) -> dict[str, torch.Tensor
 
 
 def target_classes(targets: torch.Tensor | np.ndarray):
-    """The 18-class labels of training targets: (N,) classes, or (N, 2) classes and ages."""
-    return targets[:, 0] if targets.ndim == 2 else targets
+    """The 18-class labels of training targets: (N,) classes, (N, 2) classes and ages, or (N, 20)
+    classes, ages and a teacher's 18 probabilities (floats then)."""
+    classes = targets[:, 0] if targets.ndim == 2 else targets
+    return as_integers(classes)
 
 
 def target_ages(targets: torch.Tensor) -> torch.Tensor:
     if targets.ndim != 2:
         raise ValueError("this age head trains on exact ages: targets must be (N, 2) classes and ages")
-    return targets[:, 1]
+    return as_integers(targets[:, 1])
+
+
+def teacher_probabilities(targets: torch.Tensor) -> torch.Tensor | None:
+    """A teacher's 18-class probabilities riding along the targets (NaN rows: photos it did not
+    label), or None."""
+    return targets[:, 2:] if targets.ndim == 2 and targets.shape[1] > 2 else None
+
+
+def as_integers(values):
+    if isinstance(values, torch.Tensor):
+        return values.long() if values.is_floating_point() else values
+    return values.astype(np.int64) if np.issubdtype(values.dtype, np.floating) else values
 
 
 def head_targets(targets: torch.Tensor, head: str) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from maskcls.data.cache import DecodedImages, cached_images
 from maskcls.data.layout import read_dataset
 from maskcls.data.pseudo import read_pseudo_labels
 from maskcls.data.split import load_or_make_folds, make_holdout, split_rows
+from maskcls.data.teacher import read_teacher, teacher_probabilities_of, teacher_test_rows
 from maskcls.errors import UserError
 from maskcls.labels import AGE_BORDERS, NUM_CLASSES, age_groups, class_name, encode_classes, output_columns
 from maskcls.training.distributed import Distributed
@@ -31,11 +32,15 @@ class TrainingData:
     train_rows: np.ndarray
     valid_rows: np.ndarray
     ages: np.ndarray  # age in years per image (what ordinal, regression and distribution heads learn)
+    teacher: np.ndarray | None = None  # (N, 18) a teacher's probabilities per image (NaN: not labelled)
 
     @property
     def train_targets(self) -> np.ndarray:
-        """(N, 2): training class and age per image; the batches' targets."""
-        return np.column_stack([self.train_labels, self.ages])
+        """The batches' targets: (N, 2) training class and age per image, then, with a teacher,
+        its 18 probabilities (floats then: (N, 20))."""
+        if self.teacher is None:
+            return np.column_stack([self.train_labels, self.ages])
+        return np.column_stack([self.train_labels, self.ages, self.teacher]).astype(np.float32)
 
     @property
     def true_targets(self) -> np.ndarray:
@@ -80,9 +85,12 @@ def prepare_data(config: Config, runs_dir: str | Path, warn: bool = True) -> Tra
             raise UserError(f"train.fold={fold} is outside 0..{config.train.folds - 1}")
     train_rows, valid_rows = split_rows(table, folds, fold)
     if config.data.pseudo:  # after the split: every fold trains on them, none validates on them
-        extra = read_pseudo_labels(config.data.pseudo, root, fold)
-        train_rows = np.concatenate([train_rows, np.arange(len(table), len(table) + len(extra))])
-        table = pd.concat([table, extra], ignore_index=True)
+        table, train_rows = with_extra_rows(table, train_rows, read_pseudo_labels(config.data.pseudo, root, fold))
+    teacher = None
+    if config.data.teacher:
+        taught = read_teacher(config.data.teacher, root)
+        table, train_rows = with_extra_rows(table, train_rows, teacher_test_rows(taught))
+        teacher = teacher_probabilities_of(taught, table["path"])
     paths, size = list(table["path"]), config.train.image_size
     if config.data.cache:
         images = cached_images(root, paths, size, config.train.cache_dir or Path(runs_dir) / "cache")
@@ -102,7 +110,15 @@ def prepare_data(config: Config, runs_dir: str | Path, warn: bool = True) -> Tra
         train_rows=train_rows,
         valid_rows=valid_rows,
         ages=ages.astype(np.int64),
+        teacher=teacher,
     )
+
+
+def with_extra_rows(table: pd.DataFrame, train_rows: np.ndarray, extra: pd.DataFrame) -> tuple:
+    """The table with ``extra`` rows appended, and the training rows with them (after the split:
+    no fold validates on them)."""
+    rows = np.concatenate([train_rows, np.arange(len(table), len(table) + len(extra))])
+    return pd.concat([table, extra], ignore_index=True), rows
 
 
 def missing_class_warnings(labels: np.ndarray, train_rows: np.ndarray, valid_rows: np.ndarray, fold: int) -> list[str]:
