@@ -121,6 +121,7 @@ def test_distill_teaches_the_groups_probabilities_into_one_student(synth_small, 
     student = tmp_path / "runs" / "dt-student-fold0"
     config = json.loads((student / "config.json").read_text())
     assert config["data"]["teacher"] == str(written) and config["train"]["distill"] == 0.7
+    assert config["data"]["pseudo"] is None  # the teacher labels every test photo
     assert (config["train"]["fold"], config["train"]["epochs"], config["model"]["dropout"]) == (0, 2, 0.1)
     summary = pd.read_csv(student / "summary.csv")
     assert len(summary) == 2 and f"{student}: best valid macro F1" in out

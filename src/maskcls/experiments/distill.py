@@ -50,10 +50,10 @@ def teacher_table(group: Path) -> pd.DataFrame:
 
 def student_config(group: Path, teacher: Path, *, weight: float, data, overrides: list[str]) -> Config:
     """The group's recipe with ``overrides`` (``a.b=value``), as ``NAME-student``: fold 0 of the
-    group's folds, learning from ``teacher``."""
+    group's folds, learning from ``teacher`` (which labels the test photos pseudo-labels would)."""
     plain = read_json(group / names.GROUP)["config"]
-    fixed = {"name": f"{plain['name']}-student", "data.teacher": str(teacher.absolute()), "train.fold": 0}
-    fixed["train.distill"] = weight
+    fixed = {"name": f"{plain['name']}-student", "data.teacher": str(teacher.absolute()), "data.pseudo": None}
+    fixed.update({"train.fold": 0, "train.distill": weight})  # the teacher labels every test photo: no pseudo
     if data is not None:
         fixed["data.root"] = str(data)
     return load_config(None, [*overrides, *(f"{key}={json.dumps(value)}" for key, value in fixed.items())], base=plain)
