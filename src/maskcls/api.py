@@ -192,7 +192,7 @@ def distill(
     from maskcls.experiments.distill import distill as teach
 
     group = Path(group)
-    return teach(group, weight=weight, data=data, overrides=list(overrides), runs_dir=runs_dir or group.parent)[1]
+    return teach(group, weight=weight, data=data, overrides=list(overrides), runs_dir=runs_dir or group.parent)[2]
 
 
 def track(folder: str | Path, uri: str, *, experiment: str = "maskcls") -> bool:

@@ -43,6 +43,8 @@ Override = Annotated[
 Seed = Annotated[int | None, typer.Option(help="Random seed (same as -o seed=...).")]
 Folds = Annotated[int | None, typer.Option(help="Number of folds (same as -o train.folds=...).")]
 RunsDir = Annotated[Path, typer.Option(help="Where run folders go.")]
+PredictedGroup = Annotated[Path, typer.Argument(help="cv group that predicted the test set (maskcls predict GROUP).")]
+RunsBesideGroup = Annotated[Path | None, typer.Option(help="Where the new runs go (default: beside GROUP).")]
 Recipe = Annotated[Path, typer.Argument(help="Base YAML recipe file, or a shipped recipe's name.")]
 Calibration = Annotated[
     Path | None,

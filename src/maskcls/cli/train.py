@@ -12,9 +12,11 @@ from maskcls.cli.options import (
     Data,
     Folds,
     Override,
+    PredictedGroup,
     Pruner,
     Quiet,
     Recipe,
+    RunsBesideGroup,
     RunsDir,
     Seed,
     Track,
@@ -237,12 +239,12 @@ def tune(
 
 
 def pseudo(
-    group: Annotated[Path, typer.Argument(help="cv group that predicted the test set (maskcls predict GROUP).")],
+    group: PredictedGroup,
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Least 18-class probability a test photo needs to be used.")
     ] = 0.9,
     data: Data = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="Where the new group goes (default: beside GROUP).")] = None,
+    runs_dir: RunsBesideGroup = None,
     quiet: Quiet = False,
 ) -> None:
     """Pseudo-labels: the group's confident test predictions added to every fold's training photos,
@@ -260,13 +262,13 @@ def pseudo(
 
 
 def distill(
-    group: Annotated[Path, typer.Argument(help="cv group that predicted the test set (maskcls predict GROUP).")],
+    group: PredictedGroup,
     weight: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of the loss that learns the teacher's probabilities.")
     ] = 0.5,
     override: Override = None,
     data: Data = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="Where the student goes (default: beside GROUP).")] = None,
+    runs_dir: RunsBesideGroup = None,
     quiet: Quiet = False,
 ) -> None:
     """Distillation: the group's ensemble taught into one model, NAME-student (its out-of-fold
@@ -276,9 +278,9 @@ def distill(
     from maskcls.progress import progress_bar
 
     with progress_bar("epoch", quiet) as progress:
-        path, result = teach(
+        path, count, result = teach(
             group, weight=weight, data=data, overrides=override or [], runs_dir=runs_dir or group.parent,
             progress=progress, on_epoch=epoch_printer(quiet, progress),
         )  # fmt: skip
-    say(f"{path}: the teacher's probabilities of {sum(1 for _ in path.open()) - 1} photos")
+    say(f"{path}: the teacher's probabilities of {count} photos")
     say(fit_line(result))

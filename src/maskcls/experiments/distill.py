@@ -68,8 +68,9 @@ def distill(
     runs_dir: str | Path = "runs",
     progress: Progress | None = None,
     on_epoch: Callable[[dict], None] | None = None,
-) -> tuple[Path, FitResult]:
-    """Write ``GROUP/teacher-HASH.csv`` and train the student; returns the file and its result."""
+) -> tuple[Path, int, FitResult]:
+    """Write ``GROUP/teacher-HASH.csv`` and train the student; returns the file, the number of photos
+    it labels and the student's result."""
     from maskcls.training.train import fit
 
     group = Path(group)
@@ -77,8 +78,9 @@ def distill(
         raise UserError(f"{group}: not a cv group (maskcls distill teaches a group's ensemble into one model)")
     if not 0 < weight <= 1:
         raise UserError(f"weight must be in (0, 1], got {weight}")
-    text = teacher_table(group).to_csv(index=False)
+    table = teacher_table(group)
+    text = table.to_csv(index=False)
     path = group / f"{TEACHER}-{hashlib.sha1(text.encode()).hexdigest()[:8]}.csv"
     write_text_atomic(path, text)
     config = student_config(group, path, weight=weight, data=data, overrides=list(overrides))
-    return path, fit(config, runs_dir=runs_dir, progress=progress, on_epoch=on_epoch)
+    return path, len(table), fit(config, runs_dir=runs_dir, progress=progress, on_epoch=on_epoch)

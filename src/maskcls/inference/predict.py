@@ -248,10 +248,9 @@ def person_grouping(runs: list[Path], root: Path, paths: list[str], cache_dir) -
     check = grouping.check
     if not grouping.applied:
         log.warning(
-            f"--group-people: not applied: on {check.people} held-out training people the vote does not surely raise "
-            "the macro F1 "
-            f"({check.f1_per_photo:.4f} -> {check.f1_grouped:.4f}, higher in {check.sure:.0%} of resamples of those "
-            f"people, {SURE_ENOUGH:.0%} needed; clustering purity {check.purity:.2f})"
+            f"--group-people: not applied: on {check.people} held-out training people the vote does not surely "
+            f"raise the macro F1 ({check.f1_per_photo:.4f} -> {check.f1_grouped:.4f}, higher in {check.sure:.0%} "
+            f"of resamples of those people, {SURE_ENOUGH:.0%} needed; clustering purity {check.purity:.2f})"
         )
     return grouping
 
