@@ -60,6 +60,8 @@ def test_colour_layout_is_the_grid_of_mean_colours_without_the_cameras_brightnes
     assert np.allclose(layout[-3:], mean / spread)
     dimmer = (image * 0.5 + 20).astype(np.uint8)  # exact: a darker, flatter camera
     assert np.allclose(colour_layouts(dimmer)[0][:-3], layout[:-3], atol=1e-6)
+    both = np.concatenate([image, dimmer])
+    assert np.array_equal(colour_layouts(both, chunk=1), colour_layouts(both))  # read a chunk at a time
 
 
 def separable_people(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
