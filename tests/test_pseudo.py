@@ -3,6 +3,8 @@ validated on), and ``maskcls pseudo`` on a cv group that predicted its test set.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,3 +104,36 @@ def test_pseudo_cross_validates_the_group_again_with_its_confident_test_photos(s
     pd.testing.assert_frame_equal(pd.read_csv(written), confident.round(6), check_dtype=False)
     code, _, err = run_cli("pseudo", str(group), "--threshold", str(threshold / 2), "-q", capsys=capsys)
     assert code == 2 and "a cv group with another config already uses this name" in err  # other labels
+
+
+def test_soft_pseudo_labels_give_each_fold_its_models_probabilities(synth_small, tmp_path, capsys):
+    group = cross_validate(
+        tiny_config(synth_small, tmp_path, "name=sp", "train.folds=2"), runs_dir=tmp_path / "runs"
+    ).folder
+    assert run_cli("predict", str(group), "--data", str(synth_small), "-q", capsys=capsys)[0] == 0
+    tables = [pd.read_csv(group / f"fold{k}" / "test_probabilities.csv") for k in range(2)]
+    threshold = round(float(np.quantile(tables[0][PROBABILITY_COLUMNS].to_numpy().max(axis=1), 0.5)), 4)
+    code, out, err = run_cli("pseudo", str(group), "--threshold", str(threshold), "--soft", "0.6", "-q", capsys=capsys)
+    assert code == 0, err
+    (written,) = group.glob("pseudo_soft-*.csv")
+    labels = pd.read_csv(written)
+    for fold, table in enumerate(tables):  # each fold: its own model's confident photos, all 18 probabilities
+        confident = table[table[PROBABILITY_COLUMNS].max(axis=1) >= threshold]
+        rows = labels[labels["fold"] == fold]
+        assert rows["path"].tolist() == ("eval/images/" + confident["ImageID"]).tolist()
+        assert np.allclose(rows[PROBABILITY_COLUMNS].to_numpy(), confident[PROBABILITY_COLUMNS].to_numpy(), atol=5e-7)
+    assert f"{written}: {len(labels)} soft pseudo-labels of the fold models at probability >= {threshold}" in out
+    second = tmp_path / "runs" / "sp-pseudo-soft-cv2"
+    for fold in range(2):
+        config = json.loads((second / f"fold{fold}" / "config.json").read_text())
+        assert (config["data"]["teacher"], config["data"]["pseudo"], config["train"]["distill"]) == (
+            str(written),
+            None,
+            0.6,
+        )
+        overrides = (f"data.teacher={written}", "train.folds=2", f"train.fold={fold}")
+        data = prepare_data(tiny_config(synth_small, tmp_path, *overrides), tmp_path / "runs")
+        taught = data.table.index[data.table["stem"] == "teacher"]
+        assert data.table.loc[taught, "path"].tolist() == labels.loc[labels["fold"] == fold, "path"].tolist()
+    oof = pd.read_csv(second / "oof_probabilities.csv")
+    assert oof["path"].tolist() == pd.read_csv(group / "oof_probabilities.csv")["path"].tolist()  # real photos only

@@ -175,13 +175,22 @@ def explain(source: str | Path, data: str | Path | None = None, **options):
     return draw_maps(source, data, **options)
 
 
-def pseudo(group: str | Path, *, threshold: float = 0.9, data: str | Path | None = None, runs_dir=None) -> CvResult:
+def pseudo(
+    group: str | Path,
+    *,
+    threshold: float = 0.9,
+    soft: float | None = None,
+    data: str | Path | None = None,
+    runs_dir=None,
+) -> CvResult:
     """``maskcls pseudo``: the group's confident test predictions as pseudo-labels in every fold's
-    training photos, cross-validated again as ``NAME-pseudo`` (beside the group unless told)."""
+    training photos, cross-validated again as ``NAME-pseudo`` (beside the group unless told);
+    ``soft``: each fold model's probabilities learnt with that share of the loss, as
+    ``NAME-pseudo-soft``."""
     from maskcls.experiments.pseudo import second_round
 
     group = Path(group)
-    return second_round(group, threshold=threshold, data=data, runs_dir=runs_dir or group.parent)[2]
+    return second_round(group, threshold=threshold, soft=soft, data=data, runs_dir=runs_dir or group.parent)[2]
 
 
 def distill(

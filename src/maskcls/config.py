@@ -235,6 +235,13 @@ def load_config(
         raise ConfigError(*format_validation_error(error, source, sources)) from None
 
 
+def changed_config(base: dict[str, Any], changes: dict[str, Any], overrides: list[str] = ()) -> Config:
+    """``base`` (a plain config, e.g. a group's recipe) with the user's ``overrides`` (``a.b=value``)
+    and then ``changes`` (dotted key -> value), validated like any recipe."""
+    given = [*overrides, *(f"{key}={json.dumps(value)}" for key, value in changes.items())]
+    return load_config(None, given, base=base)
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key given twice in one mapping is an error (plain YAML
     keeps the last, so the first value would be silently lost)."""

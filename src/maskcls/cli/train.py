@@ -243,21 +243,29 @@ def pseudo(
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Least 18-class probability a test photo needs to be used.")
     ] = 0.9,
+    soft: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Learn each fold model's probabilities instead, with this share of the loss."
+        ),
+    ] = None,
     data: Data = None,
     runs_dir: RunsBesideGroup = None,
     quiet: Quiet = False,
 ) -> None:
     """Pseudo-labels: the group's confident test predictions added to every fold's training photos,
-    cross-validated again as NAME-pseudo (out-of-fold scores on real labels only)."""
+    cross-validated again as NAME-pseudo (NAME-pseudo-soft with --soft; out-of-fold scores on real
+    labels only)."""
     from maskcls.experiments.pseudo import second_round
     from maskcls.progress import progress_bar
 
     with progress_bar("cv", quiet) as progress:
         path, count, result = second_round(
-            group, threshold=threshold, data=data, runs_dir=runs_dir or group.parent, progress=progress,
+            group, threshold=threshold, soft=soft, data=data, runs_dir=runs_dir or group.parent, progress=progress,
             on_epoch=epoch_printer(quiet, progress),
         )  # fmt: skip
-    say(f"{path}: {count} pseudo-labels of the fold models at probability >= {threshold}")
+    kind = "pseudo-labels" if soft is None else "soft pseudo-labels"
+    say(f"{path}: {count} {kind} of the fold models at probability >= {threshold}")
     say(cv_line(result))
 
 

@@ -4,7 +4,8 @@
 ``train/images/...`` or ``eval/images/...``) and ``p0..p17``. A run with ``data.teacher: FILE``
 learns them on its training photos (with the share ``train.distill`` of the loss) and trains on
 the listed test photos too, labelled with the teacher's most likely class (ages: a typical age
-of that group), never validating on them."""
+of that group), never validating on them. Rows with a ``fold`` column are for the run of that fold
+only (``maskcls pseudo --soft``: each fold's own first-round model as its teacher)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS, decode_classes
 EVAL_PREFIX = "eval/"
 
 
-def read_teacher(path: str | Path, root: str | Path) -> pd.DataFrame:
-    """The teacher's table (path, p0..p17), checked: columns, probabilities, photos on disk."""
+def read_teacher(path: str | Path, root: str | Path, fold: int = 0) -> pd.DataFrame:
+    """The teacher's table (path, p0..p17; with a ``fold`` column, the rows of ``fold`` only),
+    checked: columns, probabilities, photos on disk."""
     path, root = Path(path), Path(root)
     try:
         frame = pd.read_csv(path)
@@ -35,6 +37,8 @@ def read_teacher(path: str | Path, root: str | Path) -> pd.DataFrame:
     wrong = np.flatnonzero(~np.isfinite(values).all(axis=1) | (np.abs(values.sum(axis=1) - 1) > 1e-3))
     if len(wrong):
         raise DataError(f"{path}: line {wrong[0] + 2}: the 18 probabilities must be numbers summing to 1")
+    if "fold" in frame.columns:
+        frame = frame[frame["fold"] == fold].reset_index(drop=True)
     absent = [relative for relative in frame["path"] if not (root / relative).is_file()]
     if absent:
         raise DataError(f"{path}: {len(absent)} photo(s) not in {root}, e.g. {absent[0]}")

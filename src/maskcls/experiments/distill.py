@@ -13,14 +13,13 @@ those people: its validation F1 leans optimistic; the test set says how good it 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from maskcls.callbacks import Progress
-from maskcls.config import Config, load_config
+from maskcls.config import Config, changed_config
 from maskcls.data.layout import eval_image_path
 from maskcls.errors import UserError
 from maskcls.files import read_json, write_text_atomic
@@ -56,7 +55,7 @@ def student_config(group: Path, teacher: Path, *, weight: float, data, overrides
     fixed.update({"train.fold": 0, "train.distill": weight})  # the teacher labels every test photo: no pseudo
     if data is not None:
         fixed["data.root"] = str(data)
-    return load_config(None, [*overrides, *(f"{key}={json.dumps(value)}" for key, value in fixed.items())], base=plain)
+    return changed_config(plain, fixed, overrides)
 
 
 def distill(

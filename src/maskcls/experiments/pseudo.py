@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.callbacks import Progress
-from maskcls.config import Config
+from maskcls.config import changed_config
 from maskcls.data.layout import eval_image_path
 from maskcls.data.pseudo import TYPICAL_AGES
 from maskcls.errors import UserError
@@ -29,30 +29,43 @@ from maskcls.results import CvResult
 from maskcls.rundir import names
 from maskcls.rundir.tables import read_probabilities
 
+PSEUDO_SOFT = "pseudo_soft"  # GROUP/pseudo_soft-HASH.csv: each fold model's probabilities (--soft)
 PSEUDO_LABELS = "pseudo_labels"
 """``GROUP/pseudo_labels-HASH.csv``: the hash of the labels in the name, so that a second round
 trained on other labels (another threshold, a retrained first round) is another recipe: its
 group is not mistaken for a finished one (cv refuses the name until it is moved away)."""
 
 
-def pseudo_labels(group: Path, threshold: float) -> pd.DataFrame:
+def pseudo_labels(group: Path, threshold: float, soft: bool = False) -> pd.DataFrame:
     """Per fold, the test photos its model predicted with at least ``threshold`` probability,
-    labelled (``fold`` says whose)."""
+    labelled (``fold`` says whose): hard labels, or with ``soft`` the model's 18 probabilities."""
     if not 0 < threshold <= 1:
         raise UserError(f"threshold must be in (0, 1], got {threshold}")
     runs = read_json(group / names.GROUP)["runs"]
-    parts = [
-        fold_labels(group / run / names.TEST_PROBABILITIES, threshold, group).assign(fold=fold)
-        for fold, run in enumerate(runs)
-    ]
+    labels = fold_probabilities if soft else fold_labels
+    parts = [labels(fold_table(group / run, group), threshold).assign(fold=fold) for fold, run in enumerate(runs)]
     return pd.concat(parts, ignore_index=True)
 
 
-def fold_labels(path: Path, threshold: float, group: Path) -> pd.DataFrame:
-    """The photos one model predicted with at least ``threshold`` probability, labelled."""
+def fold_table(run: Path, group: Path) -> pd.DataFrame:
+    """A fold model's test probabilities (``maskcls predict GROUP`` writes them)."""
+    path = run / names.TEST_PROBABILITIES
     if not path.exists():
         raise UserError(f"{path}: not found; run `maskcls predict {group} --data DATA` first")
-    table = read_probabilities(path)
+    return read_probabilities(path)
+
+
+def fold_probabilities(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The photos one model predicted with at least ``threshold`` probability, with its 18
+    probabilities (a teacher file: ``data.teacher``)."""
+    probabilities = table[PROBABILITY_COLUMNS].to_numpy(dtype=float)
+    frame = pd.DataFrame(probabilities.round(6), columns=PROBABILITY_COLUMNS)
+    frame.insert(0, "path", table["ImageID"].astype(str).map(eval_image_path).to_numpy())
+    return frame[probabilities.max(axis=1) >= threshold].reset_index(drop=True)
+
+
+def fold_labels(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The photos one model predicted with at least ``threshold`` probability, labelled."""
     probabilities = table[PROBABILITY_COLUMNS].to_numpy(dtype=float)
     labels, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
     mask, gender, age_group = decode_classes(labels)
@@ -76,6 +89,7 @@ def second_round(
     group: str | Path,
     *,
     threshold: float = 0.9,
+    soft: float | None = None,
     data: str | Path | None = None,
     runs_dir: str | Path = "runs",
     progress: Progress | None = None,
@@ -83,21 +97,29 @@ def second_round(
 ) -> tuple[Path, int, CvResult]:
     """Write ``GROUP/pseudo_labels-HASH.csv`` and cross-validate the group's recipe with it as
     ``NAME-pseudo``; returns the labels file, its number of pseudo-labels (over all folds) and the
-    new group's result."""
+    new group's result. ``soft``: the fold models' probabilities instead, learnt with that share of
+    the loss (``data.teacher``, ``train.distill``), as ``NAME-pseudo-soft`` from
+    ``GROUP/pseudo_soft-HASH.csv``."""
     group = Path(group)
     if names.kind(group) is not names.Kind.GROUP:
         raise UserError(f"{group}: not a cv group (maskcls pseudo starts from one that predicted the test set)")
-    labels = pseudo_labels(group, threshold)
+    if soft is not None and not 0 < soft <= 1:
+        raise UserError(f"soft must be in (0, 1], got {soft}")
+    labels = pseudo_labels(group, threshold, soft=soft is not None)
     if labels.empty:
         raise UserError(f"{group}: no test photo reaches probability {threshold}; lower the threshold")
     text = labels.to_csv(index=False)
-    path = group / f"{PSEUDO_LABELS}-{hashlib.sha1(text.encode()).hexdigest()[:8]}.csv"  # other labels, other recipe
+    stem = PSEUDO_LABELS if soft is None else PSEUDO_SOFT
+    path = group / f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:8]}.csv"  # other labels, other recipe
     write_text_atomic(path, text)
     plain = read_json(group / names.GROUP)["config"]
-    config = Config.model_validate(plain)
-    data_config = config.data.model_copy(update={"pseudo": str(path.absolute())})
+    labelled = str(path.absolute())
+    if soft is None:
+        changes = {"name": f"{plain['name']}-pseudo", "data.pseudo": labelled}
+    else:
+        changes = {"name": f"{plain['name']}-pseudo-soft", "data.teacher": labelled, "train.distill": soft}
     if data is not None:
-        data_config.root = str(data)
-    config = config.model_copy(update={"name": f"{config.name}-pseudo", "data": data_config})
+        changes["data.root"] = str(data)
+    config = changed_config(plain, changes)
     result = cross_validate(config, runs_dir=runs_dir, progress=progress, on_epoch=on_epoch)
     return path, len(labels), result

@@ -88,7 +88,7 @@ def prepare_data(config: Config, runs_dir: str | Path, warn: bool = True) -> Tra
         table, train_rows = with_extra_rows(table, train_rows, read_pseudo_labels(config.data.pseudo, root, fold))
     teacher = None
     if config.data.teacher:
-        taught = read_teacher(config.data.teacher, root)
+        taught = read_teacher(config.data.teacher, root, fold)
         table, train_rows = with_extra_rows(table, train_rows, teacher_test_rows(taught))
         teacher = teacher_probabilities_of(taught, table["path"])
     paths, size = list(table["path"]), config.train.image_size
