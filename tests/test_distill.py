@@ -81,6 +81,9 @@ def test_a_run_reads_the_teachers_probabilities_and_trains_on_its_test_photos(tm
     teacher.assign(p0=teacher["p0"] + 0.5).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DataError, match="bad.csv: line 2: the 18 probabilities must be numbers summing to 1"):
         prepare_data(tiny_config(root, tmp_path, f"data.teacher={tmp_path / 'bad.csv'}"), tmp_path / "runs")
+    teacher.assign(p3=["x", 0.1, 0.1, 0.1]).to_csv(tmp_path / "text.csv", index=False)
+    with pytest.raises(DataError, match="text.csv: line 2: the 18 probabilities must be numbers summing to 1"):
+        prepare_data(tiny_config(root, tmp_path, f"data.teacher={tmp_path / 'text.csv'}"), tmp_path / "runs")
     teacher.drop(columns="p17").to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(DataError, match=r"short.csv: missing column\(s\) p17"):
         prepare_data(tiny_config(root, tmp_path, f"data.teacher={tmp_path / 'short.csv'}"), tmp_path / "runs")

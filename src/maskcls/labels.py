@@ -156,7 +156,11 @@ def class_from_mask_gender(mask_gender: np.ndarray, age: np.ndarray) -> np.ndarr
     return np.asarray(mask_gender) * 3 + np.asarray(age)
 
 
+CLASS_CUBE = (-1, 3, 2, 3)  # 18 classes as mask x gender x age: class = mask*6 + gender*3 + age
+HEAD_AXES = {"mask": (2, 3), "gender": (1, 3), "age": (1, 2)}  # the cube's axes summed away for each head
+
+
 def head_marginals(probabilities: np.ndarray) -> dict[str, np.ndarray]:
     """18-class probabilities (N, 18) summed to each head: mask (N, 3), gender (N, 2), age (N, 3)."""
-    cube = np.asarray(probabilities, dtype=np.float64).reshape(-1, 3, 2, 3)  # class = mask*6 + gender*3 + age
-    return {"mask": cube.sum(axis=(2, 3)), "gender": cube.sum(axis=(1, 3)), "age": cube.sum(axis=(1, 2))}
+    cube = np.asarray(probabilities, dtype=np.float64).reshape(CLASS_CUBE)
+    return {name: cube.sum(axis=axes) for name, axes in HEAD_AXES.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from maskcls.data.layout import TRAIN_TABLE_COLUMNS
@@ -25,29 +26,46 @@ def read_pseudo_labels(path: str | Path, root: str | Path, fold: int = 0) -> pd.
     """The pseudo-labelled photos (those of ``fold`` when the file has a ``fold`` column) as rows
     of the training table (each its own profile, ``pseudo:PATH``, so that no fold holds it out); a
     missing photo or column names the file."""
+    frame = read_added_photos(path, root, fold, PSEUDO_COLUMNS[:4], "data.pseudo", PSEUDO_COLUMNS)
+    return added_rows(frame["path"], frame["mask"], frame["gender"], frame["age"].round(), "pseudo")
+
+
+def read_added_photos(
+    path: str | Path, root: str | Path, fold: int, required: list[str], option: str, expected: list[str]
+) -> pd.DataFrame:
+    """A file of photos to add to the training photos (``data.pseudo``, ``data.teacher``): its rows
+    for ``fold`` when it has a ``fold`` column (the file's own row index kept, for line numbers),
+    checked for the ``required`` columns and for every photo in ``root``."""
     path, root = Path(path), Path(root)
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:
-        raise DataError(f"{path}: pseudo-label file not found (data.pseudo)") from None
-    missing = [column for column in PSEUDO_COLUMNS[:4] if column not in frame.columns]
+        raise DataError(f"{path}: file not found ({option})") from None
+    missing = [column for column in required if column not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(PSEUDO_COLUMNS)})")
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(expected)})")
     if "fold" in frame.columns:
         frame = frame[frame["fold"] == fold]
     absent = [relative for relative in frame["path"] if not (root / relative).is_file()]
     if absent:
         raise DataError(f"{path}: {len(absent)} photo(s) not in {root}, e.g. {absent[0]}")
+    return frame
+
+
+def added_rows(paths, mask, gender, age, stem: str) -> pd.DataFrame:
+    """Training-table rows for added photos: each its own profile (``STEM:PATH``), so that no fold
+    holds it out."""
+    paths = pd.Series(paths).astype(str).to_numpy()
     rows = pd.DataFrame(
         {
-            "profile": "pseudo:" + frame["path"].astype(str),
+            "profile": [f"{stem}:{path}" for path in paths],
             "person_id": "",
-            "gender": frame["gender"].astype(int),
+            "gender": np.asarray(gender, dtype=int),
             "race": "",
-            "age": frame["age"].round().astype(int),
-            "stem": "pseudo",
-            "mask": frame["mask"].astype(int),
-            "path": frame["path"].astype(str),
+            "age": np.asarray(age, dtype=int),
+            "stem": stem,
+            "mask": np.asarray(mask, dtype=int),
+            "path": paths,
         }  # fmt: skip
     )
     return rows[TRAIN_TABLE_COLUMNS]

@@ -20,8 +20,8 @@ import pandas as pd
 
 from maskcls.callbacks import Progress
 from maskcls.config import Config, changed_config
-from maskcls.data.layout import eval_image_path
 from maskcls.errors import UserError
+from maskcls.experiments.pseudo import probability_rows
 from maskcls.files import read_json, write_text_atomic
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.results import FitResult
@@ -40,11 +40,8 @@ def teacher_table(group: Path) -> pd.DataFrame:
     if not test.exists():
         raise UserError(f"{test}: not found; run `maskcls predict {group} --data DATA` first")
     training = pd.read_csv(oof)[["path", *PROBABILITY_COLUMNS]]
-    predicted = read_probabilities(test)
-    testing = predicted.assign(path=predicted["ImageID"].astype(str).map(eval_image_path))
-    table = pd.concat([training, testing[["path", *PROBABILITY_COLUMNS]]], ignore_index=True)
-    table[PROBABILITY_COLUMNS] = table[PROBABILITY_COLUMNS].round(6)
-    return table
+    training[PROBABILITY_COLUMNS] = training[PROBABILITY_COLUMNS].round(6)
+    return pd.concat([training, probability_rows(read_probabilities(test))], ignore_index=True)
 
 
 def student_config(group: Path, teacher: Path, *, weight: float, data, overrides: list[str]) -> Config:

@@ -42,7 +42,7 @@ def pseudo_labels(group: Path, threshold: float, soft: bool = False) -> pd.DataF
     if not 0 < threshold <= 1:
         raise UserError(f"threshold must be in (0, 1], got {threshold}")
     runs = read_json(group / names.GROUP)["runs"]
-    labels = fold_probabilities if soft else fold_labels
+    labels = probability_rows if soft else fold_labels
     parts = [labels(fold_table(group / run, group), threshold).assign(fold=fold) for fold, run in enumerate(runs)]
     return pd.concat(parts, ignore_index=True)
 
@@ -55,9 +55,9 @@ def fold_table(run: Path, group: Path) -> pd.DataFrame:
     return read_probabilities(path)
 
 
-def fold_probabilities(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """The photos one model predicted with at least ``threshold`` probability, with its 18
-    probabilities (a teacher file: ``data.teacher``)."""
+def probability_rows(table: pd.DataFrame, threshold: float = 0.0) -> pd.DataFrame:
+    """``path`` and p0..p17 (rounded to 6 places) of the test photos a model predicted with at least
+    ``threshold`` probability (rows of a teacher file: ``data.teacher``)."""
     probabilities = table[PROBABILITY_COLUMNS].to_numpy(dtype=float)
     frame = pd.DataFrame(probabilities.round(6), columns=PROBABILITY_COLUMNS)
     frame.insert(0, "path", table["ImageID"].astype(str).map(eval_image_path).to_numpy())

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.data.cache import cached_images
-from maskcls.data.layout import read_dataset
+from maskcls.data.layout import Dataset, read_dataset
 from maskcls.errors import UserError
 from maskcls.files import read_json
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS, head_marginals
@@ -184,14 +184,18 @@ class PersonGrouping:
         return self.check.helps
 
 
-def group_test_photos(runs: list[Path], test_root: Path, test_paths: list[str], cache_dir) -> PersonGrouping:
+def group_test_photos(
+    runs: list[Path], test_root: Path, test_paths: list[str], cache_dir, test_dataset: Dataset
+) -> PersonGrouping:
     """Group the test photos with the identity space of the runs' training photos, and check the
     grouping on the runs' validation photos (their mean probabilities where several runs held
-    the same photo out)."""
+    the same photo out). ``test_dataset``: the test folder as read already, whose training photos
+    serve when the runs were trained there."""
     train_root = Path(read_json(runs[0] / names.CONFIG)["data"]["root"])
     if not (train_root / "train").is_dir():
         raise UserError(f"--group-people: {train_root}, where {runs[0]} was trained, has no train/ folder")
-    training = read_dataset(train_root, require_train=True).train
+    same = train_root.resolve() == Path(test_root).resolve()
+    training = test_dataset.train if same else read_dataset(train_root, require_train=True).train
     layouts = colour_layouts(cached_images(train_root, list(training["path"]), LAYOUT_SIZE, cache_dir))
     persons = training["profile"].to_numpy()
     validated = validation_table(runs)

@@ -25,7 +25,7 @@ import torch
 from maskcls.callbacks import Progress
 from maskcls.choices import BACKENDS, TTA_MODES
 from maskcls.data.cache import cached_images
-from maskcls.data.layout import read_dataset
+from maskcls.data.layout import Dataset, read_dataset
 from maskcls.errors import UserError
 from maskcls.evaluation.calibrate import Calibration, calibrate_table, calibration_for
 from maskcls.evaluation.ensemble import age_estimate_dropped
@@ -200,7 +200,7 @@ def raw_prediction(
         )
     people = grouping = None
     if group_people:
-        grouping = person_grouping(runs, root, paths, cache_dir)
+        grouping = person_grouping(runs, root, paths, cache_dir, dataset)
         if grouping.applied:
             mean = vote_outputs(mean, grouping.clusters)
             per_run = {run: vote_outputs(outputs, grouping.clusters) for run, outputs in per_run.items()}
@@ -241,10 +241,10 @@ def warn_about_crop_mismatches(runs: list[Path], root: Path) -> None:
             log.warning(f"{run} {reason}")
 
 
-def person_grouping(runs: list[Path], root: Path, paths: list[str], cache_dir) -> PersonGrouping:
+def person_grouping(runs: list[Path], root: Path, paths: list[str], cache_dir, dataset: Dataset) -> PersonGrouping:
     """The test photos' person clusters; the vote is applied only where the check on held-out
     training people says it raises their macro F1 (else a warning says why not)."""
-    grouping = group_test_photos(runs, root, paths, cache_dir)
+    grouping = group_test_photos(runs, root, paths, cache_dir, dataset)
     check = grouping.check
     if not grouping.applied:
         log.warning(

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from maskcls.errors import UserError
-from maskcls.labels import HEAD_SIZES, NUM_CLASSES, head_marginals
+from maskcls.labels import CLASS_CUBE, HEAD_AXES, HEAD_SIZES, NUM_CLASSES, head_marginals
 from maskcls.registry import Registry
 from maskcls.training.age import AgeHead
 from maskcls.training.models import head_targets, split_head_logits, target_ages, teacher_probabilities
@@ -236,5 +236,5 @@ def head_probabilities(probabilities: torch.Tensor, head: str) -> dict[str, torc
     """18-class probabilities (N, 18) as the heads see them: themselves, or summed to mask, gender, age."""
     if head == "single":
         return {"class": probabilities}
-    cube = probabilities.reshape(-1, 3, 2, 3)  # class = mask*6 + gender*3 + age
-    return {"mask": cube.sum(dim=(2, 3)), "gender": cube.sum(dim=(1, 3)), "age": cube.sum(dim=(1, 2))}
+    cube = probabilities.reshape(CLASS_CUBE)
+    return {name: cube.sum(dim=axes) for name, axes in HEAD_AXES.items()}
