@@ -150,3 +150,66 @@ def test_a_cut_probabilities_file_is_named_with_its_line(tmp_path):
     ):
         read_probabilities(cut)
     assert read_probabilities(whole)[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1).tolist() == [1, 2, 3]
+
+
+def people_answers(tmp_path, people: int = 12, seed: int = 3):
+    """Answers with a person column: 7 photos each, one gender x age per person, public/private
+    by person; and two submissions, the second closer to the truth."""
+    rng = np.random.default_rng(seed)
+    strata = rng.integers(0, 6, people)
+    persons = np.repeat([f"p{k:02d}" for k in range(people)], 7)
+    truth = np.tile(np.array([0, 0, 0, 0, 0, 1, 2]) * 6, people) + np.repeat(strata, 7)
+    halves = np.repeat(np.where(np.arange(people) % 3 == 0, "public", "private"), 7)
+    ids = [f"{k:03d}.jpg" for k in range(len(truth))]
+    answers = tmp_path / "eval.csv"
+    pd.DataFrame({"ImageID": ids, "ans": truth, "person": persons, "half": halves}).to_csv(answers, index=False)
+    files = []
+    for name, share in (("first", 0.5), ("second", 0.8)):
+        predicted = np.where(rng.random(len(truth)) < share, truth, rng.integers(0, 18, len(truth)))
+        files.append(tmp_path / f"{name}.csv")
+        pd.DataFrame({"ImageID": ids, "ans": predicted}).to_csv(files[-1], index=False)
+    return answers, files, (truth, persons, halves)
+
+
+def test_the_private_interval_and_beating_the_first_are_the_bootstrap_over_people_by_gender_and_age(tmp_path):
+    from maskcls.evaluation.score import RESAMPLES, score_submissions
+    from maskcls.metrics import macro_f1
+
+    answers, files, (truth, persons, halves) = people_answers(tmp_path)
+    same = tmp_path / "same-as-first.csv"
+    same.write_bytes(files[0].read_bytes())
+    results = score_submissions([*files, same], answers)
+    private = halves == "private"
+    names = np.unique(persons[private])
+    strata = np.array([truth[persons == name][0] % 6 for name in names])
+    rng = np.random.default_rng(0)
+    counts = np.zeros((RESAMPLES, len(names)), int)
+    for stratum in np.unique(strata):  # each gender x age group keeps its number of people
+        members = np.flatnonzero(strata == stratum)
+        counts[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), RESAMPLES)
+    predicted = [pd.read_csv(path)["ans"].to_numpy() for path in files]
+    resampled = np.zeros((2, RESAMPLES))
+    for index, drawn in enumerate(counts):
+        rows = np.concatenate(
+            [np.repeat(np.flatnonzero(persons == name), n) for name, n in zip(names, drawn, strict=True)]
+        )
+        resampled[:, index] = [macro_f1(truth[rows], classes[rows]) for classes in predicted]
+    first, second = (results[str(path)]["private"] for path in files)
+    assert first["f1_interval"] == np.quantile(resampled[0], [0.05, 0.95]).round(4).tolist()
+    assert second["f1_interval"] == np.quantile(resampled[1], [0.05, 0.95]).round(4).tolist()
+    assert second["share_beating_first"] == (resampled[1] > resampled[0]).mean()
+    assert "share_beating_first" not in first and "f1_interval" not in results[str(files[0])]["public"]
+    assert results[str(same)]["private"]["share_beating_first"] == 0.0  # a tie is no win
+
+
+def test_score_prints_the_interval_only_where_the_answers_name_people(tmp_path, capsys):
+    from tests.helpers import run_cli
+
+    answers, files, _ = people_answers(tmp_path)
+    code, out, _ = run_cli("score", *map(str, files), "--truth", str(answers), capsys=capsys)
+    assert code == 0
+    assert "private F1 90% interval" in out and "of resamples" in out
+    assert "interval: 90% of 1000 bootstrap resamples of the ranking half's people" in out
+    pd.read_csv(answers).drop(columns="person").to_csv(answers, index=False)
+    code, out, _ = run_cli("score", *map(str, files), "--truth", str(answers), capsys=capsys)
+    assert code == 0 and "90% interval" not in out and "resamples" not in out

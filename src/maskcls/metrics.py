@@ -45,19 +45,49 @@ def share_of_resamples_better(
 ) -> float:
     """Share of bootstrap resamples of ``groups`` (persons, drawn with replacement, their photos
     together) in which ``after`` scores a higher macro F1 than ``before``: how sure a gain is."""
-    distinct, group = np.unique(groups, return_inverse=True)
+    scores = resampled_macro_f1(truth, [before, after], groups, resamples, seed)
+    return float((scores[1] > scores[0]).mean())
+
+
+def resampled_macro_f1(
+    truth: np.ndarray,
+    predictions: list[np.ndarray],
+    groups: np.ndarray,
+    resamples: int = 400,
+    seed: int = 0,
+    strata: np.ndarray | None = None,
+) -> np.ndarray:
+    """Macro F1 of each of ``predictions`` on the same bootstrap resamples of ``groups`` (persons
+    drawn with replacement, each with all their photos): shape (len(predictions), resamples).
+    With ``strata`` (one per photo, the same for all of a group's photos), each stratum keeps its
+    number of groups in every resample, so no class can vanish from one and score 0."""
+    distinct, first, group = np.unique(groups, return_index=True, return_inverse=True)
     cells = NUM_CLASSES * NUM_CLASSES
 
     def per_group(predicted: np.ndarray) -> np.ndarray:
         index = (group * NUM_CLASSES + np.asarray(truth, dtype=np.int64)) * NUM_CLASSES + predicted
         return np.bincount(index, minlength=len(distinct) * cells).reshape(len(distinct), cells)
 
-    draws = np.random.default_rng(seed).multinomial(len(distinct), np.full(len(distinct), 1 / len(distinct)), resamples)
-    scores = [
-        macro_f1_batch((draws @ per_group(np.asarray(predicted, dtype=np.int64))).reshape(-1, NUM_CLASSES, NUM_CLASSES))
-        for predicted in (before, after)
-    ]
-    return float((scores[1] > scores[0]).mean())
+    group_strata = np.zeros(len(distinct), int) if strata is None else np.asarray(strata)[first]
+    draws = group_draws(group_strata, resamples, np.random.default_rng(seed))
+    return np.stack(
+        [
+            macro_f1_batch(
+                (draws @ per_group(np.asarray(predicted, dtype=np.int64))).reshape(-1, NUM_CLASSES, NUM_CLASSES)
+            )
+            for predicted in predictions
+        ]
+    )
+
+
+def group_draws(group_strata: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each group is drawn in each resample (resamples, groups): as many draws with
+    replacement within each stratum as it has groups."""
+    draws = np.zeros((resamples, len(group_strata)), dtype=np.int64)
+    for stratum in np.unique(group_strata):
+        members = np.flatnonzero(group_strata == stratum)
+        draws[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), resamples)
+    return draws
 
 
 def macro_f1_batch(matrices: np.ndarray) -> np.ndarray:

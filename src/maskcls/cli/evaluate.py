@@ -62,13 +62,12 @@ def score(
     the valid / CV F1 of the run or group each file came from."""
     from maskcls.cli.tracked import follow_tracking
     from maskcls.evaluation.oracle import oracle_score
-    from maskcls.evaluation.score import score_submission, submission_source, truth_file, write_score
+    from maskcls.evaluation.score import RESAMPLES, score_submissions, submission_source, truth_file, write_score
 
     sources = {submission: submission_source(submission) for submission in submissions}
     tracker = follow_tracking(track, track_optional, [folder for folder in sources.values() if folder])
-    results = {}
+    results = score_submissions(submissions, truth)
     for submission in submissions:
-        results[str(submission)] = score_submission(submission, truth)
         write_score(submission, results[str(submission)])
         if tracker and sources[submission]:
             tracker.log_score(sources[submission], submission, results[str(submission)])
@@ -82,6 +81,11 @@ def score(
         say(
             f"{ORACLE_ROW}: the synthetic set's latent cues read without image noise (masculinity > 0, apparent "
             f"age cut at {low:g}/{high:g}); the share column is the F1 over the oracle's"
+        )
+    if any("f1_interval" in part for result in results.values() for part in result.values() if isinstance(part, dict)):
+        say(
+            f"interval: 90% of {RESAMPLES} bootstrap resamples of the ranking half's people (each with all their "
+            "photos); beats first: the share of those resamples in which the row's F1 is higher than the first row's"
         )
     if per_class:
         from maskcls.labels import class_name

@@ -122,20 +122,34 @@ def study_line(result) -> str:
 
 
 def leaderboard_table(results: dict[str, dict], oracle: dict | None) -> Table:
-    """One row per submission; the attribute F1 columns are the private half's where there is one."""
+    """One row per submission; the attribute F1 columns are the private half's where there is one.
+    With persons in the answers, the private F1's 90% interval over them and each row's share of
+    resamples beating the first row."""
     half = "private" if all("private" in result for result in results.values()) else "all"
+    uncertain = all("f1_interval" in result[half] for result in results.values())
     columns = ["submission", "valid/CV F1", "public F1", "private F1", "all F1", "all accuracy"]
     columns += [f"{half} {head}" for head in ("mask", "gender", "age")]
+    columns += [f"{half} F1 90% interval", "beats first"] if uncertain else []
     table = Table(*columns, *(["share of oracle"] if oracle else []))
     rows = {**results, **({ORACLE_ROW: oracle} if oracle else {})}
     for name, result in rows.items():
         halves = [f"{result[part]['f1']:.4f}" if part in result else "-" for part in ("public", "private", "all")]
         parts = [f"{result[half][f'f1_{head}']:.4f}" for head in ("mask", "gender", "age")]
+        parts += uncertainty_cells(result[half]) if uncertain else []
         validation = result.get("validation_f1")
         share = [f"{result[half]['f1'] / oracle[half]['f1']:.0%}"] if oracle else []
         table.add_row(name, f"{validation:.4f}" if validation is not None else "-", *halves,
                       f"{result['all']['accuracy']:.4f}", *parts, *share)  # fmt: skip
     return table
+
+
+def uncertainty_cells(scores: dict) -> list[str]:
+    interval = scores.get("f1_interval")
+    share = scores.get("share_beating_first")
+    return [
+        f"{interval[0]:.4f}-{interval[1]:.4f}" if interval else "-",
+        f"{share:.0%} of resamples" if share is not None else "-",
+    ]
 
 
 def calibration_lines(path, result) -> list[str]:

@@ -5,24 +5,44 @@ integer class 0..17 per row. Answers are a CSV with ``ImageID`` and ``ans`` (and
 ``half``: public / private, as the synthetic sets' ``truth/eval.csv`` has), in info.csv order.
 Macro F1 is the competition's metric (equal to scikit-learn's ``f1_score(average="macro",
 labels=range(18))``).
+
+Where the answers also name each photo's ``person`` (the synthetic sets' do), the half that ranks
+gets how far its F1 could move with other people drawn: a 90% interval over bootstrap resamples
+of its persons (each with all their photos), and, for a second submission and on, the share of
+those same resamples in which it beats the first. A gain that wins in 60% of them is noise.
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from maskcls.errors import DataError
 from maskcls.files import read_json, write_json_atomic
-from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
-from maskcls.metrics import confusion, f1_per_class, summary
+from maskcls.labels import HEAD_SIZES, NUM_CLASSES, PROBABILITY_COLUMNS, decode_classes
+from maskcls.metrics import confusion, f1_per_class, resampled_macro_f1, summary
 from maskcls.rundir import names
 from maskcls.rundir.tables import read_probabilities
 
 SUBMISSION_HEADER = ["ImageID", "ans"]
 MAX_LISTED_PROBLEMS = 20
+RESAMPLES = 1000
+INTERVAL = (0.05, 0.95)
+
+
+@dataclass(frozen=True)
+class Answers:
+    ids: list[str]
+    classes: np.ndarray
+    halves: np.ndarray | None  # public / private per row, where the answers say
+    persons: np.ndarray | None  # whose photo each row is, where the answers say
+
+    def ranking_rows(self) -> np.ndarray:
+        """The rows that rank: the private half where there are halves, else all."""
+        return self.halves == "private" if self.halves is not None else np.ones(len(self.ids), bool)
 
 
 def truth_file(path: str | Path) -> Path:
@@ -34,8 +54,9 @@ def truth_file(path: str | Path) -> Path:
     return path / "eval.csv" if (path / "eval.csv").exists() and path.name == "truth" else path / "truth" / "eval.csv"
 
 
-def read_answers(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """ImageIDs, answers and the public/private half of each row (None without a ``half`` column)."""
+def read_answers(path: str | Path) -> Answers:
+    """ImageIDs and answers, with the public/private half and the person of each row where the
+    file has ``half`` and ``person`` columns."""
     path = truth_file(path)
     rows = read_csv_rows(path)
     if not rows or not {"ImageID", "ans"} <= set(rows[0][1]):
@@ -50,8 +71,11 @@ def read_answers(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray | 
             f"{path}: every ans is 0: that is the eval/info.csv placeholder, not the answers "
             "(give the answers CSV, or a synthetic dataset folder for its truth/eval.csv)"
         )
-    halves = np.array([row["half"] for _, row in rows]) if "half" in rows[0][1] else None
-    return ids, answers, halves
+
+    def column(name: str) -> np.ndarray | None:
+        return np.array([row[name] for _, row in rows]) if name in rows[0][1] else None
+
+    return Answers(ids, answers, column("half"), column("person"))
 
 
 def read_submission(path: str | Path, expected_ids: list[str]) -> np.ndarray:
@@ -144,9 +168,45 @@ def predicted_classes(path: str | Path, expected_ids: list[str]) -> np.ndarray:
 
 def score_submission(submission: str | Path, answers: str | Path) -> dict:
     """Macro F1 and accuracy on public, private and all rows; per-class and per-attribute F1."""
-    ids, truth, halves = read_answers(answers)
-    predicted = predicted_classes(submission, ids)
-    return {**score_predictions(truth, predicted, halves), "validation_f1": validation_f1(submission)}
+    return score_submissions([submission], answers)[str(submission)]
+
+
+def score_submissions(submissions: list[str | Path], answers: str | Path) -> dict[str, dict]:
+    """Each submission scored (:func:`score_submission`); with persons in the answers, the ranking
+    half's F1 interval over them and each later submission's share of resamples beating the first."""
+    answers = read_answers(answers)
+    predictions = {str(submission): predicted_classes(submission, answers.ids) for submission in submissions}
+    results = {
+        name: {**score_predictions(answers.classes, predicted, answers.halves), "validation_f1": validation_f1(name)}
+        for name, predicted in predictions.items()
+    }
+    if answers.persons is not None:
+        add_uncertainty(results, predictions, answers)
+    return results
+
+
+def add_uncertainty(results: dict[str, dict], predictions: dict[str, np.ndarray], answers: Answers) -> None:
+    """``f1_interval`` (90% of resamples of the ranking half's persons) and, from the second
+    submission on, ``share_beating_first``, into each result's ranking half."""
+    rows = answers.ranking_rows()
+    half = "private" if answers.halves is not None else "all"
+    if not rows.any():
+        return
+    truth = answers.classes[rows]
+    scores = resampled_macro_f1(
+        truth, [predicted[rows] for predicted in predictions.values()], answers.persons[rows], RESAMPLES,
+        strata=person_classes(truth),
+    )  # fmt: skip
+    for index, (result, resampled) in enumerate(zip(results.values(), scores, strict=True)):
+        result[half]["f1_interval"] = np.quantile(resampled, INTERVAL).round(4).tolist()
+        if index:
+            result[half]["share_beating_first"] = float((resampled > scores[0]).mean())
+
+
+def person_classes(classes: np.ndarray) -> np.ndarray:
+    """Gender x age group of each photo's class: the same for all of a person's photos."""
+    _, genders, ages = decode_classes(classes)
+    return genders * HEAD_SIZES["age"] + ages
 
 
 def score_predictions(truth: np.ndarray, predicted: np.ndarray, halves: np.ndarray | None = None) -> dict:
