@@ -49,6 +49,7 @@ class Person:
     face_aspect: float
     brow_thickness: float
     wrinkles: float  # 0 none .. 1 many deep lines
+    grey_share: float  # 0 the hair's own colour .. 1 all grey (``hair`` is drawn with it mixed in)
     stubble: float
     lip_colour: tuple[int, int, int]
     eye_spacing: float
@@ -96,6 +97,7 @@ def sample_person(index: int, rng: np.random.Generator, difficulty: float = 0.5)
         face_aspect=float(rng.uniform(1.22, 1.38) + 0.03 * youth),
         brow_thickness=float(np.clip(3.0 + 1.2 * masculinity + rng.normal(0, 0.6), 1.5, 6.5)),
         wrinkles=float(np.clip((apparent_age - 27) / 30 + rng.normal(0, 0.06), 0, 1)),
+        grey_share=grey_share,
         stubble=float(np.clip(masculinity - 0.4 + rng.normal(0, 0.3), 0, 1) * (rng.random() < 0.6)),
         lip_colour=lip_colour(rng, masculinity),
         eye_spacing=float(rng.uniform(0.20, 0.25)),
