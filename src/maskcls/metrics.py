@@ -70,14 +70,8 @@ def resampled_macro_f1(
 
     group_strata = np.zeros(len(distinct), int) if strata is None else np.asarray(strata)[first]
     draws = group_draws(group_strata, resamples, np.random.default_rng(seed))
-    return np.stack(
-        [
-            macro_f1_batch(
-                (draws @ per_group(np.asarray(predicted, dtype=np.int64))).reshape(-1, NUM_CLASSES, NUM_CLASSES)
-            )
-            for predicted in predictions
-        ]
-    )
+    matrices = [draws @ per_group(np.asarray(predicted, dtype=np.int64)) for predicted in predictions]
+    return np.stack([macro_f1_batch(cells.reshape(-1, NUM_CLASSES, NUM_CLASSES)) for cells in matrices])
 
 
 def group_draws(group_strata: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:

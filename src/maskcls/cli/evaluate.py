@@ -62,7 +62,14 @@ def score(
     the valid / CV F1 of the run or group each file came from."""
     from maskcls.cli.tracked import follow_tracking
     from maskcls.evaluation.oracle import oracle_score
-    from maskcls.evaluation.score import RESAMPLES, score_submissions, submission_source, truth_file, write_score
+    from maskcls.evaluation.score import (
+        RESAMPLES,
+        has_intervals,
+        score_submissions,
+        submission_source,
+        truth_file,
+        write_score,
+    )
 
     sources = {submission: submission_source(submission) for submission in submissions}
     tracker = follow_tracking(track, track_optional, [folder for folder in sources.values() if folder])
@@ -82,7 +89,7 @@ def score(
             f"{ORACLE_ROW}: the synthetic set's latent cues read without image noise (masculinity > 0, apparent "
             f"age cut at {low:g}/{high:g}); the share column is the F1 over the oracle's"
         )
-    if any("f1_interval" in part for result in results.values() for part in result.values() if isinstance(part, dict)):
+    if has_intervals(results):
         say(
             f"interval: 90% of {RESAMPLES} bootstrap resamples of the ranking half's people (each with all their "
             "photos); beats first: the share of those resamples in which the row's F1 is higher than the first row's"

@@ -203,6 +203,11 @@ def add_uncertainty(results: dict[str, dict], predictions: dict[str, np.ndarray]
             result[half]["share_beating_first"] = float((resampled > scores[0]).mean())
 
 
+def has_intervals(results: dict[str, dict]) -> bool:
+    """Whether :func:`score_submissions` could resample people (the answers name them)."""
+    return any("f1_interval" in result.get("private", result["all"]) for result in results.values())
+
+
 def person_classes(classes: np.ndarray) -> np.ndarray:
     """Gender x age group of each photo's class: the same for all of a person's photos."""
     _, genders, ages = decode_classes(classes)
