@@ -59,7 +59,9 @@ def score(
     track_optional: TrackOptional = False,
 ) -> None:
     """Validate submissions and print macro F1 / accuracy on public, private and all rows, next to
-    the valid / CV F1 of the run or group each file came from."""
+    the valid / CV F1 of the run or group each file came from; where the answers name each photo's
+    person, the private F1's 90% interval over people and each file's share of resamples beating
+    the first file (put the baseline first)."""
     from maskcls.cli.tracked import follow_tracking
     from maskcls.evaluation.oracle import oracle_score
     from maskcls.evaluation.score import (
