@@ -213,3 +213,54 @@ def test_score_prints_the_interval_only_where_the_answers_name_people(tmp_path, 
     pd.read_csv(answers).drop(columns="person").to_csv(answers, index=False)
     code, out, _ = run_cli("score", *map(str, files), "--truth", str(answers), capsys=capsys)
     assert code == 0 and "90% interval" not in out and "resamples" not in out
+
+
+def out_of_fold_files(tmp_path, people: int = 10):
+    """Two out-of-fold CSVs of the same photos, the second in another row order; their
+    probabilities' argmax classes; the photos' targets and persons."""
+    rng = np.random.default_rng(5)
+    strata = rng.integers(0, 6, people)
+    profiles = np.repeat([f"{k:06d}_x" for k in range(people)], 7)
+    target = np.tile(np.array([0, 0, 0, 0, 0, 1, 2]) * 6, people) + np.repeat(strata, 7)
+    paths = [f"train/images/{profile}/{k}.jpg" for profile, k in zip(profiles, np.tile(range(7), people), strict=True)]
+    files, classes = [], []
+    for name, share in (("a", 0.6), ("b", 0.8)):
+        predicted = np.where(rng.random(len(target)) < share, target, rng.integers(0, 18, len(target)))
+        table = pd.DataFrame({"path": paths, "profile": profiles, "target": target, "fold": 0})
+        table[PROBABILITY_COLUMNS] = one_hot_rows(*({int(k): 1.0} for k in predicted))
+        order = rng.permutation(len(table)) if name == "b" else np.arange(len(table))
+        files.append(tmp_path / f"{name}.csv")
+        table.iloc[order].to_csv(files[-1], index=False)
+        classes.append(predicted)
+    return files, classes, target, profiles
+
+
+def test_compare_is_the_out_of_fold_f1_and_the_bootstrap_over_training_people_rows_matched_by_path(tmp_path):
+    import maskcls
+    from maskcls.evaluation.score import RESAMPLES
+    from maskcls.metrics import macro_f1, resampled_macro_f1
+
+    files, classes, target, profiles = out_of_fold_files(tmp_path)
+    first, second = maskcls.compare(files)
+    resampled = resampled_macro_f1(target, classes, profiles, RESAMPLES, strata=target % 6)
+    assert (first.f1, second.f1) == (macro_f1(target, classes[0]), macro_f1(target, classes[1]))
+    assert first.interval == tuple(np.quantile(resampled[0], [0.05, 0.95]).round(4).tolist())
+    assert second.interval == tuple(np.quantile(resampled[1], [0.05, 0.95]).round(4).tolist())
+    assert first.share_beating_first is None
+    assert second.share_beating_first == (resampled[1] > resampled[0]).mean() > 0.5
+
+
+def test_compare_refuses_other_photos_or_labels_naming_the_file(tmp_path, capsys):
+    from tests.helpers import run_cli
+
+    files, *_ = out_of_fold_files(tmp_path)
+    code, out, _ = run_cli("compare", *map(str, files), capsys=capsys)
+    assert code == 0 and "beats first" in out and "of resamples" in out
+    table = pd.read_csv(files[1])
+    table.loc[table.index[:7], "target"] = (table["target"].iloc[:7] + 1) % 18
+    table.to_csv(files[1], index=False)
+    code, _, err = run_cli("compare", *map(str, files), capsys=capsys)
+    assert code == 2 and f"{files[1]}: " in err and "has another label than in" in err
+    table.iloc[1:].to_csv(files[1], index=False)
+    code, _, err = run_cli("compare", *map(str, files), capsys=capsys)
+    assert code == 2 and "not the same photos as" in err and "compare needs the same training set" in err

@@ -26,6 +26,7 @@ PUBLIC = {
     "calibrate": "maskcls.api",
     "ensemble": "maskcls.api",
     "score": "maskcls.api",
+    "compare": "maskcls.api",
     "load_run": "maskcls.api",
     "synth": "maskcls.api",
     "crop": "maskcls.api",
@@ -50,6 +51,7 @@ __all__ = [
     "UserError",
     "__version__",
     "calibrate",
+    "compare",
     "crop",
     "cross_validate",
     "distill",
@@ -70,6 +72,7 @@ __all__ = [
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
     from maskcls.api import (
         calibrate,
+        compare,
         crop,
         cross_validate,
         distill,

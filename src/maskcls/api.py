@@ -157,6 +157,14 @@ def score(submission: str | Path, truth: str | Path) -> dict:
     return score_submission(submission, truth)
 
 
+def compare(sources: list[str | Path]) -> list:
+    """Out-of-fold macro F1 of cv groups of one training set, each with its 90% interval over the
+    training people and its share of resamples beating the first; see :mod:`maskcls.evaluation.compare`."""
+    from maskcls.evaluation.compare import compare_out_of_fold
+
+    return compare_out_of_fold(sources)
+
+
 def runs(runs_dir: str | Path = "runs", sort: str = "date", where: list[str] | None = None) -> pd.DataFrame:
     """The runs table (``maskcls runs``): one row per run or cv group, the config keys that differ
     between them, and their scores; ``where``: ``KEY=VALUE`` filters (``*`` globs)."""

@@ -30,7 +30,7 @@ COMMANDS = [
     data.synth, data.stats, data.sheet, data.crop,
     train.train, train.cv, train.pseudo, train.distill,
     predict.predict,
-    evaluate.ensemble, evaluate.score,
+    evaluate.ensemble, evaluate.score, evaluate.compare,
     predict.export,
     evaluate.calibrate, evaluate.audit, evaluate.explain,
     record.runs, record.track,

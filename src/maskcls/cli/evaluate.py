@@ -104,6 +104,33 @@ def score(
             say(f"{name}: {classes}")
 
 
+def compare(
+    sources: Annotated[
+        list[Path], typer.Argument(help="cv groups (or out-of-fold CSVs) of one training set; baseline first.")
+    ],
+) -> None:
+    """Out-of-fold macro F1 of each experiment, its 90% interval over the training people, and the
+    share of resamples in which it beats the first: which CV gain is real, without hidden answers."""
+    from maskcls.evaluation.compare import compare_out_of_fold
+    from maskcls.evaluation.score import RESAMPLES
+
+    rows = [
+        {
+            "source": str(row.source),
+            "CV F1": f"{row.f1:.4f}",
+            "90% interval": f"{row.interval[0]:.4f}-{row.interval[1]:.4f}",
+            "beats first": "-" if row.share_beating_first is None else f"{row.share_beating_first:.0%} of resamples",
+        }
+        for row in compare_out_of_fold(sources)
+    ]
+    out.print(rich_table(rows, list(rows[0])))
+    say(
+        f"out-of-fold argmax (no calibration); interval: 90% of {RESAMPLES} bootstrap resamples of the training "
+        "people (each with all their photos, within their gender x age group); beats first: the share of those "
+        "resamples in which the row's F1 is higher than the first row's"
+    )
+
+
 def calibrate(
     source: Annotated[Path, typer.Argument(help="cv group, or an OOF probabilities CSV with target and fold.")],
     out_file: Annotated[Path | None, typer.Option("--out", help="Default GROUP/calibration.json.")] = None,
