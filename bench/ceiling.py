@@ -34,7 +34,7 @@ from maskcls.evaluation.oracle import MASKS_PER_PERSON, genders_from_cues, oracl
 from maskcls.files import read_json
 from maskcls.labels import HEAD_SIZES, NUM_CLASSES, age_groups, encode_classes
 from maskcls.metrics import macro_f1, summary
-from maskcls.synth.generate import SynthSpec
+from maskcls.synth.generate import SynthSpec, make_profiles
 from maskcls.synth.people import Person, sample_person
 
 REFERENCE_STREAM = 0xCE111  # reference people: [REFERENCE_STREAM, index, part]; a dataset's are [seed, index, 0]
@@ -115,13 +115,8 @@ def set_test_people(data: Path) -> dict[str, Person]:
     """A synthetic set's test people drawn again from its spec (the generator is deterministic)."""
     saved = read_json(data / "truth" / "meta.json")["spec"]
     spec = SynthSpec(**{key: saved[key] for key in ("people", "eval_people", "seed", "difficulty") if key in saved})
-    first = spec.people
-    people = [
-        sample_person(first + k, np.random.default_rng([spec.seed, first + k, 0]), spec.difficulty)
-        for k in range(spec.eval_count)
-    ]
+    named = {profile.folder: profile.person for profile in make_profiles(spec, "eval")}
     recorded = pd.read_csv(data / "truth" / "people.csv").set_index("person")
-    named = {f"person{p.index:06d}": p for p in people}
     drawn = np.array([p.apparent_age for p in named.values()])
     if not np.allclose(drawn, recorded.loc[list(named), "apparent_age"].to_numpy(), atol=1e-3):
         raise SystemExit(f"{data}: its test people are not what this generator draws from its spec")

@@ -172,8 +172,8 @@ def people_answers(tmp_path, people: int = 12, seed: int = 3):
 
 
 def test_the_private_interval_and_beating_the_first_are_the_bootstrap_over_people_by_gender_and_age(tmp_path):
-    from maskcls.evaluation.score import RESAMPLES, score_submissions
-    from maskcls.metrics import macro_f1
+    from maskcls.evaluation.score import score_submissions
+    from maskcls.metrics import RESAMPLES, macro_f1
 
     answers, files, (truth, persons, halves) = people_answers(tmp_path)
     same = tmp_path / "same-as-first.csv"
@@ -237,8 +237,7 @@ def out_of_fold_files(tmp_path, people: int = 10):
 
 def test_compare_is_the_out_of_fold_f1_and_the_bootstrap_over_training_people_rows_matched_by_path(tmp_path):
     import maskcls
-    from maskcls.evaluation.score import RESAMPLES
-    from maskcls.metrics import macro_f1, resampled_macro_f1
+    from maskcls.metrics import RESAMPLES, macro_f1, resampled_macro_f1
 
     files, classes, target, profiles = out_of_fold_files(tmp_path)
     first, second = maskcls.compare(files)

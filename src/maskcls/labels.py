@@ -94,6 +94,12 @@ def encode_classes(mask: np.ndarray, gender: np.ndarray, age: np.ndarray) -> np.
     return np.asarray(mask) * 6 + np.asarray(gender) * 3 + np.asarray(age)
 
 
+def person_classes(labels: np.ndarray) -> np.ndarray:
+    """Gender x age group (0..5) of each class: the part that is the same in all of a person's photos."""
+    _, genders, ages = decode_classes(labels)
+    return genders * len(AgeGroup) + ages
+
+
 def decode_class(label: int) -> tuple[Mask, Gender, AgeGroup]:
     """One of the 18 classes -> (mask, gender, age group)."""
     if not 0 <= label < NUM_CLASSES:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from maskcls.labels import HEAD_SIZES, NUM_CLASSES, decode_classes
+from maskcls.labels import HEAD_SIZES, NUM_CLASSES, decode_classes, person_classes
 
 
 def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int = NUM_CLASSES) -> np.ndarray:
@@ -38,6 +40,33 @@ def summary(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     for (name, size), part_truth, part_predicted in parts:
         result[f"f1_{name}"] = macro_f1(part_truth, part_predicted, size)
     return result
+
+
+RESAMPLES = 1000  # resamples of the people behind an interval and a "beats first"
+INTERVAL = (0.05, 0.95)  # the middle 90% of the resampled F1s
+
+
+@dataclass(frozen=True)
+class OverPeople:
+    """How a macro F1 could move with other people drawn."""
+
+    interval: tuple[float, float]  # the middle 90% of its resampled F1s (4 places)
+    share_beating_first: float | None  # share of resamples beating the first prediction's; None for the first
+
+
+def compare_over_people(truth: np.ndarray, predictions: list[np.ndarray], persons: np.ndarray) -> list[OverPeople]:
+    """Each prediction's F1 over :data:`RESAMPLES` bootstrap resamples of the people (each with all
+    their photos, within their gender x age group so that no class vanishes from a resample), the
+    same resamples for all: its interval and, from the second on, its share beating the first (a
+    tie is no win)."""
+    scores = resampled_macro_f1(truth, predictions, persons, RESAMPLES, strata=person_classes(truth))
+    return [
+        OverPeople(
+            tuple(np.quantile(resampled, INTERVAL).round(4).tolist()),
+            float((resampled > scores[0]).mean()) if index else None,
+        )
+        for index, resampled in enumerate(scores)
+    ]
 
 
 def share_of_resamples_better(

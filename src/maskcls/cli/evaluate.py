@@ -65,13 +65,13 @@ def score(
     from maskcls.cli.tracked import follow_tracking
     from maskcls.evaluation.oracle import oracle_score
     from maskcls.evaluation.score import (
-        RESAMPLES,
         has_intervals,
         score_submissions,
         submission_source,
         truth_file,
         write_score,
     )
+    from maskcls.metrics import RESAMPLES
 
     sources = {submission: submission_source(submission) for submission in submissions}
     tracker = follow_tracking(track, track_optional, [folder for folder in sources.values() if folder])
@@ -112,7 +112,7 @@ def compare(
     """Out-of-fold macro F1 of each experiment, its 90% interval over the training people, and the
     share of resamples in which it beats the first: which CV gain is real, without hidden answers."""
     from maskcls.evaluation.compare import compare_out_of_fold
-    from maskcls.evaluation.score import RESAMPLES
+    from maskcls.metrics import RESAMPLES
 
     rows = [
         {

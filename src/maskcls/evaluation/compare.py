@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import UserError
-from maskcls.evaluation.score import INTERVAL, RESAMPLES, person_classes
 from maskcls.labels import PROBABILITY_COLUMNS
-from maskcls.metrics import macro_f1, resampled_macro_f1
+from maskcls.metrics import compare_over_people, macro_f1
 from maskcls.rundir.tables import read_out_of_fold
 
 OOF_COLUMNS = {"path", "profile", "target"}
@@ -42,17 +41,10 @@ def compare_out_of_fold(sources: list[str | Path]) -> list[Comparison]:
     aligned = [first] + [rows_in_order_of(first, table, first_path, path) for table, path in tables[1:]]
     truth = first["target"].to_numpy()
     predictions = [table[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1) for table in aligned]
-    scores = resampled_macro_f1(
-        truth, predictions, first["profile"].to_numpy(), RESAMPLES, strata=person_classes(truth)
-    )
+    compared = compare_over_people(truth, predictions, first["profile"].to_numpy())
     return [
-        Comparison(
-            str(source),
-            macro_f1(truth, predicted),
-            tuple(np.quantile(resampled, INTERVAL).round(4).tolist()),
-            float((resampled > scores[0]).mean()) if index else None,
-        )
-        for index, (source, predicted, resampled) in enumerate(zip(sources, predictions, scores, strict=True))
+        Comparison(str(source), macro_f1(truth, predicted), over_people.interval, over_people.share_beating_first)
+        for source, predicted, over_people in zip(sources, predictions, compared, strict=True)
     ]
 
 
@@ -60,10 +52,14 @@ def rows_in_order_of(first: pd.DataFrame, table: pd.DataFrame, first_path: Path,
     """``table``'s rows in ``first``'s order of paths; the same photos and labels or a UserError."""
     missing = sorted(set(first["path"]) - set(table["path"]))
     extra = sorted(set(table["path"]) - set(first["path"]))
-    if missing or extra or len(table) != len(first):
-        what = (
-            f"lacks {missing[0]}" if missing else f"has {extra[0]} that {first_path} lacks" if extra else "repeats rows"
-        )
+    what = None
+    if missing:
+        what = f"lacks {missing[0]}"
+    elif extra:
+        what = f"has {extra[0]} that {first_path} lacks"
+    elif len(table) != len(first):
+        what = "repeats rows"
+    if what:
         raise UserError(f"{path}: not the same photos as {first_path} ({what}): compare needs the same training set")
     aligned = table.set_index("path").loc[first["path"]].reset_index()
     differs = np.flatnonzero(aligned["target"].to_numpy() != first["target"].to_numpy())

@@ -22,15 +22,13 @@ import numpy as np
 
 from maskcls.errors import DataError
 from maskcls.files import read_json, write_json_atomic
-from maskcls.labels import HEAD_SIZES, NUM_CLASSES, PROBABILITY_COLUMNS, decode_classes
-from maskcls.metrics import confusion, f1_per_class, resampled_macro_f1, summary
+from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
+from maskcls.metrics import compare_over_people, confusion, f1_per_class, summary
 from maskcls.rundir import names
 from maskcls.rundir.tables import read_probabilities
 
 SUBMISSION_HEADER = ["ImageID", "ans"]
 MAX_LISTED_PROBLEMS = 20
-RESAMPLES = 1000
-INTERVAL = (0.05, 0.95)
 
 
 @dataclass(frozen=True)
@@ -192,26 +190,18 @@ def add_uncertainty(results: dict[str, dict], predictions: dict[str, np.ndarray]
     half = "private" if answers.halves is not None else "all"
     if not rows.any():
         return
-    truth = answers.classes[rows]
-    scores = resampled_macro_f1(
-        truth, [predicted[rows] for predicted in predictions.values()], answers.persons[rows], RESAMPLES,
-        strata=person_classes(truth),
-    )  # fmt: skip
-    for index, (result, resampled) in enumerate(zip(results.values(), scores, strict=True)):
-        result[half]["f1_interval"] = np.quantile(resampled, INTERVAL).round(4).tolist()
-        if index:
-            result[half]["share_beating_first"] = float((resampled > scores[0]).mean())
+    compared = compare_over_people(
+        answers.classes[rows], [predicted[rows] for predicted in predictions.values()], answers.persons[rows]
+    )
+    for result, over_people in zip(results.values(), compared, strict=True):
+        result[half]["f1_interval"] = list(over_people.interval)
+        if over_people.share_beating_first is not None:
+            result[half]["share_beating_first"] = over_people.share_beating_first
 
 
 def has_intervals(results: dict[str, dict]) -> bool:
     """Whether :func:`score_submissions` could resample people (the answers name them)."""
     return any("f1_interval" in result.get("private", result["all"]) for result in results.values())
-
-
-def person_classes(classes: np.ndarray) -> np.ndarray:
-    """Gender x age group of each photo's class: the same for all of a person's photos."""
-    _, genders, ages = decode_classes(classes)
-    return genders * HEAD_SIZES["age"] + ages
 
 
 def score_predictions(truth: np.ndarray, predicted: np.ndarray, halves: np.ndarray | None = None) -> dict:
