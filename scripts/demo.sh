@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job end to end on a synthetic dataset it generates (see README.md).
-# synth -> crop -> stats -> cv -> predict (flip TTA) -> ensemble -> score on the hidden answers.
+# synth -> crop -> stats -> cv -> calibrate -> predict (flip TTA) -> ensemble -> score on the hidden answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -20,20 +20,19 @@ GROUP=$RUNS/$(basename "$RECIPE" .yaml)-cv3
 rm -rf "$RUNS"
 echo "== cv: $RECIPE on 3 folds of the cropped set (runs in $GROUP)"
 $BIN/maskcls cv "$RECIPE" --data "$DATA-faces" --folds 3 --runs-dir "$RUNS" "${QUIET[@]}"
-echo "== predict: the test set with every fold's model and flip TTA"
+echo "== calibrate: where to cut the age estimate, and per-class biases, learned on the out-of-fold probabilities"
+echo "   and kept only where held-out folds gain (predict then applies them)"
+$BIN/maskcls calibrate "$GROUP"
+echo "== predict: the test set with every fold's model and flip TTA, calibrated"
 $BIN/maskcls predict "$GROUP" --data "$DATA-faces" --tta flip "${QUIET[@]}"
 echo "== ensemble: hard vote of the folds (predict already wrote their soft vote: $GROUP/submission.csv)"
 $BIN/maskcls ensemble "$GROUP"/fold*/test_probabilities.csv --method hard --out "$GROUP/submission-hard.csv"
 $BIN/maskcls ensemble "$GROUP" --oof
-echo "== calibrate: per-class biases for macro F1, checked on held-out folds; applied to the test probabilities"
-$BIN/maskcls calibrate "$GROUP"
-$BIN/maskcls ensemble "$GROUP/test_probabilities.csv" --calibration "$GROUP/calibration.json" \
-    --out "$GROUP/submission-calibrated.csv"
 echo "== audit: training labels that are probably wrong (a corrections file to review, nothing edited)"
 $BIN/maskcls audit "$GROUP" --top 10
 echo "== score: the local leaderboard (synthetic answers in $DATA-faces/truth)"
 $BIN/maskcls score "$GROUP/submission.csv" "$GROUP/submission-hard.csv" "$GROUP/fold0/submission.csv" \
-    "$GROUP/submission-calibrated.csv" --truth "$DATA-faces"
+    --truth "$DATA-faces"
 echo "== sheet: the 7 photos of a few people, before and after cropping"
 $BIN/maskcls sheet "$DATA" "$DATA/sheet.png" --people 6
 $BIN/maskcls sheet "$DATA-faces" "$DATA-faces/sheet.png" --people 6

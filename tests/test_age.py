@@ -21,7 +21,7 @@ from maskcls.experiments.cv import cross_validate
 from maskcls.experiments.report import write_report
 from maskcls.inference.export import export_onnx, onnx_session
 from maskcls.inference.loading import load_run
-from maskcls.inference.predict import onnx_outputs, predict_dataset, torch_outputs
+from maskcls.inference.predict import onnx_outputs, predict_dataset, torch_outputs, uncut_age_estimate
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups, encode_classes
 from maskcls.training.age import BINS, AgeHead
 from maskcls.training.losses import HeadLoss
@@ -170,7 +170,7 @@ def config_for(data, tmp_path, *overrides):
     return tiny_config(data, tmp_path, *multi, *overrides)
 
 
-def test_a_regression_run_reports_its_age_error_and_predicts_the_same_on_both_backends(synth_small, tmp_path):
+def test_a_regression_run_reports_its_age_error_and_predicts_the_same_on_both_backends(synth_small, tmp_path, caplog):
     run = fit(
         config_for(synth_small, tmp_path, "model.age_head=regression", "name=r"), runs_dir=tmp_path / "runs"
     ).folder
@@ -187,8 +187,14 @@ def test_a_regression_run_reports_its_age_error_and_predicts_the_same_on_both_ba
     from_onnx = onnx_outputs(onnx_session(export_onnx(run)), images, 5, "flip")
     assert from_torch.shape == from_onnx.shape == (5, 19)
     assert np.allclose(from_torch, from_onnx, atol=1e-4)
-    table = predict_dataset([run], synth_small, backend="torch", device="cpu").table
+    with caplog.at_level("WARNING", logger="maskcls"):
+        table = predict_dataset([run], synth_small, backend="torch", device="cpu").table
     assert list(table.columns) == ["ImageID", *PROBABILITY_COLUMNS, AGE_ESTIMATE_COLUMN]
+    assert caplog.messages.count(uncut_age_estimate(run)) == 1  # no learned borders: said once
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="maskcls"):
+        predict_dataset([run], synth_small, backend="torch", device="cpu", calibration=None)
+    assert uncut_age_estimate(run) not in caplog.messages
 
 
 def biased_estimates(tmp_path, bias=3.0):

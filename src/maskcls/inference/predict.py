@@ -34,7 +34,14 @@ from maskcls.files import read_json, write_json_atomic
 from maskcls.inference.export import export_onnx, onnx_session
 from maskcls.inference.loading import LoadedRun, load_run, run_folders
 from maskcls.inference.people import SURE_ENOUGH, PersonGrouping, group_test_photos, vote_in_people
-from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS, mean_outputs, output_columns, split_outputs
+from maskcls.labels import (
+    AGE_ESTIMATE_COLUMN,
+    NUM_CLASSES,
+    PROBABILITY_COLUMNS,
+    mean_outputs,
+    output_columns,
+    split_outputs,
+)
 from maskcls.rundir import names
 from maskcls.rundir.folders import runs_root, write_rows
 from maskcls.rundir.tables import write_probabilities, write_submission
@@ -156,6 +163,8 @@ def predict_dataset(
     )  # fmt: skip
     prediction.sources = [Path(source) for source in sources]
     if adjustments is None:
+        if calibration == "auto" and AGE_ESTIMATE_COLUMN in prediction.table:
+            log.warning(uncut_age_estimate(sources[0]))
         return prediction
     prediction.table = calibrate_table(prediction.table, adjustments)
     prediction.per_run = {run: calibrate_table(table, adjustments) for run, table in prediction.per_run.items()}
@@ -214,6 +223,15 @@ def raw_prediction(
         per_run={run: full_table(info, table, outputs, warn=False) for run, outputs in per_run.items()},
         people=people,
         grouping=grouping,
+    )
+
+
+def uncut_age_estimate(source: str | Path) -> str:
+    """The word for an age head over years predicted without learned borders."""
+    return (
+        f"{source}: its age head estimates years, cut here at the model's own 30/60: no calibration.json "
+        f"(`maskcls calibrate GROUP` before predict learns the borders from a cv group's out-of-fold ages, "
+        f"usually several points of macro F1; --calibration none: the raw cut, without this word)"
     )
 
 
