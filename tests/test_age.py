@@ -20,6 +20,7 @@ from maskcls.experiments.catalog import find_entries, read_run
 from maskcls.experiments.cv import cross_validate
 from maskcls.experiments.report import write_report
 from maskcls.inference.export import export_onnx, onnx_session
+from maskcls.inference.inference import Predictor
 from maskcls.inference.loading import load_run
 from maskcls.inference.predict import onnx_outputs, predict_dataset, torch_outputs, uncut_age_estimate
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups, encode_classes
@@ -194,7 +195,11 @@ def test_a_regression_run_reports_its_age_error_and_predicts_the_same_on_both_ba
     caplog.clear()
     with caplog.at_level("WARNING", logger="maskcls"):
         predict_dataset([run], synth_small, backend="torch", device="cpu", calibration=None)
+        Predictor(run, calibration=None)
     assert uncut_age_estimate(run) not in caplog.messages
+    with caplog.at_level("WARNING", logger="maskcls"):
+        Predictor(run)  # what serve runs
+    assert caplog.messages.count(uncut_age_estimate(run)) == 1
 
 
 def biased_estimates(tmp_path, bias=3.0):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from maskcls.inference.predict import (
     onnx_outputs,
     preferred_backend,
     torch_outputs,
+    uncut_age_estimate,
 )
 from maskcls.labels import (
     AGE_ESTIMATE_COLUMN,
@@ -52,6 +54,8 @@ from maskcls.labels import (
 )
 
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "MPO"}  # what photos arrive as; MPO is a phone JPEG
+
+log = logging.getLogger("maskcls")
 
 
 class BadImage(DataError):
@@ -188,6 +192,8 @@ class Predictor:
         self.calibration = calibration_for([self.source], calibration)
         loaded = load_run(self.runs[0], device)
         self.config = loaded.config
+        if calibration == "auto" and self.calibration is None and self.config.model.age_head != "classes":
+            log.warning(uncut_age_estimate(self.source))
         self.image_size = loaded.image_size
         if backend == "auto":
             self.backend = backend = preferred_backend(self.runs[0], device)  # the folds share the model
