@@ -14,7 +14,7 @@ from maskcls.ages import laplace_group_probabilities
 from maskcls.config import load_config
 from maskcls.errors import ConfigError, UserError
 from maskcls.evaluation.age_borders import with_age_borders
-from maskcls.evaluation.calibrate import Calibration, calibrate, calibrate_table, read_calibration
+from maskcls.evaluation.calibrate import Calibration, calibrate, calibrate_table, read_calibration, uncut_age_estimate
 from maskcls.evaluation.ensemble import ensemble
 from maskcls.experiments.catalog import find_entries, read_run
 from maskcls.experiments.cv import cross_validate
@@ -22,7 +22,7 @@ from maskcls.experiments.report import write_report
 from maskcls.inference.export import export_onnx, onnx_session
 from maskcls.inference.inference import Predictor
 from maskcls.inference.loading import load_run
-from maskcls.inference.predict import onnx_outputs, predict_dataset, torch_outputs, uncut_age_estimate
+from maskcls.inference.predict import onnx_outputs, predict_dataset, torch_outputs
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups, encode_classes
 from maskcls.training.age import BINS, AgeHead
 from maskcls.training.losses import HeadLoss

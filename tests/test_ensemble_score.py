@@ -250,11 +250,15 @@ def test_compare_is_the_out_of_fold_f1_and_the_bootstrap_over_training_people_ro
 
 
 def test_compare_refuses_other_photos_or_labels_naming_the_file(tmp_path, capsys):
+    import maskcls
     from tests.helpers import run_cli
 
     files, *_ = out_of_fold_files(tmp_path)
     code, out, _ = run_cli("compare", *map(str, files), capsys=capsys)
     assert code == 0 and "beats first" in out and "of resamples" in out
+    first, second = maskcls.compare(files)  # the cells say the library's figures
+    assert f"{first.interval[0]:.4f}-{first.interval[1]:.4f}" in out
+    assert f"{second.share_beating_first:.0%} of resamples" in out
     table = pd.read_csv(files[1])
     table.loc[table.index[:7], "target"] = (table["target"].iloc[:7] + 1) % 18
     table.to_csv(files[1], index=False)

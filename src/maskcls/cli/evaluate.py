@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from maskcls.cli.options import Calibration, ExplainSplit, Quiet, Track, TrackOptional, Vote, parse_floats
-from maskcls.cli.render import ORACLE_ROW, calibration_lines, leaderboard_table, out, rich_table, say
+from maskcls.cli.render import (
+    ORACLE_ROW,
+    calibration_lines,
+    leaderboard_table,
+    out,
+    resampling_note,
+    rich_table,
+    say,
+    uncertainty_cells,
+)
 from maskcls.errors import UserError
 from maskcls.rundir import names
 
@@ -71,7 +80,6 @@ def score(
         truth_file,
         write_score,
     )
-    from maskcls.metrics import RESAMPLES
 
     sources = {submission: submission_source(submission) for submission in submissions}
     tracker = follow_tracking(track, track_optional, [folder for folder in sources.values() if folder])
@@ -92,10 +100,7 @@ def score(
             f"age cut at {low:g}/{high:g}); the share column is the F1 over the oracle's"
         )
     if has_intervals(results):
-        say(
-            f"interval: 90% of {RESAMPLES} bootstrap resamples of the ranking half's people (each with all their "
-            "photos); beats first: the share of those resamples in which the row's F1 is higher than the first row's"
-        )
+        say(resampling_note("the ranking half's people"))
     if per_class:
         from maskcls.labels import class_name
 
@@ -112,23 +117,15 @@ def compare(
     """Out-of-fold macro F1 of each experiment, its 90% interval over the training people, and the
     share of resamples in which it beats the first: which CV gain is real, without hidden answers."""
     from maskcls.evaluation.compare import compare_out_of_fold
-    from maskcls.metrics import RESAMPLES
 
-    rows = [
-        {
-            "source": str(row.source),
-            "CV F1": f"{row.f1:.4f}",
-            "90% interval": f"{row.interval[0]:.4f}-{row.interval[1]:.4f}",
-            "beats first": "-" if row.share_beating_first is None else f"{row.share_beating_first:.0%} of resamples",
-        }
-        for row in compare_out_of_fold(sources)
-    ]
+    rows = []
+    for row in compare_out_of_fold(sources):
+        interval, beats = uncertainty_cells(row.interval, row.share_beating_first)
+        rows.append(
+            {"source": str(row.source), "CV F1": f"{row.f1:.4f}", "90% interval": interval, "beats first": beats}
+        )
     out.print(rich_table(rows, list(rows[0])))
-    say(
-        f"out-of-fold argmax (no calibration); interval: 90% of {RESAMPLES} bootstrap resamples of the training "
-        "people (each with all their photos, within their gender x age group); beats first: the share of those "
-        "resamples in which the row's F1 is higher than the first row's"
-    )
+    say(f"out-of-fold argmax (no calibration); {resampling_note('the training people')}")
 
 
 def calibrate(

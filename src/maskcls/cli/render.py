@@ -4,6 +4,7 @@ the results the library returns."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -135,7 +136,8 @@ def leaderboard_table(results: dict[str, dict], oracle: dict | None) -> Table:
     for name, result in rows.items():
         halves = [f"{result[part]['f1']:.4f}" if part in result else "-" for part in ("public", "private", "all")]
         parts = [f"{result[half][f'f1_{head}']:.4f}" for head in ("mask", "gender", "age")]
-        parts += uncertainty_cells(result[half]) if uncertain else []
+        if uncertain:
+            parts += uncertainty_cells(result[half].get("f1_interval"), result[half].get("share_beating_first"))
         validation = result.get("validation_f1")
         share = [f"{result[half]['f1'] / oracle[half]['f1']:.0%}"] if oracle else []
         table.add_row(name, f"{validation:.4f}" if validation is not None else "-", *halves,
@@ -143,13 +145,23 @@ def leaderboard_table(results: dict[str, dict], oracle: dict | None) -> Table:
     return table
 
 
-def uncertainty_cells(scores: dict) -> list[str]:
-    interval = scores.get("f1_interval")
-    share = scores.get("share_beating_first")
+def uncertainty_cells(interval: Sequence[float] | None, share: float | None) -> list[str]:
+    """A 90% interval and a share of resamples beating the first, as table cells ("-" where none)."""
     return [
         f"{interval[0]:.4f}-{interval[1]:.4f}" if interval else "-",
         f"{share:.0%} of resamples" if share is not None else "-",
     ]
+
+
+def resampling_note(people: str) -> str:
+    """What the interval and "beats first" columns mean, for resamples of ``people``."""
+    from maskcls.metrics import RESAMPLES
+
+    return (
+        f"interval: 90% of {RESAMPLES} bootstrap resamples of {people} (each with all their photos, within "
+        "their gender x age group); beats first: the share of those resamples in which the row's F1 is higher "
+        "than the first row's"
+    )
 
 
 def calibration_lines(path, result) -> list[str]:

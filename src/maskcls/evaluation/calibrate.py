@@ -112,6 +112,22 @@ def calibration_for(sources: list[str | Path], choice: str | Path | None) -> Cal
     return read_calibration(path)
 
 
+def say_if_age_uncut(source: str | Path, choice: str | Path | None, found: Calibration | None, estimates_age: bool):
+    """One warning where a model whose age head estimates years runs with ``"auto"`` calibration and
+    none was found: its own cut at 30/60 is where the estimate is least sure."""
+    if str(choice) == "auto" and found is None and estimates_age:
+        log.warning(uncut_age_estimate(source))
+
+
+def uncut_age_estimate(source: str | Path) -> str:
+    """The word for an age head over years predicted without learned borders."""
+    return (
+        f"{source}: its age head estimates years, cut here at the model's own 30/60: no calibration.json "
+        f"(`maskcls calibrate GROUP` before predict learns the borders from a cv group's out-of-fold ages, "
+        f"usually several points of macro F1; --calibration none: the raw cut, without this word)"
+    )
+
+
 def apply_calibration(probabilities: np.ndarray, estimates: np.ndarray | None, calibration: Calibration):
     """The learned age borders (when they passed their guard), then the biases."""
     probabilities = np.asarray(probabilities, dtype=np.float64)

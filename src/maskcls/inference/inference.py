@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from maskcls.cam.maps import activation_maps, head_names, mean_maps, predicted_c
 from maskcls.cam.overlay import heat_png
 from maskcls.data.cache import load_resized
 from maskcls.errors import DataError, UserError
-from maskcls.evaluation.calibrate import apply_calibration, calibration_for
+from maskcls.evaluation.calibrate import apply_calibration, calibration_for, say_if_age_uncut
 from maskcls.faces.crop import SETTINGS_JSON, CropOptions, cut_face, detect_by_size, read_crop_settings
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.inference.loading import load_run, run_folders
@@ -38,7 +37,6 @@ from maskcls.inference.predict import (
     onnx_outputs,
     preferred_backend,
     torch_outputs,
-    uncut_age_estimate,
 )
 from maskcls.labels import (
     AGE_ESTIMATE_COLUMN,
@@ -54,8 +52,6 @@ from maskcls.labels import (
 )
 
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "MPO"}  # what photos arrive as; MPO is a phone JPEG
-
-log = logging.getLogger("maskcls")
 
 
 class BadImage(DataError):
@@ -192,8 +188,7 @@ class Predictor:
         self.calibration = calibration_for([self.source], calibration)
         loaded = load_run(self.runs[0], device)
         self.config = loaded.config
-        if calibration == "auto" and self.calibration is None and self.config.model.age_head != "classes":
-            log.warning(uncut_age_estimate(self.source))
+        say_if_age_uncut(self.source, calibration, self.calibration, self.config.model.age_head != "classes")
         self.image_size = loaded.image_size
         if backend == "auto":
             self.backend = backend = preferred_backend(self.runs[0], device)  # the folds share the model

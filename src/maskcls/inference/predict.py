@@ -27,7 +27,7 @@ from maskcls.choices import BACKENDS, TTA_MODES
 from maskcls.data.cache import cached_images
 from maskcls.data.layout import Dataset, read_dataset
 from maskcls.errors import UserError
-from maskcls.evaluation.calibrate import Calibration, calibrate_table, calibration_for
+from maskcls.evaluation.calibrate import Calibration, calibrate_table, calibration_for, say_if_age_uncut
 from maskcls.evaluation.ensemble import age_estimate_dropped
 from maskcls.faces.crop import SETTINGS_JSON, crop_mismatch
 from maskcls.files import read_json, write_json_atomic
@@ -162,9 +162,8 @@ def predict_dataset(
         progress=progress, group_people=group_people,
     )  # fmt: skip
     prediction.sources = [Path(source) for source in sources]
+    say_if_age_uncut(sources[0], calibration, adjustments, AGE_ESTIMATE_COLUMN in prediction.table)
     if adjustments is None:
-        if calibration == "auto" and AGE_ESTIMATE_COLUMN in prediction.table:
-            log.warning(uncut_age_estimate(sources[0]))
         return prediction
     prediction.table = calibrate_table(prediction.table, adjustments)
     prediction.per_run = {run: calibrate_table(table, adjustments) for run, table in prediction.per_run.items()}
@@ -223,15 +222,6 @@ def raw_prediction(
         per_run={run: full_table(info, table, outputs, warn=False) for run, outputs in per_run.items()},
         people=people,
         grouping=grouping,
-    )
-
-
-def uncut_age_estimate(source: str | Path) -> str:
-    """The word for an age head over years predicted without learned borders."""
-    return (
-        f"{source}: its age head estimates years, cut here at the model's own 30/60: no calibration.json "
-        f"(`maskcls calibrate GROUP` before predict learns the borders from a cv group's out-of-fold ages, "
-        f"usually several points of macro F1; --calibration none: the raw cut, without this word)"
     )
 
 
