@@ -8,10 +8,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from maskcls.data.cache import cached_images
 from maskcls.errors import Interrupted, UserError
 from maskcls.experiments.cv import cross_validate
 from maskcls.inference import predict
-from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset, write_predictions
+from maskcls.inference.loading import load_run
+from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset, torch_outputs, write_predictions
 from maskcls.labels import class_name
 from maskcls.metrics import macro_f1
 from maskcls.results import CvResult
@@ -54,6 +56,19 @@ def test_every_experiment_reuses_the_same_folds(finished_group, synth_small):
     held_out = set(pd.read_csv(single / "valid_probabilities.csv")["profile"])
     oof = pd.read_csv(group / "oof_probabilities.csv")
     assert held_out == set(oof.loc[oof["fold"] == 1, "profile"])
+
+
+def test_validation_with_flip_tta_is_what_predict_with_flip_gives(synth_small, tmp_path):
+    config = cv_config(synth_small, tmp_path, "train.valid_tta=flip", "name=flipped")
+    run = fit(config, runs_dir=tmp_path / "runs").folder
+    valid = pd.read_csv(run / "valid_probabilities.csv")
+    loaded = load_run(run, device="cpu")
+    images = cached_images(synth_small, list(valid["path"]), (24, 32), tmp_path / "cache")
+    stored = valid[PROBABILITY_COLUMNS].to_numpy()
+    assert np.allclose(torch_outputs(loaded, images, 16, "flip"), stored, atol=1e-5)
+    assert not np.allclose(torch_outputs(loaded, images, 16, "none"), stored, atol=1e-3)
+    valid_f1 = json.loads((run / "result.json").read_text())["valid_f1"]
+    assert valid_f1 == pytest.approx(macro_f1(valid["target"].to_numpy(), stored.argmax(axis=1)), abs=1e-6)
 
 
 def test_cv_resumes_a_half_finished_group(synth_small, tmp_path):

@@ -157,6 +157,10 @@ class TrainConfig(Section):
     mixing: Literal["none", "cutmix_vertical", "cutmix", "mixup"] = "none"
     mixing_probability: float = 0.5
     balanced_sampling: bool = False
+    valid_tta: Literal["none", "flip"] = "none"
+    """Test-time augmentation of the validation pass (so of valid_f1, the best epoch and the
+    out-of-fold table that ``calibrate`` fits on): ``flip`` averages each image with its mirror, as
+    ``predict --tta flip`` does for the test set; it doubles the validation's cost."""
     folds: int = Field(5, ge=2)
     fold: int = Field(0, ge=0)
     holdout: float | None = None

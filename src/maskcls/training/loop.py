@@ -301,7 +301,8 @@ class Trainer:
         rows = self.data.valid_rows[context.rank :: context.world_size]
         batch = inference_batch(parts.batch_size * 2, self.config.train.image_size, parts.settings.device)
         loader = batches(self.data.images, self.data.true_targets, rows, batch)
-        loss, outputs, targets = evaluate(parts.scored_model, loader, parts.criterion, parts.settings)
+        flip = self.config.train.valid_tta == "flip"
+        loss, outputs, targets = evaluate(parts.scored_model, loader, parts.criterion, parts.settings, tta_flip=flip)
         gathered = context.gather((0.0 if len(rows) == 0 else loss * len(rows), len(rows), outputs, targets))
         seen = sum(part[1] for part in gathered)
         mean_loss = sum(part[0] for part in gathered) / seen if seen else float("nan")
