@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from maskcls.data.teacher import teacher_probabilities_of, teacher_test_rows
 from maskcls.errors import DataError
 from maskcls.experiments.cv import cross_validate
-from maskcls.labels import PROBABILITY_COLUMNS, decode_classes
+from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, decode_classes
 from maskcls.training.losses import HeadLoss
 from maskcls.training.prepare import prepare_data
 from tests.helpers import make_layout, run_cli, tiny_config
@@ -84,6 +84,9 @@ def test_a_run_reads_the_teachers_probabilities_and_trains_on_its_test_photos(tm
     teacher.assign(p3=["x", 0.1, 0.1, 0.1]).to_csv(tmp_path / "text.csv", index=False)
     with pytest.raises(DataError, match="text.csv: line 2: the 18 probabilities must be numbers summing to 1"):
         prepare_data(tiny_config(root, tmp_path, f"data.teacher={tmp_path / 'text.csv'}"), tmp_path / "runs")
+    teacher.assign(age=[20.0, float("nan"), 61.2, "old"]).to_csv(tmp_path / "ageless.csv", index=False)
+    with pytest.raises(DataError, match="ageless.csv: line 5: a test photo's age must be a number of years"):
+        prepare_data(tiny_config(root, tmp_path, f"data.teacher={tmp_path / 'ageless.csv'}"), tmp_path / "runs")
     teacher.drop(columns="p17").to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(DataError, match=r"short.csv: missing column\(s\) p17"):
         prepare_data(tiny_config(root, tmp_path, f"data.teacher={tmp_path / 'short.csv'}"), tmp_path / "runs")
@@ -95,6 +98,9 @@ def test_teacher_rows_label_test_photos_only_and_probabilities_follow_the_paths(
     mask, gender, age = decode_classes(np.array([11]))
     assert rows["path"].tolist() == ["eval/b.jpg"] and rows["profile"].tolist() == ["teacher:eval/b.jpg"]
     assert (rows["mask"].tolist(), rows["gender"].tolist()) == (mask.tolist(), gender.tolist())
+    assert rows["age"].tolist() == [70]  # no estimate: a typical age of the 60+ group
+    aged = teacher.assign(age=[float("nan"), 58.6])  # a training photo's age is its label's: left empty
+    assert teacher_test_rows(aged)["age"].tolist() == [59]  # the estimate, rounded to its year
     found = teacher_probabilities_of(teacher, pd.Series(["eval/b.jpg", "train/c.jpg", "train/a.jpg"]))
     assert (
         np.array_equal(found[0], np.eye(18)[11])
@@ -104,9 +110,9 @@ def test_teacher_rows_label_test_photos_only_and_probabilities_follow_the_paths(
 
 
 def test_distill_teaches_the_groups_probabilities_into_one_student(synth_small, tmp_path, capsys):
-    group = cross_validate(
-        tiny_config(synth_small, tmp_path, "name=dt", "train.folds=2"), runs_dir=tmp_path / "runs"
-    ).folder
+    years = ("model.head=multi", "model.age_head=distribution")  # an age head that estimates years
+    config = tiny_config(synth_small, tmp_path, "name=dt", "train.folds=2", *years)
+    group = cross_validate(config, runs_dir=tmp_path / "runs").folder
     code, out, err = run_cli("distill", str(group), "-q", capsys=capsys)
     assert code == 2 and "maskcls predict" in err  # no test probabilities yet
     assert run_cli("predict", str(group), "--data", str(synth_small), "-q", capsys=capsys)[0] == 0
@@ -120,6 +126,9 @@ def test_distill_teaches_the_groups_probabilities_into_one_student(synth_small, 
     assert taught["path"].tolist() == oof["path"].tolist() + ("eval/images/" + test["ImageID"]).tolist()
     expected = np.vstack([oof[PROBABILITY_COLUMNS].to_numpy(), test[PROBABILITY_COLUMNS].to_numpy()])
     assert np.allclose(taught[PROBABILITY_COLUMNS].to_numpy(), expected, atol=5e-7)
+    test_rows = taught["path"].str.startswith("eval/")
+    assert taught.loc[test_rows, "age"].tolist() == test[AGE_ESTIMATE_COLUMN].round(1).tolist()  # the ensemble's years
+    assert taught.loc[~test_rows, "age"].isna().all()
     assert f"{written}: the teacher's probabilities of {len(taught)} photos" in out
     student = tmp_path / "runs" / "dt-student-fold0"
     config = json.loads((student / "config.json").read_text())

@@ -57,10 +57,13 @@ def fold_table(run: Path, group: Path) -> pd.DataFrame:
 
 def probability_rows(table: pd.DataFrame, threshold: float = 0.0) -> pd.DataFrame:
     """``path`` and p0..p17 (rounded to 6 places) of the test photos a model predicted with at least
-    ``threshold`` probability (rows of a teacher file: ``data.teacher``)."""
+    ``threshold`` probability (rows of a teacher file: ``data.teacher``), and ``age``, the model's
+    age estimate in years, when its age head gives one."""
     probabilities = table[PROBABILITY_COLUMNS].to_numpy(dtype=float)
     frame = pd.DataFrame(probabilities.round(6), columns=PROBABILITY_COLUMNS)
     frame.insert(0, "path", table["ImageID"].astype(str).map(eval_image_path).to_numpy())
+    if AGE_ESTIMATE_COLUMN in table.columns:
+        frame["age"] = np.round(table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float), 1)
     return frame[probabilities.max(axis=1) >= threshold].reset_index(drop=True)
 
 
