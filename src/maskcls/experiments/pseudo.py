@@ -21,6 +21,7 @@ from maskcls.callbacks import Progress
 from maskcls.config import changed_config
 from maskcls.data.layout import eval_image_path
 from maskcls.data.pseudo import TYPICAL_AGES
+from maskcls.data.teacher import AGE_COLUMN
 from maskcls.errors import UserError
 from maskcls.experiments.cv import cross_validate
 from maskcls.files import read_json, write_text_atomic
@@ -63,7 +64,7 @@ def probability_rows(table: pd.DataFrame, threshold: float = 0.0) -> pd.DataFram
     frame = pd.DataFrame(probabilities.round(6), columns=PROBABILITY_COLUMNS)
     frame.insert(0, "path", table["ImageID"].astype(str).map(eval_image_path).to_numpy())
     if AGE_ESTIMATE_COLUMN in table.columns:
-        frame["age"] = np.round(table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float), 1)
+        frame[AGE_COLUMN] = np.round(table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float), 1)
     return frame[probabilities.max(axis=1) >= threshold].reset_index(drop=True)
 
 
