@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from maskcls.choices import TTA_MODES
 from maskcls.errors import ConfigError
 from maskcls.labels import AGE_BORDERS, validate_age_borders
 from maskcls.registry import unknown_name
@@ -157,7 +158,7 @@ class TrainConfig(Section):
     mixing: Literal["none", "cutmix_vertical", "cutmix", "mixup"] = "none"
     mixing_probability: float = 0.5
     balanced_sampling: bool = False
-    valid_tta: Literal["none", "flip"] = "none"
+    valid_tta: Literal[TTA_MODES] = "none"
     """Test-time augmentation of the validation pass (so of valid_f1, the best epoch and the
     out-of-fold table that ``calibrate`` fits on): ``flip`` averages each image with its mirror, as
     ``predict --tta flip`` does for the test set; it doubles the validation's cost."""

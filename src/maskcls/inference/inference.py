@@ -188,7 +188,7 @@ class Predictor:
         self.calibration = calibration_for([self.source], calibration)
         loaded = load_run(self.runs[0], device)
         self.config = loaded.config
-        say_if_age_uncut(self.source, calibration, self.calibration, self.config.model.age_head != "classes")
+        say_if_age_uncut(self.source, calibration, self.calibration, loaded.model.gives_age_estimate)
         self.image_size = loaded.image_size
         if backend == "auto":
             self.backend = backend = preferred_backend(self.runs[0], device)  # the folds share the model
