@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from maskcls.errors import DataError, UserError
 from maskcls.experiments.cv import cross_validate
-from maskcls.experiments.pseudo import pseudo_labels
+from maskcls.experiments.pseudo import pseudo_labels, round_changes
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.training.prepare import prepare_data
 from tests.helpers import make_layout, run_cli, tiny_config
@@ -137,3 +138,41 @@ def test_soft_pseudo_labels_give_each_fold_its_models_probabilities(synth_small,
         assert data.table.loc[taught, "path"].tolist() == labels.loc[labels["fold"] == fold, "path"].tolist()
     oof = pd.read_csv(second / "oof_probabilities.csv")
     assert oof["path"].tolist() == pd.read_csv(group / "oof_probabilities.csv")["path"].tolist()  # real photos only
+
+
+def test_fine_tuned_second_round_starts_each_fold_from_its_own_first_round_model(synth_small, tmp_path, capsys):
+    group = cross_validate(
+        tiny_config(synth_small, tmp_path, "name=ft", "train.folds=2"), runs_dir=tmp_path / "runs"
+    ).folder
+    assert run_cli("predict", str(group), "--data", str(synth_small), "-q", capsys=capsys)[0] == 0
+    plain = json.loads((group / "group.json").read_text())["config"]
+    labels = tmp_path / "labels.csv"
+    assert round_changes(group, plain, labels, soft=None, fine_tune=2) == (
+        {"data.pseudo": str(labels), "model.weights": str(group / "fold{fold}" / "best.pt"), "train.epochs": 2},
+        {"name": "ft-pseudo-ft", "optim.lr": plain["optim"]["lr"] / 4, "optim.warmup_epochs": 0},  # -o may change
+    )
+    frozen = ("--fine-tune", "1", "-o", "optim.lr=0", "-o", "optim.weight_decay=0")  # the weights stay where they start
+    code, _, err = run_cli("pseudo", str(group), "--threshold", "0.01", *frozen, "-q", capsys=capsys)
+    assert code == 0, err
+    second = tmp_path / "runs" / "ft-pseudo-ft-cv2"
+    first_models = [backbone_parameters(group / f"fold{k}" / "best.pt") for k in range(2)]
+    for fold in range(2):
+        config = json.loads((second / f"fold{fold}" / "config.json").read_text())
+        assert (config["model"]["weights"], config["train"]["epochs"]) == (str(group / f"fold{fold}" / "best.pt"), 1)
+        tuned = backbone_parameters(second / f"fold{fold}" / "best.pt")
+        assert all(torch.equal(tuned[key], first_models[fold][key]) for key in tuned)  # its own fold's model
+        assert not all(torch.equal(tuned[key], first_models[1 - fold][key]) for key in tuned)
+    (group / "fold1" / "best.pt").unlink()
+    code, _, err = run_cli(
+        "pseudo", str(group), "--threshold", "0.01", "--fine-tune", "1", "-o", "name=x", capsys=capsys
+    )
+    assert code == 2 and f"{group / 'fold1' / 'best.pt'}: weights file not found" in err
+    assert not (tmp_path / "runs" / "x-cv2").exists()  # every fold's file checked before anything trains
+
+
+def backbone_parameters(checkpoint) -> dict:
+    """A maskcls checkpoint's backbone tensors that training changes through the optimizer (no
+    batch-norm statistics, which a forward pass in training mode moves)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    return {key: value for key, value in state.items() if key.startswith("backbone.") and not key.endswith(statistics)}

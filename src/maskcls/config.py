@@ -116,7 +116,8 @@ class ModelConfig(Section):
     pretrained: bool = False
     weights: str | None = None
     """Weights for the backbone instead of downloading: a state-dict file, ``package:NAME``, or a
-    maskcls checkpoint (``RUN/best.pt``) to fine-tune from one's own run."""
+    maskcls checkpoint (``RUN/best.pt``) to fine-tune from one's own run; ``{fold}`` in the path
+    stands for the run's fold (``GROUP/fold{fold}/best.pt``: each fold from its own model)."""
     dropout: float = 0.0
     normalize: Literal["auto", "weights", "dataset"] = "auto"
     """Input mean/std: the pretrained weights' own (timm's ``pretrained_cfg``; a maskcls
@@ -240,11 +241,17 @@ def load_config(
         raise ConfigError(*format_validation_error(error, source, sources)) from None
 
 
-def changed_config(base: dict[str, Any], changes: dict[str, Any], overrides: list[str] = ()) -> Config:
-    """``base`` (a plain config, e.g. a group's recipe) with the user's ``overrides`` (``a.b=value``)
-    and then ``changes`` (dotted key -> value), validated like any recipe."""
-    given = [*overrides, *(f"{key}={json.dumps(value)}" for key, value in changes.items())]
+def changed_config(
+    base: dict[str, Any], changes: dict[str, Any], overrides: list[str] = (), defaults: dict[str, Any] | None = None
+) -> Config:
+    """``base`` (a plain config, e.g. a group's recipe) with ``defaults`` (dotted key -> value), then
+    the user's ``overrides`` (``a.b=value``), then ``changes``, validated like any recipe."""
+    given = [*as_overrides(defaults or {}), *overrides, *as_overrides(changes)]
     return load_config(None, given, base=base)
+
+
+def as_overrides(changes: dict[str, Any]) -> list[str]:
+    return [f"{key}={json.dumps(value)}" for key, value in changes.items()]
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

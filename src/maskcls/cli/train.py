@@ -249,20 +249,27 @@ def pseudo(
             min=0.0, max=1.0, help="Learn each fold model's probabilities instead, with this share of the loss."
         ),
     ] = None,
+    fine_tune: Annotated[
+        int | None,
+        typer.Option(
+            min=1, metavar="EPOCHS", help="Continue each fold model for EPOCHS at a quarter of the learning rate."
+        ),
+    ] = None,
+    override: Override = None,
     data: Data = None,
     runs_dir: RunsBesideGroup = None,
     quiet: Quiet = False,
 ) -> None:
     """Pseudo-labels: the group's confident test predictions added to every fold's training photos,
-    cross-validated again as NAME-pseudo (NAME-pseudo-soft with --soft; out-of-fold scores on real
-    labels only)."""
+    cross-validated again as NAME-pseudo (NAME-pseudo-soft with --soft, NAME-...-ft with
+    --fine-tune; out-of-fold scores on real labels only; -o changes the second round's recipe)."""
     from maskcls.experiments.pseudo import second_round
     from maskcls.progress import progress_bar
 
     with progress_bar("cv", quiet) as progress:
         path, count, result = second_round(
-            group, threshold=threshold, soft=soft, data=data, runs_dir=runs_dir or group.parent, progress=progress,
-            on_epoch=epoch_printer(quiet, progress),
+            group, threshold=threshold, soft=soft, fine_tune=fine_tune, data=data, overrides=override or [],
+            runs_dir=runs_dir or group.parent, progress=progress, on_epoch=epoch_printer(quiet, progress),
         )  # fmt: skip
     kind = "pseudo-labels" if soft is None else "soft pseudo-labels"
     say(f"{path}: {count} {kind} of the fold models at probability >= {threshold}")

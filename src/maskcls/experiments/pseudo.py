@@ -6,7 +6,11 @@ whose 18-class probability reaches the threshold become that fold's rows of
 cross-validated again as ``NAME-pseudo`` with ``data.pseudo`` naming that file. Fold k of the
 second round trains on the labels of fold k's first-round model, which never saw fold k's
 validation people: the out-of-fold scores stay honest (the ensemble's labels would carry what
-the other folds' models learnt from those people), and they are on real labels only."""
+the other folds' models learnt from those people), and they are on real labels only.
+
+``--fine-tune EPOCHS`` continues each first-round fold model on its own fold instead of training
+from the recipe's weights again (``NAME-pseudo-ft``): a few epochs at a quarter of the learning
+rate, no warm-up; the same honesty, since fold k's model never saw fold k's validation people."""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from maskcls.rundir import names
 from maskcls.rundir.tables import read_probabilities
 
 PSEUDO_SOFT = "pseudo_soft"  # GROUP/pseudo_soft-HASH.csv: each fold model's probabilities (--soft)
+FINE_TUNE_LR_SHARE = 0.25  # of the recipe's optim.lr, for --fine-tune
 PSEUDO_LABELS = "pseudo_labels"
 """``GROUP/pseudo_labels-HASH.csv``: the hash of the labels in the name, so that a second round
 trained on other labels (another threshold, a retrained first round) is another recipe: its
@@ -94,7 +99,9 @@ def second_round(
     *,
     threshold: float = 0.9,
     soft: float | None = None,
+    fine_tune: int | None = None,
     data: str | Path | None = None,
+    overrides: list[str] = (),
     runs_dir: str | Path = "runs",
     progress: Progress | None = None,
     on_epoch: Callable[[dict], None] | None = None,
@@ -103,12 +110,15 @@ def second_round(
     ``NAME-pseudo``; returns the labels file, its number of pseudo-labels (over all folds) and the
     new group's result. ``soft``: the fold models' probabilities instead, learnt with that share of
     the loss (``data.teacher``, ``train.distill``), as ``NAME-pseudo-soft`` from
-    ``GROUP/pseudo_soft-HASH.csv``."""
+    ``GROUP/pseudo_soft-HASH.csv``. ``fine_tune``: that many epochs from each fold's first-round
+    model (name ``...-ft``). ``overrides`` (``a.b=value``) change the second round's recipe."""
     group = Path(group)
     if names.kind(group) is not names.Kind.GROUP:
         raise UserError(f"{group}: not a cv group (maskcls pseudo starts from one that predicted the test set)")
     if soft is not None and not 0 < soft <= 1:
         raise UserError(f"soft must be in (0, 1], got {soft}")
+    if fine_tune is not None and fine_tune < 1:
+        raise UserError(f"fine_tune must be at least 1 epoch, got {fine_tune}")
     labels = pseudo_labels(group, threshold, soft=soft is not None)
     if labels.empty:
         raise UserError(f"{group}: no test photo reaches probability {threshold}; lower the threshold")
@@ -117,13 +127,33 @@ def second_round(
     path = group / f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:8]}.csv"  # other labels, other recipe
     write_text_atomic(path, text)
     plain = read_json(group / names.GROUP)["config"]
-    labelled = str(path.absolute())
-    if soft is None:
-        changes = {"name": f"{plain['name']}-pseudo", "data.pseudo": labelled}
-    else:
-        changes = {"name": f"{plain['name']}-pseudo-soft", "data.teacher": labelled, "train.distill": soft}
+    fixed, defaults = round_changes(group, plain, path, soft=soft, fine_tune=fine_tune)
     if data is not None:
-        changes["data.root"] = str(data)
-    config = changed_config(plain, changes)
+        fixed["data.root"] = str(data)
+    config = changed_config(plain, fixed, list(overrides), defaults=defaults)
     result = cross_validate(config, runs_dir=runs_dir, progress=progress, on_epoch=on_epoch)
     return path, len(labels), result
+
+
+def round_changes(
+    group: Path, plain: dict, labels: Path, *, soft: float | None, fine_tune: int | None
+) -> tuple[dict, dict]:
+    """How the second round's recipe differs from the first's: what it must change (its labels,
+    where each fold starts from with ``fine_tune`` and for how many epochs) and what the user's
+    overrides may change (its name, the fine-tuning's learning rate)."""
+    labelled = str(labels.absolute())
+    if soft is None:
+        fixed, name = {"data.pseudo": labelled}, f"{plain['name']}-pseudo"
+    else:
+        fixed, name = {"data.teacher": labelled, "train.distill": soft}, f"{plain['name']}-pseudo-soft"
+    if fine_tune is None:
+        return fixed, {"name": name}
+    fixed.update(
+        {"model.weights": str(group.absolute() / "fold{fold}" / names.BEST_CHECKPOINT), "train.epochs": fine_tune}
+    )
+    return fixed, {"name": f"{name}-ft", **fine_tune_schedule(plain)}
+
+
+def fine_tune_schedule(plain: dict) -> dict:
+    """A quarter of the recipe's learning rate, no warm-up: the weights start where they are good."""
+    return {"optim.lr": plain["optim"]["lr"] * FINE_TUNE_LR_SHARE, "optim.warmup_epochs": 0}

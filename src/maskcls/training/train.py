@@ -40,7 +40,13 @@ from maskcls.training.models import check_model_name
 from maskcls.training.optim import OPTIMIZERS, SCHEDULERS
 from maskcls.training.prepare import TrainingData, prepare_data_once
 from maskcls.training.resume import interrupted_message, resume_config, rows_before
-from maskcls.training.weights import check_weights_file, weights_normalization
+from maskcls.training.weights import (
+    FOLD_FIELD,
+    check_weights_file,
+    every_fold_weights,
+    fold_weights,
+    weights_normalization,
+)
 
 log = logging.getLogger("maskcls")
 
@@ -68,6 +74,7 @@ def fit(
     checkpoint = load_checkpoint(Path(resume) / names.LAST_CHECKPOINT) if resume is not None else None
     if checkpoint is not None:
         config = resume_config(checkpoint, resume_changes or {})
+    config = with_fold_weights(config)
     context, device = start_from_environment(config.train.device)
     try:
         configure_torch(config)
@@ -111,7 +118,8 @@ def check_parts(config: Config) -> None:
     resolve_device(config.train.device, "train.device")  # a GPU this machine lacks fails here
     check_model_name(model.name)
     if model.weights is not None:
-        check_weights_file(model.weights, model.name)
+        for weights in every_fold_weights(model.weights, config.train.folds):  # a cv checks them all at once
+            check_weights_file(weights, model.name)
         if model.pretrained:
             log.warning(f"model.pretrained=true is not used: model.weights={model.weights} gives the weights")
     OPTIMIZERS.check(optim.name, params=[], lr=optim.lr, weight_decay=optim.weight_decay, **optim.options)
@@ -120,6 +128,16 @@ def check_parts(config: Config) -> None:
     for head_parts in head_loss_parts(parts, config.model.head).values():  # class weights fit each head
         for name, _, options in head_parts:
             LOSSES.check(name, **options)
+
+
+def with_fold_weights(config: Config) -> Config:
+    """The config with ``model.weights`` naming this run's own file when it names each fold's."""
+    weights = config.model.weights
+    if weights is None or FOLD_FIELD not in weights:
+        return config
+    changed = config.model_copy(deep=True)
+    changed.model.weights = fold_weights(weights, config.train.fold)
+    return changed
 
 
 def input_normalization(config: Config, data: TrainingData) -> tuple[list[float], list[float]]:

@@ -5,7 +5,10 @@
   ``.safetensors`` file, named as timm names the model, or named by another implementation of
   the same architecture;
 - ``package:NAME``: a weights file shipped inside a package from the package registry, so that
-  ImageNet weights can be had without a model hub (see :data:`PACKAGES`).
+  ImageNet weights can be had without a model hub (see :data:`PACKAGES`);
+- a path with ``{fold}`` in it (:data:`FOLD_FIELD`): each run takes the file of its own fold
+  (``train.fold``), e.g. ``runs/NAME-cv5/fold{fold}/best.pt``, so that a cv continues each fold
+  model of an earlier group on its own fold (``maskcls pseudo --fine-tune``).
 
 A state dict is matched to the model in one of two ways, and :func:`match_state_dict` says which:
 by exact names (every tensor of the model found under its own name with its shape), or by order
@@ -60,6 +63,19 @@ class MatchedState:
 
     def describe(self, source: str) -> str:
         return f"weights {source}: mapped {self.how}, {len(self.state)} tensors"
+
+
+FOLD_FIELD = "{fold}"
+
+
+def fold_weights(spec: str, fold: int) -> str:
+    """``model.weights`` for the run of one fold: :data:`FOLD_FIELD` replaced by its number."""
+    return spec.replace(FOLD_FIELD, str(fold))
+
+
+def every_fold_weights(spec: str, folds: int) -> list[str]:
+    """The files a cv of ``folds`` folds will read: one per fold where the spec names its fold."""
+    return [fold_weights(spec, fold) for fold in range(folds)] if FOLD_FIELD in spec else [spec]
 
 
 def packaged_weights(spec: str) -> PackagedWeights:
