@@ -5,13 +5,18 @@
 #   classes: the first round with three age classes, calibrated biases
 #   first:   the recipe (distribution age head), calibrate (learned borders), predict
 #   pseudo:  first, then maskcls pseudo --threshold 0.9, calibrate, predict
+#   tuned:   first, then maskcls pseudo --fine-tune 2 at 96x128 (each fold model continued on the
+#            pseudo-labels at the larger size), calibrate, predict
 #   r96:     first at 96x128
-#   bash bench/pipelines.sh DATA-faces RUNS
+#   bash bench/pipelines.sh DATA-faces RUNS [STAGE...]     (all five by default; pseudo and tuned need first)
 # e.g. maskcls synth d600 --people 600 --seed 29 && maskcls crop d600 d600-faces --size 192x256 &&
-#      bash bench/pipelines.sh d600-faces pipeline-runs
+#      bash bench/pipelines.sh d600-faces pipeline-runs first tuned
 set -euo pipefail
 BIN=${BIN:-$(dirname "$0")/../.venv/bin}
 DATA=$1 RUNS=$2
+shift 2
+STAGES=("${@:-classes first pseudo tuned r96}")
+read -r -a STAGES <<<"${STAGES[*]}"
 seconds_since() { echo $(($(date +%s) - $1)); }
 
 first_round() {  # NAME [-o KEY=VALUE ...]: cv, calibrate, predict (calibrated)
@@ -22,27 +27,40 @@ first_round() {  # NAME [-o KEY=VALUE ...]: cv, calibrate, predict (calibrated)
     "$BIN/maskcls" predict "$RUNS/$name-cv3" --data "$DATA" --tta flip --quiet
 }
 
-started=$(date +%s)
-first_round classes -o model.age_head=classes
-echo "classes: $(seconds_since "$started") s"
+second_round() {  # NAME [pseudo's options]: pseudo from the first round, calibrate, predict
+    local name=$1
+    shift
+    "$BIN/maskcls" pseudo "$RUNS/first-cv3" --threshold 0.9 "$@" --quiet
+    "$BIN/maskcls" calibrate "$RUNS/$name-cv3"
+    "$BIN/maskcls" predict "$RUNS/$name-cv3" --data "$DATA" --tta flip --quiet
+}
 
-started=$(date +%s)
-"$BIN/maskcls" cv cpu-pretrained --data "$DATA" --folds 3 --runs-dir "$RUNS" -o name=first --quiet
-"$BIN/maskcls" predict "$RUNS/first-cv3" --data "$DATA" --tta flip --quiet --calibration none  # pseudo's labels
-"$BIN/maskcls" calibrate "$RUNS/first-cv3"
-"$BIN/maskcls" ensemble "$RUNS/first-cv3/test_probabilities.csv" --calibration "$RUNS/first-cv3/calibration.json" \
-    --out "$RUNS/first-cv3/submission-calibrated.csv"
-echo "first: $(seconds_since "$started") s"
+classes() { first_round classes -o model.age_head=classes; }
 
-started=$(date +%s)
-"$BIN/maskcls" pseudo "$RUNS/first-cv3" --threshold 0.9 --quiet
-"$BIN/maskcls" calibrate "$RUNS/first-pseudo-cv3"
-"$BIN/maskcls" predict "$RUNS/first-pseudo-cv3" --data "$DATA" --tta flip --quiet
-echo "pseudo: $(seconds_since "$started") s more"
+first() {
+    "$BIN/maskcls" cv cpu-pretrained --data "$DATA" --folds 3 --runs-dir "$RUNS" -o name=first --quiet
+    "$BIN/maskcls" predict "$RUNS/first-cv3" --data "$DATA" --tta flip --quiet --calibration none  # pseudo's labels
+    "$BIN/maskcls" calibrate "$RUNS/first-cv3"
+    "$BIN/maskcls" ensemble "$RUNS/first-cv3/test_probabilities.csv" \
+        --calibration "$RUNS/first-cv3/calibration.json" --out "$RUNS/first-cv3/submission-calibrated.csv"
+}
 
-started=$(date +%s)
-first_round r96 -o "train.image_size=[96,128]"
-echo "r96: $(seconds_since "$started") s"
+pseudo() { second_round first-pseudo; }
 
-"$BIN/maskcls" score "$RUNS/classes-cv3/submission.csv" "$RUNS/first-cv3/submission-calibrated.csv" \
-    "$RUNS/first-pseudo-cv3/submission.csv" "$RUNS/r96-cv3/submission.csv" --truth "$DATA"
+tuned() { second_round first-pseudo-ft --fine-tune 2 -o "train.image_size=[96,128]"; }
+
+r96() { first_round r96 -o "train.image_size=[96,128]"; }
+
+declare -A SUBMISSION=(
+    [classes]=classes-cv3/submission.csv [first]=first-cv3/submission-calibrated.csv
+    [pseudo]=first-pseudo-cv3/submission.csv [tuned]=first-pseudo-ft-cv3/submission.csv [r96]=r96-cv3/submission.csv
+)
+submissions=()
+for stage in "${STAGES[@]}"; do
+    [ -n "${SUBMISSION[$stage]:-}" ] || { echo "unknown stage $stage (classes first pseudo tuned r96)" >&2; exit 2; }
+    started=$(date +%s)
+    "$stage"
+    echo "$stage: $(seconds_since "$started") s"
+    submissions+=("$RUNS/${SUBMISSION[$stage]}")
+done
+"$BIN/maskcls" score "${submissions[@]}" --truth "$DATA"
