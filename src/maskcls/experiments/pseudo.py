@@ -35,11 +35,11 @@ from maskcls.rundir import names
 from maskcls.rundir.tables import read_probabilities
 
 PSEUDO_SOFT = "pseudo_soft"  # GROUP/pseudo_soft-HASH.csv: each fold model's probabilities (--soft)
-FINE_TUNE_LR_SHARE = 0.25  # of the recipe's optim.lr, for --fine-tune
 PSEUDO_LABELS = "pseudo_labels"
 """``GROUP/pseudo_labels-HASH.csv``: the hash of the labels in the name, so that a second round
 trained on other labels (another threshold, a retrained first round) is another recipe: its
 group is not mistaken for a finished one (cv refuses the name until it is moved away)."""
+FINE_TUNE_LR_SHARE = 0.25  # of the recipe's optim.lr, for --fine-tune
 
 
 def pseudo_labels(group: Path, threshold: float, soft: bool = False) -> pd.DataFrame:
