@@ -15,8 +15,9 @@ set -euo pipefail
 BIN=${BIN:-$(dirname "$0")/../.venv/bin}
 DATA=$1 RUNS=$2
 shift 2
-STAGES=("${@:-classes first pseudo tuned r96}")
-read -r -a STAGES <<<"${STAGES[*]}"
+ALL_STAGES=(classes first pseudo tuned r96)
+STAGES=("$@")
+[ ${#STAGES[@]} -gt 0 ] || STAGES=("${ALL_STAGES[@]}")
 seconds_since() { echo $(($(date +%s) - $1)); }
 
 first_round() {  # NAME [-o KEY=VALUE ...]: cv, calibrate, predict (calibrated)
@@ -55,9 +56,11 @@ declare -A SUBMISSION=(
     [classes]=classes-cv3/submission.csv [first]=first-cv3/submission-calibrated.csv
     [pseudo]=first-pseudo-cv3/submission.csv [tuned]=first-pseudo-ft-cv3/submission.csv [r96]=r96-cv3/submission.csv
 )
+for stage in "${STAGES[@]}"; do  # every name checked before anything runs
+    [ -n "${SUBMISSION[$stage]:-}" ] || { echo "unknown stage $stage (${ALL_STAGES[*]})" >&2; exit 2; }
+done
 submissions=()
 for stage in "${STAGES[@]}"; do
-    [ -n "${SUBMISSION[$stage]:-}" ] || { echo "unknown stage $stage (classes first pseudo tuned r96)" >&2; exit 2; }
     started=$(date +%s)
     "$stage"
     echo "$stage: $(seconds_since "$started") s"

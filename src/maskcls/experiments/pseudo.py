@@ -151,9 +151,5 @@ def round_changes(
     fixed.update(
         {"model.weights": str(group.absolute() / "fold{fold}" / names.BEST_CHECKPOINT), "train.epochs": fine_tune}
     )
-    return fixed, {"name": f"{name}-ft", **fine_tune_schedule(plain)}
-
-
-def fine_tune_schedule(plain: dict) -> dict:
-    """A quarter of the recipe's learning rate, no warm-up: the weights start where they are good."""
-    return {"optim.lr": plain["optim"]["lr"] * FINE_TUNE_LR_SHARE, "optim.warmup_epochs": 0}
+    lr = plain["optim"]["lr"] * FINE_TUNE_LR_SHARE  # and no warm-up: the weights start where they are good
+    return fixed, {"name": f"{name}-ft", "optim.lr": lr, "optim.warmup_epochs": 0}
