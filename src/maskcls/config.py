@@ -155,7 +155,7 @@ class TrainConfig(Section):
     batch_size: int = Field(64, ge=1)
     image_size: tuple[int, int] = (96, 128)
     """(width, height) the images are resized to, once, in the cache."""
-    augmentation: Literal["none", "seed", "strong"] = "seed"
+    augmentation: Literal["none", "flip", "light", "seed", "strong"] = "seed"
     mixing: Literal["none", "cutmix_vertical", "cutmix", "mixup"] = "none"
     mixing_probability: float = 0.5
     balanced_sampling: bool = False

@@ -8,6 +8,9 @@ than per-image PIL transforms in data-loader workers. Presets:
   at random per image
   (brightness (0.2, 3) | contrast (0.2, 3) | saturation (0.2, 3) | hue (-0.3, 0.3)), then a
   horizontal flip with p=0.5. The jitters compute what torchvision's functional ops compute.
+- ``flip``: the horizontal flip alone (colours as photographed)
+- ``light``: ``seed``'s four jitters over narrow ranges (brightness, contrast, saturation 0.8-1.25,
+  hue -0.03..0.03), then the flip: a fine colour cue (a grey share of the hair) survives it
 - ``strong``: ``seed`` plus a random scale/shift (0.85-1.15, up to 8%) and a small rotation.
 
 Normalization uses the dataset's own mean and std (see :func:`channel_stats`).
@@ -22,8 +25,9 @@ import torch
 from torch.nn import functional as F
 from torchvision.transforms.v2 import functional as TF
 
-PRESETS = ("none", "seed", "strong")
+PRESETS = ("none", "flip", "light", "seed", "strong")
 JITTER_RANGES = {"brightness": (0.2, 3.0), "contrast": (0.2, 3.0), "saturation": (0.2, 3.0), "hue": (-0.3, 0.3)}
+LIGHT_JITTER_RANGES = {"brightness": (0.8, 1.25), "contrast": (0.8, 1.25), "saturation": (0.8, 1.25), "hue": (-0.03, 0.03)}
 
 
 def to_float(batch: torch.Tensor) -> torch.Tensor:
@@ -43,12 +47,14 @@ def blend(image: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torc
     return (ratio * image + (1 - ratio) * other).clamp_(0, 1)
 
 
-def seed_color_jitter(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def seed_color_jitter(
+    batch: torch.Tensor, generator: torch.Generator, ranges: dict[str, tuple[float, float]] = JITTER_RANGES
+) -> torch.Tensor:
     """RandomChoice over the four ColorJitters, one choice and one factor per image."""
     count = len(batch)
     choice = torch.randint(0, 4, (count,), generator=generator)  # drawn on the CPU: the same on any device
     out = batch.clone()
-    for index, (name, (low, high)) in enumerate(JITTER_RANGES.items()):
+    for index, (name, (low, high)) in enumerate(ranges.items()):
         rows = torch.nonzero(choice == index).flatten()
         if len(rows) == 0:
             continue
@@ -92,7 +98,10 @@ def augment(batch: torch.Tensor, preset: str, generator: torch.Generator) -> tor
         raise ValueError(f"unknown augmentation {preset!r}; known: {', '.join(PRESETS)}")
     if preset == "none":
         return batch
-    batch = random_flip(seed_color_jitter(batch, generator), generator)
+    if preset == "flip":
+        return random_flip(batch, generator)
+    ranges = LIGHT_JITTER_RANGES if preset == "light" else JITTER_RANGES
+    batch = random_flip(seed_color_jitter(batch, generator, ranges), generator)
     return random_affine(batch, generator) if preset == "strong" else batch
 
 
