@@ -39,7 +39,7 @@ def test_none_leaves_images_alone_and_strong_moves_pixels():
     assert torch.equal(augment(images, "none", torch.Generator()), images)
     strong = augment(images, "strong", torch.Generator().manual_seed(0))
     assert strong.shape == images.shape and not torch.allclose(strong, images)
-    with pytest.raises(ValueError, match="known: none, seed, strong"):
+    with pytest.raises(ValueError, match="known: none, flip, light, seed, strong"):
         augment(images, "heavy", torch.Generator())
 
 
@@ -88,7 +88,29 @@ def test_seed_jitter_is_one_of_the_four_with_the_retrospectives_ranges():
         assert torch.allclose(got[rows], apply_jitter(images[rows], name, factor), atol=1e-6), name
 
 
-@pytest.mark.parametrize("preset", ["none", "seed", "strong"])
+def test_light_is_seeds_jitter_over_narrow_ranges_then_the_flip_and_flip_is_the_flip_alone():
+    """light: brightness, contrast, saturation 0.8-1.25 | hue -0.03..0.03, one per image, then a
+    mirror with p=0.5; flip: only that mirror. Replayed from the same draws."""
+    images = to_float(batch(40))
+    got = augment(images, "light", torch.Generator().manual_seed(5))
+    draws = torch.Generator().manual_seed(5)
+    choice = torch.randint(0, 4, (40,), generator=draws)
+    expected = images.clone()
+    for index, (name, low, high) in enumerate(
+        [("brightness", 0.8, 1.25), ("contrast", 0.8, 1.25), ("saturation", 0.8, 1.25), ("hue", -0.03, 0.03)]
+    ):
+        rows = torch.nonzero(choice == index).flatten()
+        factor = low + (high - low) * torch.rand(len(rows), generator=draws)
+        expected[rows] = apply_jitter(images[rows], name, factor)
+    mirror = torch.rand(40, generator=draws) < 0.5
+    expected = torch.where(mirror.view(-1, 1, 1, 1), expected.flip(-1), expected)
+    assert torch.allclose(got, expected, atol=1e-6)
+    mirror = torch.rand(40, generator=torch.Generator().manual_seed(3)) < 0.5
+    flipped = augment(images, "flip", torch.Generator().manual_seed(3))
+    assert torch.equal(flipped, torch.where(mirror.view(-1, 1, 1, 1), images.flip(-1), images))
+
+
+@pytest.mark.parametrize("preset", ["none", "flip", "light", "seed", "strong"])
 def test_augmentation_and_mixing_run_on_the_training_device(preset):
     """On a GPU the batch is augmented where it trains, with draws from the CPU generator: every
     draw must follow the batch to its device. The meta device has no data and, like CUDA, refuses
