@@ -3,7 +3,7 @@
     optim.lr: {type: float, low: 3.0e-4, high: 3.0e-3, log: true}
     optim.weight_decay: {type: float, low: 0.0, high: 0.1}
     train.epochs: {type: int, low: 3, high: 8}
-    train.augmentation: {type: choice, values: [none, seed, strong]}
+    train.augmentation: {type: choice, values: [none, flip, light, seed, strong]}
     train.image_size: {type: choice, values: [[48, 64], [72, 96]]}
 
 A plain list is a choice. Every key is checked against the config schema, and every value a
