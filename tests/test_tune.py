@@ -59,7 +59,9 @@ def test_the_space_is_checked_against_the_config_before_anything_trains(tmp_path
     assert (dimensions[0].low, dimensions[0].high, dimensions[0].log) == (1e-3, 1e-2, True)  # "1e-3" is text to YAML
     cases = {
         "optim.lrr: {type: float, low: 0.1, high: 1}": r"unknown key 'optim.lrr' \(did you mean 'optim.lr'\?\)",
-        "train.augmentation: [none, sharp]": r"space.yaml: train.augmentation: Input should be 'none', 'flip', 'light', 'seed' or",
+        "train.augmentation: [none, sharp]": (
+            r"space.yaml: train.augmentation: Input should be 'none', 'flip', 'light', 'seed' or"
+        ),
         "optim.lr: {type: float, low: 0, high: 1, log: true}": "optim.lr: a log range needs low > 0",
         "optim.lr: {type: float, low: 2, high: 1}": "optim.lr: needs numbers low < high",
         "optim.lr: {type: float, low: 0.1, high: 1, steps: 3}": r"unknown field\(s\) steps for type float",

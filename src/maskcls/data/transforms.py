@@ -27,7 +27,9 @@ from torchvision.transforms.v2 import functional as TF
 
 PRESETS = ("none", "flip", "light", "seed", "strong")
 JITTER_RANGES = {"brightness": (0.2, 3.0), "contrast": (0.2, 3.0), "saturation": (0.2, 3.0), "hue": (-0.3, 0.3)}
-LIGHT_JITTER_RANGES = {"brightness": (0.8, 1.25), "contrast": (0.8, 1.25), "saturation": (0.8, 1.25), "hue": (-0.03, 0.03)}
+LIGHT_JITTER_RANGES = {
+    "brightness": (0.8, 1.25), "contrast": (0.8, 1.25), "saturation": (0.8, 1.25), "hue": (-0.03, 0.03)
+}  # fmt: skip
 
 
 def to_float(batch: torch.Tensor) -> torch.Tensor:
