@@ -74,10 +74,10 @@ def test_channel_stats_and_normalize():
 def test_seed_jitter_is_one_of_the_four_with_the_retrospectives_ranges():
     """RandomChoice of ColorJitter brightness (0.2, 3) | contrast (0.2, 3) | saturation (0.2, 3) |
     hue (-0.3, 0.3), one choice and one uniform factor per image: replayed from the same draws."""
-    from maskcls.data.transforms import seed_color_jitter
+    from maskcls.data.transforms import random_color_jitter
 
     images = to_float(batch(40))
-    got = seed_color_jitter(images, torch.Generator().manual_seed(5))
+    got = random_color_jitter(images, torch.Generator().manual_seed(5))
     draws = torch.Generator().manual_seed(5)
     choice = torch.randint(0, 4, (40,), generator=draws)
     for index, (name, low, high) in enumerate(

@@ -2,6 +2,7 @@
 arguments against them and the CLI's enums (so ``--help`` lists them) are made from them."""
 
 TTA_MODES = ("none", "flip")
+AUGMENTATIONS = ("none", "flip", "light", "seed", "strong")  # data.transforms.augment applies these
 BACKENDS = ("torch", "onnxruntime", "int8", "auto")  # int8: model-int8.onnx (never chosen by auto)
 VOTE_METHODS = ("soft", "hard")
 PRUNERS = ("median", "hyperband", "none")

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from maskcls.choices import TTA_MODES
+from maskcls.choices import AUGMENTATIONS, TTA_MODES
 from maskcls.errors import ConfigError
 from maskcls.labels import AGE_BORDERS, validate_age_borders
 from maskcls.registry import unknown_name
@@ -155,7 +155,7 @@ class TrainConfig(Section):
     batch_size: int = Field(64, ge=1)
     image_size: tuple[int, int] = (96, 128)
     """(width, height) the images are resized to, once, in the cache."""
-    augmentation: Literal["none", "flip", "light", "seed", "strong"] = "seed"
+    augmentation: Literal[AUGMENTATIONS] = "seed"
     mixing: Literal["none", "cutmix_vertical", "cutmix", "mixup"] = "none"
     mixing_probability: float = 0.5
     balanced_sampling: bool = False
