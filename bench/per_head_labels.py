@@ -19,35 +19,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from maskcls.data.layout import eval_image_path
-from maskcls.files import read_json, write_text_atomic
-from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, decode_classes
-from maskcls.rundir import names
-from maskcls.rundir.tables import read_probabilities
-
-MASK_GENDER_PAIRS = 6
+from maskcls.experiments.pseudo import fold_tables, label_rows
+from maskcls.files import write_text_atomic
+from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, mask_gender_probabilities
 
 
 def per_head_labels(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """The photos whose mask x gender marginal reaches ``threshold``, aged by the model's estimate."""
-    probabilities = table[PROBABILITY_COLUMNS].to_numpy(dtype=float)
-    mask, gender, _ = decode_classes(np.arange(len(PROBABILITY_COLUMNS)))
-    pair = mask * 2 + gender
-    marginal = np.stack([probabilities[:, pair == k].sum(axis=1) for k in range(MASK_GENDER_PAIRS)], axis=1)
-    best, confidence = marginal.argmax(axis=1), marginal.max(axis=1)
-    frame = pd.DataFrame(
-        {
-            "path": table["ImageID"].astype(str).map(eval_image_path),
-            "mask": best // 2,
-            "gender": best % 2,
-            "age": np.round(table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float), 1),
-            "probability": np.round(confidence, 6),
-        }
-    )
-    return frame[confidence >= threshold].reset_index(drop=True)
+    marginal = mask_gender_probabilities(table[PROBABILITY_COLUMNS].to_numpy(dtype=float))
+    best, confidence = marginal.argmax(axis=1), marginal.max(axis=1)  # best = mask * 2 + gender
+    ages = table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float)
+    return label_rows(table, best // 2, best % 2, ages, confidence, threshold)
 
 
 def main() -> None:
@@ -56,17 +40,13 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    runs = read_json(args.group / names.GROUP)["runs"]
-    parts = [
-        per_head_labels(read_probabilities(args.group / run / names.TEST_PROBABILITIES), args.threshold).assign(
-            fold=fold
-        )
-        for fold, run in enumerate(runs)
-    ]
+    tables = fold_tables(args.group)
+    parts = [per_head_labels(table, args.threshold).assign(fold=fold) for fold, table in enumerate(tables)]
     labels = pd.concat(parts, ignore_index=True)
     out = args.out or args.group / "per-head-labels.csv"
     write_text_atomic(out, labels.to_csv(index=False))
-    print(f"{out}: {len(labels)} photos over {len(runs)} folds; estimated 57 or older: {int((labels.age >= 57).sum())}")
+    old = int((labels.age >= 57).sum())
+    print(f"{out}: {len(labels)} photos over {len(tables)} folds; estimated 57 or older: {old}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from maskcls.choices import AUGMENTATIONS
 from maskcls.data.transforms import apply_jitter, augment, channel_stats, normalize, to_float
 
 
@@ -110,7 +111,7 @@ def test_light_is_seeds_jitter_over_narrow_ranges_then_the_flip_and_flip_is_the_
     assert torch.equal(flipped, torch.where(mirror.view(-1, 1, 1, 1), images.flip(-1), images))
 
 
-@pytest.mark.parametrize("preset", ["none", "flip", "light", "seed", "strong"])
+@pytest.mark.parametrize("preset", AUGMENTATIONS)
 def test_augmentation_and_mixing_run_on_the_training_device(preset):
     """On a GPU the batch is augmented where it trains, with draws from the CPU generator: every
     draw must follow the batch to its device. The meta device has no data and, like CUDA, refuses

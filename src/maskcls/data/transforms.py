@@ -28,7 +28,6 @@ from torchvision.transforms.v2 import functional as TF
 
 from maskcls.choices import AUGMENTATIONS
 
-PRESETS = AUGMENTATIONS
 JITTER_RANGES = {"brightness": (0.2, 3.0), "contrast": (0.2, 3.0), "saturation": (0.2, 3.0), "hue": (-0.3, 0.3)}
 LIGHT_JITTER_RANGES = {
     "brightness": (0.8, 1.25), "contrast": (0.8, 1.25), "saturation": (0.8, 1.25), "hue": (-0.03, 0.03)
@@ -99,8 +98,8 @@ def random_affine(batch: torch.Tensor, generator: torch.Generator, max_degrees: 
 
 def augment(batch: torch.Tensor, preset: str, generator: torch.Generator) -> torch.Tensor:
     """Float batch in [0, 1] -> augmented float batch in [0, 1]."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown augmentation {preset!r}; known: {', '.join(PRESETS)}")
+    if preset not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {preset!r}; known: {', '.join(AUGMENTATIONS)}")
     if preset == "none":
         return batch
     if preset == "flip":

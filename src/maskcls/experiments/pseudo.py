@@ -47,10 +47,14 @@ def pseudo_labels(group: Path, threshold: float, soft: bool = False) -> pd.DataF
     labelled (``fold`` says whose): hard labels, or with ``soft`` the model's 18 probabilities."""
     if not 0 < threshold <= 1:
         raise UserError(f"threshold must be in (0, 1], got {threshold}")
-    runs = read_json(group / names.GROUP)["runs"]
     labels = probability_rows if soft else fold_labels
-    parts = [labels(fold_table(group / run, group), threshold).assign(fold=fold) for fold, run in enumerate(runs)]
+    parts = [labels(table, threshold).assign(fold=fold) for fold, table in enumerate(fold_tables(group))]
     return pd.concat(parts, ignore_index=True)
+
+
+def fold_tables(group: Path) -> list[pd.DataFrame]:
+    """Each fold model's test probabilities, in fold order."""
+    return [fold_table(group / run, group) for run in read_json(group / names.GROUP)["runs"]]
 
 
 def fold_table(run: Path, group: Path) -> pd.DataFrame:
@@ -82,6 +86,12 @@ def fold_labels(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
         ages = table[AGE_ESTIMATE_COLUMN].to_numpy(dtype=float)
     else:
         ages = np.asarray(TYPICAL_AGES)[age_group]
+    return label_rows(table, mask, gender, ages, confidence, threshold)
+
+
+def label_rows(table: pd.DataFrame, mask, gender, ages, confidence: np.ndarray, threshold: float) -> pd.DataFrame:
+    """Rows of a labels file (``data.pseudo``) for the photos of ``table`` whose confidence reaches
+    ``threshold``: path, mask, gender, age in years, probability."""
     frame = pd.DataFrame(
         {
             "path": table["ImageID"].astype(str).map(eval_image_path),
