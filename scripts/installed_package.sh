@@ -14,7 +14,7 @@ rm -rf build  # setuptools leaves its build folder in the checkout
 echo "== fresh virtualenv, plain pip install of $(basename "$WORK"/dist/maskcls-*.whl)"
 $PYTHON -m venv "$WORK/venv"
 "$WORK/venv/bin/python" -m pip install --quiet --upgrade pip
-"$WORK/venv/bin/python" -m pip install --quiet "$WORK"/dist/maskcls-*.whl
+"$WORK/venv/bin/python" -m pip install --quiet --no-cache-dir "$WORK"/dist/maskcls-*.whl
 BIN=$WORK/venv/bin
 cd "$WORK"
 echo "== synth, crop, train cpu-demo (by name), predict, score in $WORK"
