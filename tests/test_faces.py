@@ -10,7 +10,7 @@ from PIL import Image
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError, WriteFailed
 from maskcls.evaluation.detection import detection_table, rates_by_age_group, rates_by_state
-from maskcls.faces.crop import CropOptions, crop_dataset
+from maskcls.faces.crop import CropOptions, crop_dataset, whole_photos_folder
 from maskcls.faces.detectors import FixedBoxDetector, create_detector
 from maskcls.faces.geometry import box_iou, crop_box
 from maskcls.labels import Mask, age_groups
@@ -161,6 +161,18 @@ def test_rerun_recrops_changed_sources_and_refuses_other_settings(tmp_path):
         crop_dataset(root, out, CropOptions(detector="fixed", margin=0.1))
     fresh = crop_dataset(root, out, CropOptions(detector="fixed", margin=0.1), overwrite=True)
     assert fresh.processed == 8
+
+
+def test_the_crop_folder_names_the_whole_photos_it_was_cut_from_and_a_rerun_from_a_moved_folder_updates_it(tmp_path):
+    root = make_layout(tmp_path / "data", ["000001_female_Asian_45"])
+    out = tmp_path / "crops"
+    crop_dataset(root, out, CropOptions(detector="fixed"))
+    assert whole_photos_folder(out) == root.resolve()
+    assert json.loads((out / "crop.json").read_text())["photos"] == str(root.resolve())
+    moved = root.rename(tmp_path / "moved")
+    again = crop_dataset(moved, out, CropOptions(detector="fixed"))  # the same photos: nothing cropped again
+    assert again.processed == 0 and whole_photos_folder(out) == moved.resolve()
+    assert whole_photos_folder(moved) is None  # whole photos: no crop.json
 
 
 def test_a_crop_mismatch_between_training_and_prediction_is_named_with_the_fix(tmp_path):

@@ -1,5 +1,7 @@
 """Person-consistent prediction: the identity signal, the clustering, the vote and its check."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from maskcls.inference.people import (
     group_photos,
     purity,
     vote_in_people,
+    vote_outputs,
 )
 from maskcls.inference.predict import PROBABILITY_COLUMNS, predict_dataset
 from maskcls.labels import encode_class
@@ -36,6 +39,17 @@ def test_vote_in_people_keeps_each_mask_and_shares_gender_and_age():
     joint = voted_cube[0]  # mask x gender x age: the product of the three, nothing else
     heads = cube[0].sum(axis=(1, 2)), cube[:7].sum(axis=(1, 3)).mean(axis=0), cube[:7].sum(axis=(1, 2)).mean(axis=0)
     assert np.allclose(joint, heads[0][:, None, None] * heads[1][None, :, None] * heads[2][None, None, :])
+
+
+def test_vote_outputs_votes_the_probabilities_and_gives_every_photo_its_clusters_mean_age_estimate():
+    rng = np.random.default_rng(5)
+    probabilities = rng.dirichlet(np.ones(18), 10)
+    estimates = np.array([20.0, 24, 28, 61, 55, 40, 41, 42, 43, 49])
+    clusters = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
+    voted = vote_outputs(np.column_stack([probabilities, estimates]), clusters)
+    assert np.array_equal(voted[:, :18], vote_in_people(probabilities, clusters))
+    assert voted[:, 18].tolist() == [24.0] * 3 + [58.0] * 2 + [43.0] * 5
+    assert np.array_equal(vote_outputs(probabilities, clusters), vote_in_people(probabilities, clusters))
 
 
 def test_clustering_recovers_well_separated_people_and_purity_counts_them():
@@ -113,6 +127,31 @@ def test_the_check_groups_held_out_people_votes_and_says_whether_the_vote_surely
     assert check.sure == (1.0 if helps else 0.0) and check.helps is helps
 
 
+def test_the_check_decides_as_the_prediction_will_so_a_voted_age_estimate_counts():
+    """Ages from the estimate cut at 30 and 60 (as learned borders do): two photos of each person
+    estimated in the wrong group, their person's mean in the right one; the probabilities' own age
+    part says nothing (uniform), so only the voted estimate can raise the F1."""
+    layouts, persons = separable_people(12)
+    ages = np.array([25.0, 45.0, 65.0])[persons % 3]
+    estimates = ages + np.where(np.arange(len(persons)) % 7 >= 5, np.array([15.0, 20.0, -15.0])[persons % 3], 0.0)
+    mask_gender = np.minimum(np.arange(len(persons)) % 7, 2) * 2 + persons % 2
+    targets = mask_gender * 3 + np.digitize(ages, [30, 60])
+    probabilities = np.repeat(np.eye(6)[mask_gender] * 0.9 + 0.1 / 6, 3, axis=1) / 3
+    outputs = np.column_stack([probabilities, estimates])
+
+    def by_estimate(rows: np.ndarray) -> np.ndarray:
+        return rows[:, :18].reshape(-1, 6, 3).sum(axis=2).argmax(axis=1) * 3 + np.digitize(rows[:, 18], [30, 60])
+
+    checked = np.arange(7, 7 * 12)
+    check = check_on_held_out(layouts, persons, checked, outputs[checked], targets[checked], by_estimate)
+    assert check.f1_per_photo == round(macro_f1(targets[checked], by_estimate(outputs[checked])), 4) < 1
+    assert check.f1_grouped == 1.0 and check.sure == 1.0
+    plain = check_on_held_out(layouts, persons, checked, outputs[checked], targets[checked])  # the argmax alone
+    assert (
+        plain.f1_grouped == plain.f1_per_photo == round(macro_f1(targets[checked], probabilities[checked].argmax(1)), 4)
+    )
+
+
 def test_share_of_resamples_better_is_the_bootstrap_over_people_spelled_out():
     rng = np.random.default_rng(1)
     persons = np.repeat(np.array(["c", "a", "b", "d", "e"]), 7)
@@ -139,6 +178,35 @@ def test_colour_layouts_tell_the_synthetic_people_apart(synth_small):
     known = np.isin(persons, np.unique(persons)[::2])
     found = group_photos(layouts[known], persons[known], layouts[~known])
     assert purity(found, persons[~known]) >= 0.9  # 12 people each in one setting: backdrop, clothes, hair, skin
+
+
+def test_face_crops_are_told_apart_by_their_whole_photos_too_where_the_crop_folder_still_finds_them(
+    tmp_path, synth_small, caplog
+):
+    from maskcls.data.cache import cached_images
+    from maskcls.faces.crop import CropOptions, crop_dataset
+
+    faces = tmp_path / "faces"
+    crop_dataset(synth_small, faces, CropOptions(detector="mtcnn", size=(48, 64)))
+    training = read_dataset(faces).train
+    paths, persons = list(training["path"]), training["profile"].to_numpy()
+    assert (
+        people.whole_photos(faces, paths) == synth_small.resolve() and people.whole_photos(synth_small, paths) is None
+    )
+    crops = people.identity_layouts(faces, paths, tmp_path / "cache", None)
+    both = people.identity_layouts(faces, paths, tmp_path / "cache", synth_small)
+    whole = colour_layouts(cached_images(synth_small, paths, people.LAYOUT_SIZE, tmp_path / "cache"))
+    assert np.array_equal(both, np.concatenate([crops, whole], axis=1))
+    assert np.array_equal(crops, colour_layouts(cached_images(faces, paths, people.LAYOUT_SIZE, tmp_path / "cache")))
+    known = np.isin(persons, np.unique(persons)[::2])
+    by_crops = purity(group_photos(crops[known], persons[known], crops[~known]), persons[~known])
+    by_both = purity(group_photos(both[known], persons[known], both[~known]), persons[~known])
+    assert by_both == 1.0 > by_crops  # 12 held-out people: the backdrop and the clothes beyond the crop tell them apart
+
+    settings = json.loads((faces / "crop.json").read_text())
+    (faces / "crop.json").write_text(json.dumps({**settings, "photos": str(tmp_path / "gone")}))
+    assert people.whole_photos(faces, paths) is None
+    assert f"{tmp_path / 'gone'}, which {faces} was cropped from, no longer holds all its photos" in caplog.text
 
 
 def test_predict_groups_people_and_votes_only_where_the_check_is_sure(tmp_path, synth_small, monkeypatch, capsys):

@@ -74,9 +74,13 @@ def predict(
     probabilities, submission = write_predictions(folder, prediction)
     if prediction.grouping is not None:
         check = prediction.grouping.check
+        signal = (
+            f"the face crops and their whole photos in {check.whole_photos}" if check.whole_photos else "the photos"
+        )
         say(
-            f"person grouping, tried on {check.photos} photos of {check.people} held-out training people: purity "
-            f"{check.purity:.3f}, macro F1 {check.f1_per_photo:.4f} per photo -> {check.f1_grouped:.4f} grouped "
+            f"person grouping by {signal}, tried on {check.photos} photos of {check.people} held-out training "
+            f"people: purity {check.purity:.3f}, macro F1 {check.f1_per_photo:.4f} per photo -> "
+            f"{check.f1_grouped:.4f} grouped "
             f"(higher in {check.sure:.0%} of resamples); "
             f"{'applied' if prediction.grouping.applied else 'not applied'} to the test photos"
         )

@@ -27,7 +27,13 @@ import pandas as pd
 from maskcls.errors import UserError
 from maskcls.evaluation.age_borders import classes_with_borders, fit_age_borders, with_age_borders
 from maskcls.files import write_json_atomic
-from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS, mask_gender_probabilities
+from maskcls.labels import (
+    AGE_ESTIMATE_COLUMN,
+    NUM_CLASSES,
+    PROBABILITY_COLUMNS,
+    mask_gender_probabilities,
+    split_outputs,
+)
 from maskcls.metrics import macro_f1
 from maskcls.rundir import names
 from maskcls.rundir.tables import read_out_of_fold
@@ -140,6 +146,15 @@ def apply_calibration(probabilities: np.ndarray, estimates: np.ndarray | None, c
             )
         probabilities = with_age_borders(probabilities, estimates, borders.borders, borders.scale)
     return apply_biases(probabilities, np.asarray(calibration.biases, dtype=np.float64))
+
+
+def calibrated_classes(outputs: np.ndarray, calibration: Calibration | None) -> np.ndarray:
+    """The classes of a model's outputs (p0..p17 [, age estimate]) with ``calibration`` applied
+    (the argmax of the probabilities when None)."""
+    probabilities, estimates = split_outputs(outputs)
+    if calibration is not None:
+        probabilities = apply_calibration(probabilities, estimates, calibration)
+    return np.asarray(probabilities).argmax(axis=1)
 
 
 def apply_biases(probabilities: np.ndarray, biases: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ BOX_COLUMNS = [
 ]  # fmt: skip
 SETTINGS_JSON = names.CROP_SETTINGS
 CROP_KEYS = ("detector", "margin", "size")  # what changes the pictures a model sees
+PHOTOS_KEY = "photos"  # crop.json: the folder of the whole photos
 COPIED = (TRAIN_CSV, EVAL_CSV)
 
 
@@ -112,7 +113,7 @@ def crop_into(
 ) -> CropSummary:
     if overwrite and out.exists():
         shutil.rmtree(out)
-    check_settings(out, options)
+    check_settings(out, options, data)
     copy_tables(data, out)
     boxes_path = out / BOXES_CSV
     done = finished_paths(boxes_path, data, out)
@@ -296,8 +297,10 @@ def source_signature(path: Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def check_settings(out: Path, options: CropOptions) -> None:
-    """A rerun into OUT must use the settings OUT was made with (else crops would mix)."""
+def check_settings(out: Path, options: CropOptions, data: Path) -> None:
+    """A rerun into OUT must use the settings OUT was made with (else crops would mix). The
+    settings also name the folder of the whole photos (``PHOTOS_KEY``, where ``predict
+    --group-people`` reads each photo's setting); a rerun from a moved folder updates it."""
     settings = {
         "detector": options.detector,
         "margin": options.margin,
@@ -305,16 +308,24 @@ def check_settings(out: Path, options: CropOptions) -> None:
         "detector_options": options.detector_options,
     }
     path = out / SETTINGS_JSON
-    if path.exists():
-        before = read_json(path)
+    before = read_json(path) if path.exists() else None
+    if before is not None:
         changed = sorted(key for key in settings if before.get(key) != settings[key])
         if changed:
             raise UserError(
                 f"{out} was cropped with other settings ({', '.join(changed)}): pick another folder or pass --overwrite"
             )
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, settings)
+    settings[PHOTOS_KEY] = str(data.resolve())
+    if before != settings:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, settings)
+
+
+def whole_photos_folder(cropped: Path) -> Path | None:
+    """The folder of the whole photos a crop folder was cut from, as its ``crop.json`` names it;
+    None for whole photos, or crops made before it was recorded."""
+    settings = read_crop_settings(cropped / SETTINGS_JSON)
+    return Path(settings[PHOTOS_KEY]) if settings and settings.get(PHOTOS_KEY) else None
 
 
 def drop_partial_last_line(path: Path) -> None:

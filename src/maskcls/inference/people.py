@@ -8,17 +8,21 @@ training people whose answers are known, raises the macro F1 (:func:`check_on_he
 The identity signal is not the classifier's embedding (trained to see the mask, gender and age
 alike in everybody, it tells people apart badly: purity 0.37-0.41). It is each photo's *colour
 layout*: a 16 x 12 grid of mean colours of the photo as the model sees it (a face crop keeps the
-hair, the skin, the backdrop around the head and the collar), with the photo's brightness and
-contrast taken out, projected onto the few directions that best tell the training persons apart
-(linear discriminant analysis on the training photos, whose persons their folders name). The
-7 photos of a real person were taken in one setting, so the backdrop and the clothes are part
-of who they are in this data; in the synthetic sets they are drawn per person unless ``maskcls
-synth --setting photo`` draws them per photo, which leaves the face alone.
+hair, the skin, the backdrop around the head and the collar) and, for face crops whose whole
+photos are still in the folder ``maskcls crop`` read them from (its ``crop.json`` names it), the
+same grid of the whole photo (the backdrop and the clothes), each with the photo's brightness
+and contrast taken out, projected onto the few directions that best tell the training persons
+apart (linear discriminant analysis on the training photos, whose persons their folders name).
+The 7 photos of a real person were taken in one setting, so the backdrop and the clothes are
+part of who they are in this data; in the synthetic sets they are drawn per person unless
+``maskcls synth --setting photo`` draws them per photo, which leaves the face alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +31,13 @@ import pandas as pd
 from maskcls.data.cache import cached_images
 from maskcls.data.layout import Dataset, read_dataset
 from maskcls.errors import UserError
+from maskcls.faces.crop import whole_photos_folder
 from maskcls.files import read_json
-from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS, head_marginals
+from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS, head_marginals, split_outputs
 from maskcls.metrics import macro_f1, share_of_resamples_better
 from maskcls.rundir import names
+
+log = logging.getLogger("maskcls")
 
 PHOTOS_PER_PERSON = 7
 LAYOUT_SIZE = (48, 64)  # width, height the photos are read at for their colour layout
@@ -58,6 +65,29 @@ def layouts_of(images: np.ndarray) -> np.ndarray:
     centred = cells - mean
     spread = np.maximum(np.sqrt((centred**2).mean(axis=(1, 2), keepdims=True)), 1e-3)
     return np.concatenate([(centred / spread).reshape(count, -1), (mean / spread).reshape(count, 3)], axis=1)
+
+
+def identity_layouts(root: Path, paths: list[str], cache_dir, whole: Path | None) -> np.ndarray:
+    """Colour layouts of the photos ``paths`` of ``root`` as the model sees them, followed by those
+    of the same paths in ``whole`` (the whole photos they were cut from) when given."""
+    layouts = colour_layouts(cached_images(root, paths, LAYOUT_SIZE, cache_dir))
+    if whole is None:
+        return layouts
+    return np.concatenate([layouts, colour_layouts(cached_images(whole, paths, LAYOUT_SIZE, cache_dir))], axis=1)
+
+
+def whole_photos(root: Path, paths: list[str]) -> Path | None:
+    """The folder holding the whole photos of the face crops ``paths`` of ``root``; None for whole
+    photos, for crops whose ``crop.json`` does not name it, or (with a warning) when that folder
+    no longer holds every one of them."""
+    folder = whole_photos_folder(root)
+    if folder is None or all((folder / path).is_file() for path in paths):
+        return folder
+    log.warning(
+        f"--group-people: {folder}, which {root} was cropped from, no longer holds all its photos: the people "
+        "are told apart by the face crops alone"
+    )
+    return None
 
 
 class IdentitySpace:
@@ -107,6 +137,26 @@ def vote_in_people(probabilities: np.ndarray, clusters: np.ndarray) -> np.ndarra
     return joint.reshape(-1, NUM_CLASSES)
 
 
+def vote_outputs(outputs: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """The vote on a model's outputs (p0..p17 [, age estimate]): the probabilities as
+    :func:`vote_in_people` votes them, and the age estimate, which learned borders cut into the
+    age group, the mean of its cluster's estimates."""
+    probabilities, ages = split_outputs(outputs)
+    voted = vote_in_people(probabilities, clusters)
+    if ages is None:
+        return voted
+    voted_ages = np.empty_like(ages, dtype=np.float64)
+    for cluster in np.unique(clusters):
+        members = clusters == cluster
+        voted_ages[members] = ages[members].mean()
+    return np.column_stack([voted, voted_ages])
+
+
+def most_probable(outputs: np.ndarray) -> np.ndarray:
+    """Classes of outputs with no calibration: the argmax of their probabilities."""
+    return split_outputs(outputs)[0].argmax(axis=1)
+
+
 def purity(clusters: np.ndarray, people: np.ndarray) -> float:
     """Share of photos whose cluster's most common true person is their own person."""
     matched = 0
@@ -126,6 +176,7 @@ class GroupingCheck:
     photos: int
     people: int
     sure: float  # share of resamples of the held-out people in which the vote scores higher
+    whole_photos: Path | None = None  # where the whole photos of face crops were read, if they were
 
     @property
     def helps(self) -> bool:
@@ -135,12 +186,18 @@ class GroupingCheck:
 
 
 def check_on_held_out(
-    layouts: np.ndarray, persons: np.ndarray, checked: np.ndarray, probabilities: np.ndarray, targets: np.ndarray
+    layouts: np.ndarray,
+    persons: np.ndarray,
+    checked: np.ndarray,
+    outputs: np.ndarray,
+    targets: np.ndarray,
+    decide: Callable[[np.ndarray], np.ndarray] = most_probable,
 ) -> GroupingCheck:
     """The training photos' colour layouts and persons; ``checked`` the rows with out-of-fold
-    ``probabilities`` and ``targets``. The checked persons are split into two halves; each half
-    is grouped in the identity space of everybody else's photos, as the test photos are in that
-    of all training photos, and voted with its own probabilities."""
+    ``outputs`` (p0..p17 [, age estimate]) and ``targets``. The checked persons are split into two
+    halves; each half is grouped in the identity space of everybody else's photos, as the test
+    photos are in that of all training photos, and voted with its own outputs. ``decide`` turns
+    outputs into classes as the prediction will (the calibration applied, when there is one)."""
     checked_persons = persons[checked]
     halves = held_out_halves(checked_persons)
     clusters = np.empty(len(checked), dtype=int)
@@ -150,7 +207,7 @@ def check_on_held_out(
         found = group_photos(layouts[outside], persons[outside], layouts[checked[half]])
         clusters[half] = found + offset
         offset += int(found.max()) + 1
-    per_photo, grouped = probabilities.argmax(axis=1), vote_in_people(probabilities, clusters).argmax(axis=1)
+    per_photo, grouped = decide(outputs), decide(vote_outputs(outputs, clusters))
     return GroupingCheck(
         purity=round(purity(clusters, checked_persons), 4),
         f1_per_photo=round(macro_f1(targets, per_photo), 4),
@@ -185,37 +242,47 @@ class PersonGrouping:
 
 
 def group_test_photos(
-    runs: list[Path], test_root: Path, test_paths: list[str], cache_dir, test_dataset: Dataset
+    runs: list[Path],
+    test_root: Path,
+    test_paths: list[str],
+    cache_dir,
+    test_dataset: Dataset,
+    decide: Callable[[np.ndarray], np.ndarray] = most_probable,
 ) -> PersonGrouping:
     """Group the test photos with the identity space of the runs' training photos, and check the
-    grouping on the runs' validation photos (their mean probabilities where several runs held
-    the same photo out). ``test_dataset``: the test folder as read already, whose training photos
-    serve when the runs were trained there."""
+    grouping on the runs' validation photos (their mean outputs where several runs held the same
+    photo out), decided by ``decide`` as the test photos will be. ``test_dataset``: the test folder
+    as read already, whose training photos serve when the runs were trained there."""
     train_root = Path(read_json(runs[0] / names.CONFIG)["data"]["root"])
     if not (train_root / "train").is_dir():
         raise UserError(f"--group-people: {train_root}, where {runs[0]} was trained, has no train/ folder")
     same = train_root.resolve() == Path(test_root).resolve()
     training = test_dataset.train if same else read_dataset(train_root, require_train=True).train
-    layouts = colour_layouts(cached_images(train_root, list(training["path"]), LAYOUT_SIZE, cache_dir))
+    train_paths = list(training["path"])
+    train_whole, test_whole = whole_photos(train_root, train_paths), whole_photos(Path(test_root), test_paths)
+    if train_whole is None or test_whole is None:  # the same signal on both sides, or the crops alone
+        train_whole = test_whole = None
+    layouts = identity_layouts(train_root, train_paths, cache_dir, train_whole)
     persons = training["profile"].to_numpy()
     validated = validation_table(runs)
     rows = pd.Series(np.arange(len(training)), index=training["path"])
     validated = validated[validated["path"].isin(rows.index)]
+    outputs = validated.drop(columns=["path", "target"]).to_numpy()
     check = check_on_held_out(
-        layouts, persons, rows[validated["path"]].to_numpy(), validated[PROBABILITY_COLUMNS].to_numpy(),
-        validated["target"].to_numpy(),
-    )  # fmt: skip
-    test_layouts = colour_layouts(cached_images(test_root, test_paths, LAYOUT_SIZE, cache_dir))
-    return PersonGrouping(group_photos(layouts, persons, test_layouts), check)
+        layouts, persons, rows[validated["path"]].to_numpy(), outputs, validated["target"].to_numpy(), decide
+    )
+    test_layouts = identity_layouts(Path(test_root), test_paths, cache_dir, test_whole)
+    return PersonGrouping(group_photos(layouts, persons, test_layouts), replace(check, whole_photos=test_whole))
 
 
 def validation_table(runs: list[Path]) -> pd.DataFrame:
-    """path, target and mean probabilities of every photo some run validated on."""
+    """path, target and mean outputs (p0..p17, and the age estimate when every run gives one) of
+    every photo some run validated on."""
     missing = [run / names.VALID_PROBABILITIES for run in runs if not (run / names.VALID_PROBABILITIES).exists()]
     if missing:
         raise UserError(f"--group-people: {missing[0]} not found (the check needs every run's validation photos)")
     tables = [pd.read_csv(run / names.VALID_PROBABILITIES) for run in runs]
-    joined = pd.concat([table[["path", "target", *PROBABILITY_COLUMNS]] for table in tables])
-    return joined.groupby("path", sort=False, as_index=False).agg(
-        {"target": "first", **dict.fromkeys(PROBABILITY_COLUMNS, "mean")}
-    )
+    estimated = all(AGE_ESTIMATE_COLUMN in table for table in tables)
+    columns = PROBABILITY_COLUMNS + [AGE_ESTIMATE_COLUMN] * estimated
+    joined = pd.concat([table[["path", "target", *columns]] for table in tables])
+    return joined.groupby("path", sort=False, as_index=False).agg({"target": "first", **dict.fromkeys(columns, "mean")})

@@ -13,6 +13,7 @@ use the same ``p*`` columns with ``path``, ``profile`` and ``target`` in front.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,20 +28,25 @@ from maskcls.choices import BACKENDS, TTA_MODES
 from maskcls.data.cache import cached_images
 from maskcls.data.layout import Dataset, read_dataset
 from maskcls.errors import UserError
-from maskcls.evaluation.calibrate import Calibration, calibrate_table, calibration_for, say_if_age_uncut
+from maskcls.evaluation.calibrate import (
+    Calibration,
+    calibrate_table,
+    calibrated_classes,
+    calibration_for,
+    say_if_age_uncut,
+)
 from maskcls.evaluation.ensemble import age_estimate_dropped
 from maskcls.faces.crop import SETTINGS_JSON, crop_mismatch
 from maskcls.files import read_json, write_json_atomic
 from maskcls.inference.export import export_onnx, onnx_session
 from maskcls.inference.loading import LoadedRun, load_run, run_folders
-from maskcls.inference.people import SURE_ENOUGH, PersonGrouping, group_test_photos, vote_in_people
+from maskcls.inference.people import SURE_ENOUGH, PersonGrouping, group_test_photos, vote_outputs
 from maskcls.labels import (
     AGE_ESTIMATE_COLUMN,
     NUM_CLASSES,
     PROBABILITY_COLUMNS,
     mean_outputs,
     output_columns,
-    split_outputs,
 )
 from maskcls.rundir import names
 from maskcls.rundir.folders import runs_root, write_rows
@@ -159,7 +165,7 @@ def predict_dataset(
         warn_if_fitted_elsewhere(adjustments, sources)
     prediction = raw_prediction(
         sources, data_root, tta=tta, backend=backend, batch_size=batch_size, cache_dir=cache_dir, device=device,
-        progress=progress, group_people=group_people,
+        progress=progress, group_people=group_people, calibration=adjustments,
     )  # fmt: skip
     prediction.sources = [Path(source) for source in sources]
     say_if_age_uncut(sources[0], calibration, adjustments, AGE_ESTIMATE_COLUMN in prediction.table)
@@ -171,7 +177,7 @@ def predict_dataset(
 
 
 def raw_prediction(
-    sources, data_root, *, tta, backend, batch_size, cache_dir, device, progress, group_people=False
+    sources, data_root, *, tta, backend, batch_size, cache_dir, device, progress, group_people=False, calibration=None
 ) -> Prediction:
     check_options(tta, backend)
     runs = run_folders(sources)
@@ -208,7 +214,7 @@ def raw_prediction(
         )
     people = grouping = None
     if group_people:
-        grouping = person_grouping(runs, root, paths, cache_dir, dataset)
+        grouping = person_grouping(runs, root, paths, cache_dir, dataset, calibration)
         if grouping.applied:
             mean = vote_outputs(mean, grouping.clusters)
             per_run = {run: vote_outputs(outputs, grouping.clusters) for run, outputs in per_run.items()}
@@ -249,10 +255,14 @@ def warn_about_crop_mismatches(runs: list[Path], root: Path) -> None:
             log.warning(f"{run} {reason}")
 
 
-def person_grouping(runs: list[Path], root: Path, paths: list[str], cache_dir, dataset: Dataset) -> PersonGrouping:
+def person_grouping(
+    runs: list[Path], root: Path, paths: list[str], cache_dir, dataset: Dataset, calibration: Calibration | None
+) -> PersonGrouping:
     """The test photos' person clusters; the vote is applied only where the check on held-out
-    training people says it raises their macro F1 (else a warning says why not)."""
-    grouping = group_test_photos(runs, root, paths, cache_dir, dataset)
+    training people, whose photos are decided as the test photos will be (``calibration`` applied
+    after the vote), says it raises their macro F1 (else a warning says why not)."""
+    decide = functools.partial(calibrated_classes, calibration=calibration)
+    grouping = group_test_photos(runs, root, paths, cache_dir, dataset, decide)
     check = grouping.check
     if not grouping.applied:
         log.warning(
@@ -335,13 +345,6 @@ def measure_backends(run: Path, device: str = "auto", batch_size: int = 64, repe
             runner()
         speeds[name] = round(repeats * batch_size / (time.perf_counter() - started), 1)
     return speeds
-
-
-def vote_outputs(outputs: np.ndarray, clusters: np.ndarray) -> np.ndarray:
-    """The person vote on the probabilities; each photo keeps its own age estimate."""
-    probabilities, ages = split_outputs(outputs)
-    voted = vote_in_people(probabilities, clusters)
-    return voted if ages is None else np.column_stack([voted, ages])
 
 
 def full_table(info: pd.DataFrame, predicted: pd.DataFrame, outputs: np.ndarray, warn: bool = True) -> pd.DataFrame:
