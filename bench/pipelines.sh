@@ -8,14 +8,16 @@
 #   tuned:   first, then maskcls pseudo --fine-tune 2 at 96x128 (each fold model continued on the
 #            pseudo-labels at the larger size), calibrate, predict
 #   r96:     first at 96x128
-#   bash bench/pipelines.sh DATA-faces RUNS [STAGE...]     (all five by default; pseudo and tuned need first)
+#   grouped: tuned's models predicted with --group-people (the vote where its held-out check says so)
+#   bash bench/pipelines.sh DATA-faces RUNS [STAGE...]     (all six by default; pseudo and tuned need first,
+#            grouped needs tuned)
 # e.g. maskcls synth d600 --people 600 --seed 29 && maskcls crop d600 d600-faces --size 192x256 &&
 #      bash bench/pipelines.sh d600-faces pipeline-runs first tuned
 set -euo pipefail
 BIN=${BIN:-$(dirname "$0")/../.venv/bin}
 DATA=$1 RUNS=$2
 shift 2
-ALL_STAGES=(classes first pseudo tuned r96)
+ALL_STAGES=(classes first pseudo tuned r96 grouped)
 STAGES=("$@")
 [ ${#STAGES[@]} -gt 0 ] || STAGES=("${ALL_STAGES[@]}")
 seconds_since() { echo $(($(date +%s) - $1)); }
@@ -52,9 +54,15 @@ tuned() { second_round first-pseudo-ft --fine-tune 2 -o "train.image_size=[96,12
 
 r96() { first_round r96 -o "train.image_size=[96,128]"; }
 
+grouped() {
+    "$BIN/maskcls" predict "$RUNS/first-pseudo-ft-cv3" --data "$DATA" --tta flip --group-people \
+        --out "$RUNS/grouped" --quiet
+}
+
 declare -A SUBMISSION=(
     [classes]=classes-cv3/submission.csv [first]=first-cv3/submission-calibrated.csv
     [pseudo]=first-pseudo-cv3/submission.csv [tuned]=first-pseudo-ft-cv3/submission.csv [r96]=r96-cv3/submission.csv
+    [grouped]=grouped/submission.csv
 )
 for stage in "${STAGES[@]}"; do  # every name checked before anything runs
     [ -n "${SUBMISSION[$stage]:-}" ] || { echo "unknown stage $stage (${ALL_STAGES[*]})" >&2; exit 2; }

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from maskcls.data.layout import read_dataset
+from maskcls.evaluation.calibrate import AgeBorders, Calibration
 from maskcls.inference import people
 from maskcls.inference.people import (
     LAYOUT_GRID,
@@ -128,9 +129,9 @@ def test_the_check_groups_held_out_people_votes_and_says_whether_the_vote_surely
 
 
 def test_the_check_decides_as_the_prediction_will_so_a_voted_age_estimate_counts():
-    """Ages from the estimate cut at 30 and 60 (as learned borders do): two photos of each person
-    estimated in the wrong group, their person's mean in the right one; the probabilities' own age
-    part says nothing (uniform), so only the voted estimate can raise the F1."""
+    """Learned borders at 30 and 60 cut the age estimate: two photos of each person estimated in the
+    wrong group, their person's mean in the right one; the probabilities' own age part says nothing
+    (uniform), so only the calibrated vote of the estimate can raise the F1."""
     layouts, persons = separable_people(12)
     ages = np.array([25.0, 45.0, 65.0])[persons % 3]
     estimates = ages + np.where(np.arange(len(persons)) % 7 >= 5, np.array([15.0, 20.0, -15.0])[persons % 3], 0.0)
@@ -138,13 +139,13 @@ def test_the_check_decides_as_the_prediction_will_so_a_voted_age_estimate_counts
     targets = mask_gender * 3 + np.digitize(ages, [30, 60])
     probabilities = np.repeat(np.eye(6)[mask_gender] * 0.9 + 0.1 / 6, 3, axis=1) / 3
     outputs = np.column_stack([probabilities, estimates])
-
-    def by_estimate(rows: np.ndarray) -> np.ndarray:
-        return rows[:, :18].reshape(-1, 6, 3).sum(axis=2).argmax(axis=1) * 3 + np.digitize(rows[:, 18], [30, 60])
+    borders = AgeBorders([30, 60], 0.5, oof_f1_before=0, heldout_f1_after=0, fold_borders=[], guard_passed=True)
+    calibration = Calibration(biases=[0.0] * 18, age=borders)
 
     checked = np.arange(7, 7 * 12)
-    check = check_on_held_out(layouts, persons, checked, outputs[checked], targets[checked], by_estimate)
-    assert check.f1_per_photo == round(macro_f1(targets[checked], by_estimate(outputs[checked])), 4) < 1
+    check = check_on_held_out(layouts, persons, checked, outputs[checked], targets[checked], calibration)
+    per_photo = mask_gender[checked] * 3 + np.digitize(estimates[checked], [29.5, 59.5])
+    assert check.f1_per_photo == round(macro_f1(targets[checked], per_photo), 4) < 1
     assert check.f1_grouped == 1.0 and check.sure == 1.0
     plain = check_on_held_out(layouts, persons, checked, outputs[checked], targets[checked])  # the argmax alone
     assert (
@@ -220,6 +221,12 @@ def test_predict_groups_people_and_votes_only_where_the_check_is_sure(tmp_path, 
     check = kept.grouping.check  # a one-epoch model: the vote does not surely help
     assert check.photos == sum(len(pd.read_csv(group / f"fold{k}" / "valid_probabilities.csv")) for k in range(2))
     assert check.people == 24 and not kept.grouping.applied
+    Calibration(biases=[50.0] + [0.0] * 17).write(tmp_path / "class0.json")  # every photo decided class 0
+    biased = predict_dataset(
+        [group], synth_small, cache_dir=tmp_path / "cache", group_people=True, calibration=tmp_path / "class0.json"
+    )
+    targets = pd.concat([pd.read_csv(group / f"fold{k}" / "valid_probabilities.csv") for k in range(2)])["target"]
+    assert biased.grouping.check.f1_per_photo == round(macro_f1(targets, np.zeros(len(targets), dtype=int)), 4)
     assert np.array_equal(kept.table[PROBABILITY_COLUMNS].to_numpy(), plain.table[PROBABILITY_COLUMNS].to_numpy())
     write_predictions(tmp_path / "out", kept)
     found = pd.read_csv(tmp_path / "out" / "person_groups.csv")

@@ -21,7 +21,6 @@ part of who they are in this data; in the synthetic sets they are drawn per pers
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import pandas as pd
 from maskcls.data.cache import cached_images
 from maskcls.data.layout import Dataset, read_dataset
 from maskcls.errors import UserError
+from maskcls.evaluation.calibrate import Calibration, calibrated_classes
 from maskcls.faces.crop import whole_photos_folder
 from maskcls.files import read_json
 from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS, head_marginals, split_outputs
@@ -152,11 +152,6 @@ def vote_outputs(outputs: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     return np.column_stack([voted, voted_ages])
 
 
-def most_probable(outputs: np.ndarray) -> np.ndarray:
-    """Classes of outputs with no calibration: the argmax of their probabilities."""
-    return split_outputs(outputs)[0].argmax(axis=1)
-
-
 def purity(clusters: np.ndarray, people: np.ndarray) -> float:
     """Share of photos whose cluster's most common true person is their own person."""
     matched = 0
@@ -191,13 +186,13 @@ def check_on_held_out(
     checked: np.ndarray,
     outputs: np.ndarray,
     targets: np.ndarray,
-    decide: Callable[[np.ndarray], np.ndarray] = most_probable,
+    calibration: Calibration | None = None,
 ) -> GroupingCheck:
     """The training photos' colour layouts and persons; ``checked`` the rows with out-of-fold
     ``outputs`` (p0..p17 [, age estimate]) and ``targets``. The checked persons are split into two
     halves; each half is grouped in the identity space of everybody else's photos, as the test
-    photos are in that of all training photos, and voted with its own outputs. ``decide`` turns
-    outputs into classes as the prediction will (the calibration applied, when there is one)."""
+    photos are in that of all training photos, and voted with its own outputs. Both are decided as
+    the prediction will be: with ``calibration`` applied after the vote, when there is one."""
     checked_persons = persons[checked]
     halves = held_out_halves(checked_persons)
     clusters = np.empty(len(checked), dtype=int)
@@ -207,7 +202,8 @@ def check_on_held_out(
         found = group_photos(layouts[outside], persons[outside], layouts[checked[half]])
         clusters[half] = found + offset
         offset += int(found.max()) + 1
-    per_photo, grouped = decide(outputs), decide(vote_outputs(outputs, clusters))
+    per_photo = calibrated_classes(outputs, calibration)
+    grouped = calibrated_classes(vote_outputs(outputs, clusters), calibration)
     return GroupingCheck(
         purity=round(purity(clusters, checked_persons), 4),
         f1_per_photo=round(macro_f1(targets, per_photo), 4),
@@ -247,11 +243,11 @@ def group_test_photos(
     test_paths: list[str],
     cache_dir,
     test_dataset: Dataset,
-    decide: Callable[[np.ndarray], np.ndarray] = most_probable,
+    calibration: Calibration | None = None,
 ) -> PersonGrouping:
     """Group the test photos with the identity space of the runs' training photos, and check the
     grouping on the runs' validation photos (their mean outputs where several runs held the same
-    photo out), decided by ``decide`` as the test photos will be. ``test_dataset``: the test folder
+    photo out), decided as the test photos will be (``calibration`` applied). ``test_dataset``: the test folder
     as read already, whose training photos serve when the runs were trained there."""
     train_root = Path(read_json(runs[0] / names.CONFIG)["data"]["root"])
     if not (train_root / "train").is_dir():
@@ -269,7 +265,7 @@ def group_test_photos(
     validated = validated[validated["path"].isin(rows.index)]
     outputs = validated.drop(columns=["path", "target"]).to_numpy()
     check = check_on_held_out(
-        layouts, persons, rows[validated["path"]].to_numpy(), outputs, validated["target"].to_numpy(), decide
+        layouts, persons, rows[validated["path"]].to_numpy(), outputs, validated["target"].to_numpy(), calibration
     )
     test_layouts = identity_layouts(Path(test_root), test_paths, cache_dir, test_whole)
     return PersonGrouping(group_photos(layouts, persons, test_layouts), replace(check, whole_photos=test_whole))

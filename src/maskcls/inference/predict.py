@@ -13,7 +13,6 @@ use the same ``p*`` columns with ``path``, ``profile`` and ``target`` in front.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from maskcls.errors import UserError
 from maskcls.evaluation.calibrate import (
     Calibration,
     calibrate_table,
-    calibrated_classes,
     calibration_for,
     say_if_age_uncut,
 )
@@ -261,8 +259,7 @@ def person_grouping(
     """The test photos' person clusters; the vote is applied only where the check on held-out
     training people, whose photos are decided as the test photos will be (``calibration`` applied
     after the vote), says it raises their macro F1 (else a warning says why not)."""
-    decide = functools.partial(calibrated_classes, calibration=calibration)
-    grouping = group_test_photos(runs, root, paths, cache_dir, dataset, decide)
+    grouping = group_test_photos(runs, root, paths, cache_dir, dataset, calibration)
     check = grouping.check
     if not grouping.applied:
         log.warning(
