@@ -53,6 +53,33 @@ def test_vote_outputs_votes_the_probabilities_and_gives_every_photo_its_clusters
     assert np.array_equal(vote_outputs(probabilities, clusters), vote_in_people(probabilities, clusters))
 
 
+def test_the_identity_space_is_the_discriminant_analysis_with_shrunk_covariances_spelled_out():
+    rng = np.random.default_rng(6)
+    persons = np.repeat(np.arange(5), 7)
+    noise = np.array([1, 1, 1, 1, 1, 1, 1, 0])  # the last number is the same in every photo
+    layouts = rng.normal(0, 1, (5, 8))[persons] * [3, 2, 1, 1, 1, 1, 1, 0] + rng.normal(0, 1, (35, 8)) * noise
+
+    def shrunk(centred, weight):  # (1 - w) S + w mean(diag S) I on standardised columns, scaled back
+        spread = np.where(centred.std(axis=0) > 0, centred.std(axis=0), 1.0)
+        standardised = centred / spread
+        covariance = standardised.T @ standardised / len(centred)
+        covariance = (1 - weight) * covariance + weight * np.trace(covariance) / 8 * np.eye(8)
+        return spread[:, None] * covariance * spread[None, :]
+
+    means = np.stack([layouts[persons == k].mean(axis=0) for k in range(5)])[persons]
+    within = shrunk(layouts - means, people.WITHIN_SHRINKAGE)
+    assert np.allclose(people.shrunk_covariance(layouts - means, people.WITHIN_SHRINKAGE), within)
+    space = people.IdentitySpace(layouts, persons)
+    centred = layouts - layouts.mean(axis=0)
+    between = people.shrunk_covariance(centred) - within
+    assert space.directions.shape == (8, 4)  # persons - 1
+    values = np.einsum("ij,ik,kj->j", space.directions, between, space.directions)  # v' B v with v' W v = 1
+    assert np.allclose(np.einsum("ij,ik,kj->j", space.directions, within, space.directions), 1)
+    assert np.allclose(between @ space.directions, within @ space.directions * values)
+    assert np.all(np.diff(values) <= 0)  # the most telling direction first
+    assert np.allclose(space.project(layouts), layouts @ space.directions)
+
+
 def test_clustering_recovers_well_separated_people_and_purity_counts_them():
     rng = np.random.default_rng(4)
     centres = rng.normal(0, 1, (5, 16))
