@@ -158,13 +158,8 @@ def group_photos(known_layouts: np.ndarray, known_persons: np.ndarray, layouts: 
 def vote_in_people(probabilities: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     """Each photo's own mask probabilities times its cluster's mean gender and age probabilities."""
     heads = head_marginals(probabilities)
-    mask, gender, age = heads["mask"], heads["gender"], heads["age"]
-    voted_gender, voted_age = np.empty_like(gender), np.empty_like(age)
-    for cluster in np.unique(clusters):
-        members = clusters == cluster
-        voted_gender[members] = gender[members].mean(axis=0)
-        voted_age[members] = age[members].mean(axis=0)
-    joint = mask[:, :, None, None] * voted_gender[:, None, :, None] * voted_age[:, None, None, :]
+    gender, age = cluster_means(heads["gender"], clusters), cluster_means(heads["age"], clusters)
+    joint = heads["mask"][:, :, None, None] * gender[:, None, :, None] * age[:, None, None, :]
     return joint.reshape(-1, NUM_CLASSES)
 
 
@@ -174,13 +169,16 @@ def vote_outputs(outputs: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     age group, the mean of its cluster's estimates."""
     probabilities, ages = split_outputs(outputs)
     voted = vote_in_people(probabilities, clusters)
-    if ages is None:
-        return voted
-    voted_ages = np.empty_like(ages, dtype=np.float64)
+    return voted if ages is None else np.column_stack([voted, cluster_means(ages.astype(np.float64), clusters)])
+
+
+def cluster_means(values: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Each row replaced by the mean of its cluster's rows."""
+    means = np.empty_like(values)
     for cluster in np.unique(clusters):
         members = clusters == cluster
-        voted_ages[members] = ages[members].mean()
-    return np.column_stack([voted, voted_ages])
+        means[members] = values[members].mean(axis=0)
+    return means
 
 
 def purity(clusters: np.ndarray, people: np.ndarray) -> float:
@@ -278,8 +276,8 @@ def group_test_photos(
 ) -> PersonGrouping:
     """Group the test photos with the identity space of the runs' training photos, and check the
     grouping on the runs' validation photos (their mean outputs where several runs held the same
-    photo out), decided as the test photos will be (``calibration`` applied). ``test_dataset``: the test folder
-    as read already, whose training photos serve when the runs were trained there."""
+    photo out), decided as the test photos will be (``calibration`` applied). ``test_dataset``:
+    the test folder as read already, whose training photos serve when the runs were trained there."""
     train_root = Path(read_json(runs[0] / names.CONFIG)["data"]["root"])
     if not (train_root / "train").is_dir():
         raise UserError(f"--group-people: {train_root}, where {runs[0]} was trained, has no train/ folder")
