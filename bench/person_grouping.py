@@ -39,7 +39,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
     check = grouped.grouping.check
     print(
-        f"whole photos read from: {check.whole_photos or 'none (the photos alone)'}\n"
+        f"whole photos read from: {grouped.grouping.whole_photos or 'none (the photos alone)'}\n"
         f"check on {check.people} held-out training people: purity {check.purity:.3f}, macro F1 "
         f"{check.f1_per_photo:.4f} -> {check.f1_grouped:.4f} (better in {check.sure:.0%} of resamples): "
         f"{'applied' if grouped.grouping.applied else 'not applied'}; predict with grouping {seconds:.1f} s"

@@ -74,9 +74,8 @@ def predict(
     probabilities, submission = write_predictions(folder, prediction)
     if prediction.grouping is not None:
         check = prediction.grouping.check
-        signal = (
-            f"the face crops and their whole photos in {check.whole_photos}" if check.whole_photos else "the photos"
-        )
+        whole = prediction.grouping.whole_photos
+        signal = f"the face crops and their whole photos in {whole}" if whole else "the photos"
         say(
             f"person grouping by {signal}, tried on {check.photos} photos of {check.people} held-out training "
             f"people: purity {check.purity:.3f}, macro F1 {check.f1_per_photo:.4f} per photo -> "

@@ -21,7 +21,7 @@ part of who they are in this data; in the synthetic sets they are drawn per pers
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +200,6 @@ class GroupingCheck:
     photos: int
     people: int
     sure: float  # share of resamples of the held-out people in which the vote scores higher
-    whole_photos: Path | None = None  # where the whole photos of face crops were read, if they were
 
     @property
     def helps(self) -> bool:
@@ -260,6 +259,7 @@ class PersonGrouping:
 
     clusters: np.ndarray
     check: GroupingCheck
+    whole_photos: Path | None = None  # where the whole photos of face crops were read, if they were
 
     @property
     def applied(self) -> bool:
@@ -297,7 +297,7 @@ def group_test_photos(
         layouts, persons, rows[validated["path"]].to_numpy(), outputs, validated["target"].to_numpy(), calibration
     )
     test_layouts = identity_layouts(Path(test_root), test_paths, cache_dir, test_whole)
-    return PersonGrouping(group_photos(layouts, persons, test_layouts), replace(check, whole_photos=test_whole))
+    return PersonGrouping(group_photos(layouts, persons, test_layouts), check, test_whole)
 
 
 def validation_table(runs: list[Path]) -> pd.DataFrame:
