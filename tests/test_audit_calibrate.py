@@ -148,3 +148,23 @@ def test_audit_says_when_the_model_is_too_weak_to_trust(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="maskcls"):
         audit(group)
     assert caplog.messages == warnings
+
+
+def test_a_calibrations_cross_validated_f1_is_that_of_the_decisions_it_makes(tmp_path):
+    from maskcls.evaluation.calibrate import cross_validated_f1
+
+    age = {"guard_passed": True, "heldout_f1_after": 0.62}
+    unused = {"biases": [0.0] * 18, "guard_passed": False, "heldout_f1_after": 0.59, "oof_f1_before": 0.61}
+    records = {
+        "biases kept": ({**unused, "biases": [0.3] + [0.0] * 17, "guard_passed": True, "heldout_f1_after": 0.64,
+                         "age": age}, 0.64),
+        "borders only": ({**unused, "age": age}, 0.62),
+        "no bias moved": ({**unused, "guard_passed": True, "heldout_f1_after": 0.64, "age": age}, 0.62),
+        "nothing learned": ({**unused, "age": {**age, "guard_passed": False}}, 0.61),
+        "written by hand": ({"biases": [0.3] + [0.0] * 17}, None),
+    }  # fmt: skip
+    for name, (record, wanted) in records.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(record))
+        assert cross_validated_f1(path) == wanted, name
+    assert cross_validated_f1(tmp_path / "missing.json") is None

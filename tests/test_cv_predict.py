@@ -286,6 +286,33 @@ def test_a_submission_written_elsewhere_keeps_its_cv_f1_and_truth_folders_are_fo
         assert score_submission(submission, truth)["validation_f1"] == cv_f1
 
 
+def test_a_calibrated_submission_shows_its_calibrations_out_of_fold_f1(finished_group, synth_small, tmp_path, capsys):
+    from maskcls.evaluation.score import score_submission
+    from tests.helpers import run_cli
+
+    group, cache = finished_group
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"biases": [0.5] + [0.0] * 17, "guard_passed": True, "heldout_f1_after": 0.4321}))
+    prediction = predict_dataset([group], synth_small, cache_dir=cache / "cache", calibration=calibration)
+    _, submission = write_predictions(tmp_path / "calibrated", prediction)
+    result = score_submission(submission, synth_small)
+    assert result["validation_f1"] == 0.4321 and result["calibrated_by"] == str(calibration.resolve())
+    assert json.loads((tmp_path / "calibrated/submission.made.json").read_text()) == {
+        "sources": [str(group.resolve())],
+        "calibration": str(calibration.resolve()),
+    }
+    ensembled = tmp_path / "ensembled.csv"
+    args = ["ensemble", str(tmp_path / "calibrated/test_probabilities.csv"), "--out", str(ensembled)]
+    assert run_cli(*args, "--calibration", str(calibration), capsys=capsys)[0] == 0
+    assert score_submission(ensembled, synth_small)["validation_f1"] == 0.4321
+    code, out, _ = run_cli("score", str(ensembled), "--truth", str(synth_small), capsys=capsys)
+    assert code == 0 and "valid/CV F1 of a calibrated submission: its calibration's out-of-fold F1" in out
+    raw = predict_dataset([group], synth_small, cache_dir=cache / "cache", calibration=None)
+    _, submission = write_predictions(tmp_path / "raw", raw)
+    cv_f1 = json.loads((group / "cv.json").read_text())["oof_f1"]
+    assert score_submission(submission, synth_small)["validation_f1"] == cv_f1
+
+
 def test_predict_given_the_eval_folder_names_the_dataset_before_any_warning(finished_group, synth_small, caplog):
     group, cache = finished_group
     with pytest.raises(UserError, match=r"eval: this is the eval/ folder of a dataset; give the dataset folder"):

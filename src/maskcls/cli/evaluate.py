@@ -35,7 +35,7 @@ def ensemble(
     """Soft or hard voting across folds and experiments; OOF inputs report the ensemble's CV score."""
     from maskcls.evaluation.ensemble import ensemble as combine
     from maskcls.metrics import summary
-    from maskcls.rundir.tables import write_probabilities, write_submission
+    from maskcls.rundir.tables import write_made_record, write_probabilities, write_submission
 
     if not (out_file or probabilities or oof):
         raise UserError(
@@ -50,6 +50,7 @@ def ensemble(
         if result.key != "ImageID":
             raise UserError("--out writes a submission: the inputs must be test probabilities (ImageID)")
         write_submission(out_file, result.table["ImageID"], result.classes)
+        write_made_record(out_file, [path if path.is_dir() else path.parent for path in inputs], calibration)
         say(f"{out_file}: {len(result.classes)} images, {method.value} vote of {len(inputs)} inputs")
     if "target" in result.table.columns:
         metrics = summary(result.table["target"].to_numpy(), result.classes)
@@ -68,7 +69,8 @@ def score(
     track_optional: TrackOptional = False,
 ) -> None:
     """Validate submissions and print macro F1 / accuracy on public, private and all rows, next to
-    the valid / CV F1 of the run or group each file came from; where the answers name each photo's
+    the CV F1 of the decisions that made each file (its calibration's held-out F1 where one decided
+    it, else the valid / CV F1 of the run or group it came from); where the answers name each photo's
     person, the private F1's 90% interval over people and each file's share of resamples beating
     the first file (put the baseline first)."""
     from maskcls.cli.tracked import follow_tracking
@@ -98,6 +100,11 @@ def score(
         say(
             f"{ORACLE_ROW}: the synthetic set's latent cues read without image noise (masculinity > 0, apparent "
             f"age cut at {low:g}/{high:g}); the share column is the F1 over the oracle's"
+        )
+    if any(result["calibrated_by"] for result in results.values()):
+        say(
+            "valid/CV F1 of a calibrated submission: its calibration's out-of-fold F1, each fold decided with the "
+            "borders and biases learned on the other folds"
         )
     if has_intervals(results):
         say(resampling_note("the ranking half's people"))

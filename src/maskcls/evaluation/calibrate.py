@@ -26,7 +26,7 @@ import pandas as pd
 
 from maskcls.errors import UserError
 from maskcls.evaluation.age_borders import classes_with_borders, fit_age_borders, with_age_borders
-from maskcls.files import write_json_atomic
+from maskcls.files import read_json, write_json_atomic
 from maskcls.labels import (
     AGE_ESTIMATE_COLUMN,
     NUM_CLASSES,
@@ -101,6 +101,20 @@ def read_calibration(path: str | Path) -> Calibration:
     if age is not None and not (len(age.borders) == 2 and age.borders[0] < age.borders[1] and age.scale > 0):
         raise UserError(f"{path}: 'age' must hold two increasing borders and a positive scale")
     return calibration
+
+
+def cross_validated_f1(path: str | Path) -> float | None:
+    """The out-of-fold macro F1 of the decisions a calibration file makes, each fold decided with
+    what was learned on the other folds: the biases' held-out F1 where they were kept, else the
+    learned borders' where they were, else the models' own (nothing learned); None where the file
+    is missing or holds no such figures (one written by hand)."""
+    record = read_json(path, missing={})
+    age = record.get("age") or {}
+    if record.get("guard_passed") and any(record.get("biases", [])):
+        return record.get("heldout_f1_after")
+    if age.get("guard_passed"):
+        return age.get("heldout_f1_after")
+    return record.get("oof_f1_before")
 
 
 def calibration_for(sources: list[str | Path], choice: str | Path | None) -> Calibration | None:

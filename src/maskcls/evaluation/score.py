@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maskcls.errors import DataError
+from maskcls.evaluation.calibrate import cross_validated_f1
 from maskcls.files import read_json, write_json_atomic
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.metrics import compare_over_people, confusion, f1_per_class, summary
@@ -175,7 +176,11 @@ def score_submissions(submissions: list[str | Path], answers: str | Path) -> dic
     answers = read_answers(answers)
     predictions = {str(submission): predicted_classes(submission, answers.ids) for submission in submissions}
     results = {
-        name: {**score_predictions(answers.classes, predicted, answers.halves), "validation_f1": validation_f1(name)}
+        name: {
+            **score_predictions(answers.classes, predicted, answers.halves),
+            "validation_f1": validation_f1(name),
+            "calibrated_by": deciding_calibration(name),
+        }
         for name, predicted in predictions.items()
     }
     if answers.persons is not None:
@@ -215,7 +220,12 @@ def score_predictions(truth: np.ndarray, predicted: np.ndarray, halves: np.ndarr
 
 
 def validation_f1(submission: str | Path) -> float | None:
-    """The CV F1 (cv group) or best valid F1 (run) of the run or group the submission came from."""
+    """The CV F1 of the decisions that made the submission: where a calibration decided it, the
+    out-of-fold F1 that calibration measured (each fold decided with the borders and biases learned
+    on the others); else the CV F1 (cv group) or best valid F1 (run) it came from."""
+    calibration = deciding_calibration(submission)
+    if calibration:
+        return cross_validated_f1(calibration)
     folder = submission_source(submission)
     if folder is None:
         return None
@@ -225,16 +235,19 @@ def validation_f1(submission: str | Path) -> float | None:
     return None
 
 
+def deciding_calibration(submission: str | Path) -> str | None:
+    """The calibration file that decided a submission, as its ``NAME.made.json`` names it."""
+    return read_json(names.made_record(submission), missing={}).get("calibration")
+
+
 def submission_source(submission: str | Path) -> Path | None:
-    """The run or cv group a submission came from: the folder it was written to, or the one model
-    it was predicted from (``predicted_from.json``, written by ``predict --out``); else None."""
-    folder = Path(submission).resolve().parent
-    if names.kind(folder) in (names.Kind.RUN, names.Kind.GROUP):
-        return folder
-    sources = read_json(folder / names.PREDICTED_FROM, missing={}).get("sources", [])
+    """The run or cv group a submission came from: the one model its ``NAME.made.json`` names
+    (written by ``predict`` and ``ensemble --out``), else the run or group folder it lies in; else None."""
+    sources = read_json(names.made_record(submission), missing={}).get("sources", [])
     if len(sources) == 1 and names.kind(sources[0]) in (names.Kind.RUN, names.Kind.GROUP):
         return Path(sources[0])
-    return None
+    folder = Path(submission).resolve().parent
+    return folder if names.kind(folder) in (names.Kind.RUN, names.Kind.GROUP) else None
 
 
 def write_score(submission: str | Path, result: dict) -> Path:

@@ -48,7 +48,7 @@ from maskcls.labels import (
 )
 from maskcls.rundir import names
 from maskcls.rundir.folders import runs_root, write_rows
-from maskcls.rundir.tables import write_probabilities, write_submission
+from maskcls.rundir.tables import write_made_record, write_probabilities, write_submission
 from maskcls.training.engine import finish, forward_outputs, inference_batch, prepare, resolve_device
 
 log = logging.getLogger("maskcls")
@@ -105,6 +105,7 @@ class Prediction:
     people: pd.DataFrame | None = None  # ImageID, person cluster (with group_people)
     grouping: PersonGrouping | None = None  # the clusters, their check on held-out people, applied or not
     sources: list[Path] = field(default_factory=list)  # the run folders or cv groups predicted
+    calibration: Calibration | None = None  # applied to ``table`` and ``per_run``
 
 
 def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path, Path]:
@@ -118,10 +119,10 @@ def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path,
             write_table_and_submission(run if inside else folder / f"{run.parent.name}_{run.name}", table)
     if prediction.people is not None:
         write_rows(folder / names.PERSON_GROUPS, prediction.people.to_dict("records"))
-    if [source.resolve() for source in prediction.sources] != [folder.resolve()]:  # score finds the CV F1 here
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / names.PREDICTED_FROM, {"sources": [str(s.resolve()) for s in prediction.sources]})
-    return write_table_and_submission(folder, prediction.table)
+    probabilities, submission = write_table_and_submission(folder, prediction.table)
+    calibration = prediction.calibration.source if prediction.calibration else None
+    write_made_record(submission, prediction.sources, calibration)  # where score finds the CV F1
+    return probabilities, submission
 
 
 def write_table_and_submission(folder: Path, table: pd.DataFrame) -> tuple[Path, Path]:
@@ -169,6 +170,7 @@ def predict_dataset(
     say_if_age_uncut(sources[0], calibration, adjustments, AGE_ESTIMATE_COLUMN in prediction.table)
     if adjustments is None:
         return prediction
+    prediction.calibration = adjustments
     prediction.table = calibrate_table(prediction.table, adjustments)
     prediction.per_run = {run: calibrate_table(table, adjustments) for run, table in prediction.per_run.items()}
     return prediction

@@ -38,7 +38,6 @@ STUDY_RESULT = "study.json"
 # written by later steps, in a run or a group
 TEST_PROBABILITIES = "test_probabilities.csv"
 SUBMISSION = "submission.csv"
-PREDICTED_FROM = "predicted_from.json"  # beside a submission written away from its model: which runs made it
 PHOTO_PREDICTIONS = "photo_predictions.csv"  # predict --images: one row per photo
 PERSON_GROUPS = "person_groups.csv"  # predict --group-people: the person cluster of each photo
 # (not the synthetic set's truth/people.csv, which holds who each person is)
@@ -48,6 +47,12 @@ CALIBRATION = "calibration.json"
 AUDIT = "audit.yaml"
 REPORT = "report.html"
 TRACKING = "tracking.json"  # which MLflow run this folder is logged to, and how far (maskcls --track)
+
+
+def made_record(submission: str | Path) -> Path:
+    """``NAME.made.json`` beside a submission (``predict``, ``ensemble --out``): the runs or groups
+    it came from and the calibration that decided it, where score finds the CV F1 to show."""
+    return Path(submission).with_suffix(".made.json")
 
 
 class Kind(Enum):

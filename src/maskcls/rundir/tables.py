@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import UserError
+from maskcls.files import write_json_atomic
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.rundir import names
 from maskcls.rundir.folders import write_rows
@@ -26,6 +27,18 @@ def write_submission(path: str | Path, image_ids, classes: np.ndarray) -> None:
     """``ImageID,ans`` in the given (info.csv) order."""
     rows = [{"ImageID": image_id, "ans": int(k)} for image_id, k in zip(image_ids, classes, strict=True)]
     write_rows(Path(path), rows)
+
+
+def write_made_record(submission: str | Path, sources: list[Path], calibration: str | Path | None) -> None:
+    """Beside a submission (:func:`names.made_record`): the runs or groups it came from and the
+    calibration file that decided it (None: the models' own argmax)."""
+    write_json_atomic(
+        names.made_record(submission),
+        {
+            "sources": [str(Path(source).resolve()) for source in sources],
+            "calibration": str(Path(calibration).resolve()) if calibration else None,
+        },
+    )
 
 
 def read_probabilities(path: str | Path) -> pd.DataFrame:
