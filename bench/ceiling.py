@@ -14,6 +14,11 @@ generator from streams no dataset uses, per-class biases tuned for macro F1 on o
 state always right. No image model reads the cues better than their exact values, so the
 reader's F1 is about what is reachable; the oracle's is not. (Not a proof: a better reader of the
 same cues could score a little higher; 12,000 and 24,000 reference people give the same F1.)
+The *lines reader* reads the age cues as coarsely as a small photo shows them: the grey share and
+which age lines are drawn (smile lines, crow's feet, bags, the number of forehead lines), not how
+dark the wrinkles make them; where the two part, the lines' shade (a few per cent of the skin's
+brightness, one pixel wide at full size) carries the difference. The *grey reader* reads the hair's
+grey share alone.
 
 Expected figures are over ``--people`` fresh people (7 photos each, as the sets). Reads a set's
 hidden answers: an evaluation of the benchmark, not part of a pipeline.
@@ -34,6 +39,7 @@ from maskcls.evaluation.oracle import MASKS_PER_PERSON, genders_from_cues, oracl
 from maskcls.files import read_json
 from maskcls.labels import HEAD_SIZES, NUM_CLASSES, age_groups, encode_classes
 from maskcls.metrics import macro_f1, summary
+from maskcls.synth.draw import CROWS_FEET_FROM, EYE_BAGS_FROM, FOREHEAD_LINES_PER_WRINKLE, SMILE_LINES_FROM
 from maskcls.synth.generate import SynthSpec, make_profiles
 from maskcls.synth.people import Person, sample_person
 
@@ -45,6 +51,23 @@ def age_cues(person: Person) -> list[float]:
     return [person.wrinkles, person.grey_share]
 
 
+def drawn_lines(person: Person) -> list[float]:
+    """The age cues without the wrinkles' shade: the grey share and which age lines are drawn."""
+    lines = [person.wrinkles > SMILE_LINES_FROM, person.wrinkles > CROWS_FEET_FROM, person.wrinkles > EYE_BAGS_FROM]
+    return [person.grey_share, int(person.wrinkles * FOREHEAD_LINES_PER_WRINKLE), *map(float, lines)]
+
+
+def grey_share_only(person: Person) -> list[float]:
+    return [person.grey_share]
+
+
+READERS = {  # name: the age cues it reads (all read the gender cues)
+    "cue reader": age_cues,
+    "lines reader": drawn_lines,
+    "grey reader": grey_share_only,
+}
+
+
 def gender_cues(person: Person) -> list[float]:
     return [person.jaw, person.brow_thickness, person.hair_length, person.stubble, *person.lip_colour]
 
@@ -54,13 +77,14 @@ def reference_people(part: int, count: int, difficulty: float) -> list[Person]:
 
 
 class CueReader:
-    """P(gender | gender cues) x P(age group | age cues), and 18 biases for macro F1."""
+    """P(gender | gender cues) x P(age group | ``read_age`` cues), and 18 biases for macro F1."""
 
-    def __init__(self, fit: list[Person], tune: list[Person]) -> None:
+    def __init__(self, fit: list[Person], tune: list[Person], read_age=age_cues) -> None:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
+        self.read_age = read_age
         self.age = HistGradientBoostingClassifier(max_iter=200, random_state=0)
-        self.age.fit(np.array([age_cues(p) for p in fit]), age_groups(np.array([p.age for p in fit])))
+        self.age.fit(np.array([read_age(p) for p in fit]), age_groups(np.array([p.age for p in fit])))
         self.gender = HistGradientBoostingClassifier(max_iter=200, random_state=0)
         self.gender.fit(np.array([gender_cues(p) for p in fit]), [int(p.gender) for p in fit])
         self.biases = np.zeros(NUM_CLASSES)
@@ -70,7 +94,7 @@ class CueReader:
     def log_probabilities(self, photos: list[Person], masks: np.ndarray) -> np.ndarray:
         """18-class log-probabilities of photos (one person per photo): the person's gender x age
         probabilities under the photo's known mask state, nothing elsewhere."""
-        ages = self.age.predict_proba(np.array([age_cues(p) for p in photos]))
+        ages = self.age.predict_proba(np.array([self.read_age(p) for p in photos]))
         genders = self.gender.predict_proba(np.array([gender_cues(p) for p in photos]))
         table = np.full((len(photos), NUM_CLASSES), -50.0)
         rows = np.arange(len(photos))
@@ -100,15 +124,14 @@ def oracle_classes(people: list[Person], masks: np.ndarray, borders: tuple[float
     return encode_classes(masks, genders, ages)
 
 
-def expected(reader: CueReader, fit: list[Person], people: list[Person]) -> dict[str, dict]:
-    """Oracle (borders fitted on the reference people, as on a set's training people) and reader."""
+def expected(readers: dict[str, CueReader], fit: list[Person], people: list[Person]) -> dict[str, dict]:
+    """Oracle (borders fitted on the reference people, as on a set's training people) and readers."""
     fit_masks, fit_target = photos_of(fit)
     borders = best_borders(lambda b: macro_f1(fit_target, oracle_classes(fit, fit_masks, b)))
     masks, target = photos_of(people)
-    return {
-        "oracle": summary(target, oracle_classes(people, masks, borders)),
-        "cue reader": summary(target, reader.predict(np.repeat(people, len(MASKS_PER_PERSON)), masks)),
-    }
+    photos = np.repeat(people, len(MASKS_PER_PERSON))
+    read = {name: summary(target, reader.predict(photos, masks)) for name, reader in readers.items()}
+    return {"oracle": summary(target, oracle_classes(people, masks, borders)), **read}
 
 
 def set_test_people(data: Path) -> dict[str, Person]:
@@ -123,21 +146,19 @@ def set_test_people(data: Path) -> dict[str, Person]:
     return named
 
 
-def on_set(reader: CueReader, data: Path) -> dict[str, dict]:
+def on_set(readers: dict[str, CueReader], data: Path) -> dict[str, dict]:
     answers = pd.read_csv(data / "truth" / "eval.csv")
     private = (answers["half"] == "private").to_numpy()
     people = set_test_people(data)
     photos = [people[name] for name in answers["person"]]
-    predicted = reader.predict(photos, answers["mask"].to_numpy())
-    return {
-        "oracle": oracle_score(data / "truth")["private"],
-        "cue reader": summary(answers["ans"].to_numpy()[private], predicted[private]),
-    }
+    truth, masks = answers["ans"].to_numpy()[private], answers["mask"].to_numpy()
+    read = {name: summary(truth, reader.predict(photos, masks)[private]) for name, reader in readers.items()}
+    return {"oracle": oracle_score(data / "truth")["private"], **read}
 
 
 def line(name: str, scores: dict, oracle: dict) -> str:
     parts = " ".join(f"{head} {scores[f'f1_{head}']:.4f}" for head in ("mask", "gender", "age"))
-    return f"  {name:<11} macro F1 {scores['f1']:.4f} ({scores['f1'] / oracle['f1']:.1%} of the oracle's); {parts}"
+    return f"  {name:<12} macro F1 {scores['f1']:.4f} ({scores['f1'] / oracle['f1']:.1%} of the oracle's); {parts}"
 
 
 def main() -> None:
@@ -149,14 +170,15 @@ def main() -> None:
     options = parser.parse_args()
     started = time.perf_counter()
     fit = reference_people(FIT, options.reference, options.difficulty)
-    reader = CueReader(fit, reference_people(TUNE, options.reference // 3, options.difficulty))
+    tune = reference_people(TUNE, options.reference // 3, options.difficulty)
+    readers = {name: CueReader(fit, tune, read_age) for name, read_age in READERS.items()}
     people = reference_people(EXPECTED, options.people, options.difficulty)
-    scores = expected(reader, fit, people)
+    scores = expected(readers, fit, people)
     print(f"expected over {options.people:,} people, difficulty {options.difficulty:g}:")
     for name, result in scores.items():
         print(line(name, result, scores["oracle"]))
     for data in options.sets:
-        scores = on_set(reader, data)
+        scores = on_set(readers, data)
         print(f"{data} (private half):")
         for name, result in scores.items():
             print(line(name, result, scores["oracle"]))

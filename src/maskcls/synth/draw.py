@@ -24,6 +24,11 @@ EYE_WHITE = (165, 150, 140)
 SOCKET_DEPTH = 0.6  # how much darker the eye sockets are (bench/detection.py: deeper is found more often)
 LIGHT_STEPS = 4096  # the light map's grid (see shade_face)
 HAIRLINE = 0.4  # how far above the face centre the hairline is, in face heights
+# the age lines a face gets from its wrinkles (0..1): each drawn from a threshold on, darker with more wrinkles
+SMILE_LINES_FROM = 0.15  # nose to mouth corners (under a worn mask)
+CROWS_FEET_FROM = 0.25
+EYE_BAGS_FROM = 0.35
+FOREHEAD_LINES_PER_WRINKLE = 3.5  # int(wrinkles x this) lines across the forehead
 
 
 def draw_photo(
@@ -198,11 +203,11 @@ def draw_features(canvas, person: Person, cx, cy, face_w, face_h) -> None:
             fill=shade(person.hair, 0.8),
             width=max(1, round(person.brow_thickness * face_w / 62)),
         )
-        if person.wrinkles > 0.25:  # crow's feet
+        if person.wrinkles > CROWS_FEET_FROM:
             corner = ex + side * eye_w * 0.62
             for k in (-1, 0, 1):
                 canvas.line((corner, eye_y + k * 3, corner + side * face_w * 0.06, eye_y + k * 6), fill=wrinkle)
-        if person.wrinkles > 0.35:  # bags under the eyes
+        if person.wrinkles > EYE_BAGS_FROM:
             bag = (ex - eye_w / 2, eye_y, ex + eye_w / 2, eye_y + eye_h * 1.6)
             canvas.arc(bag, 20, 160, fill=wrinkle, width=max(1, round(face_w / 60)))
     nose_tip = cy + face_h * 0.14
@@ -233,13 +238,13 @@ def draw_features(canvas, person: Person, cx, cy, face_w, face_h) -> None:
 
 
 def draw_age_lines(canvas, person: Person, cx, cy, face_w, face_h, colour, nose_tip, mouth_y) -> None:
-    lines = int(person.wrinkles * 3.5)
+    lines = int(person.wrinkles * FOREHEAD_LINES_PER_WRINKLE)
     width = max(1, round(face_w / 100 * (0.6 + person.wrinkles)))
     forehead = shade(person.skin, 1 - 0.2 * person.wrinkles)  # fainter: dark ones read as extra brows
     for k in range(lines):  # forehead lines, between the brows and the hairline
         y = cy - face_h * (0.18 + 0.03 * k)
         canvas.arc((cx - face_w * 0.28, y - 6, cx + face_w * 0.28, y + 6), 200, 340, fill=forehead, width=width)
-    if person.wrinkles > 0.15:  # smile lines from nose to mouth corners
+    if person.wrinkles > SMILE_LINES_FROM:
         for side in (-1, 1):
             canvas.line(
                 (cx + side * face_w * 0.1, nose_tip, cx + side * face_w * 0.19, mouth_y + face_h * 0.03),
