@@ -26,7 +26,7 @@ from maskcls.files import read_json, write_json_atomic
 from maskcls.labels import NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.metrics import compare_over_people, confusion, f1_per_class, summary
 from maskcls.rundir import names
-from maskcls.rundir.tables import read_probabilities
+from maskcls.rundir.tables import read_made_record, read_probabilities
 
 SUBMISSION_HEADER = ["ImageID", "ans"]
 MAX_LISTED_PROBLEMS = 20
@@ -237,13 +237,13 @@ def validation_f1(submission: str | Path) -> float | None:
 
 def deciding_calibration(submission: str | Path) -> str | None:
     """The calibration file that decided a submission, as its ``NAME.made.json`` names it."""
-    return read_json(names.made_record(submission), missing={}).get("calibration")
+    return read_made_record(submission).get("calibration")
 
 
 def submission_source(submission: str | Path) -> Path | None:
     """The run or cv group a submission came from: the one model its ``NAME.made.json`` names
     (written by ``predict`` and ``ensemble --out``), else the run or group folder it lies in; else None."""
-    sources = read_json(names.made_record(submission), missing={}).get("sources", [])
+    sources = read_made_record(submission).get("sources", [])
     if len(sources) == 1 and names.kind(sources[0]) in (names.Kind.RUN, names.Kind.GROUP):
         return Path(sources[0])
     folder = Path(submission).resolve().parent

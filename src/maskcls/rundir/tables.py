@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import UserError
-from maskcls.files import write_json_atomic
+from maskcls.files import read_json, write_json_atomic
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.rundir import names
 from maskcls.rundir.folders import write_rows
@@ -39,6 +39,11 @@ def write_made_record(submission: str | Path, sources: list[Path], calibration: 
             "calibration": str(Path(calibration).resolve()) if calibration else None,
         },
     )
+
+
+def read_made_record(submission: str | Path) -> dict:
+    """What :func:`write_made_record` kept beside a submission (empty where nothing was kept)."""
+    return read_json(names.made_record(submission), missing={})
 
 
 def read_probabilities(path: str | Path) -> pd.DataFrame:
