@@ -329,3 +329,20 @@ def test_machine_settings_are_not_part_of_a_recipe(synth_small, tmp_path):
     flat = recipe(here.model_dump(mode="json"))
     assert not {"train.device", "train.threads", "train.cache_dir", "data.cache"} & set(flat)
     assert flat["optim.lr"] == here.optim.lr
+
+
+def test_the_runs_table_shows_the_cv_f1_score_put_beside_the_newest_scored_submission(tmp_path):
+    import os
+    from datetime import datetime
+
+    from maskcls.experiments.catalog import Entry, add_scores
+
+    older = tmp_path / "submission-hard.score.json"
+    older.write_text(json.dumps({"validation_f1": 0.5, "public": {"f1": 0.1}, "private": {"f1": 0.2}}))
+    os.utime(older, (1, 1))
+    scored = {"validation_f1": 0.72, "calibrated_by": "c.json", "public": {"f1": 0.75}, "private": {"f1": 0.8}}
+    (tmp_path / "submission.score.json").write_text(json.dumps(scored))
+    entry = Entry("g", tmp_path, "cv", datetime(2026, 1, 1), None, "3", "finished", cv_f1=0.64)
+    add_scores(entry)
+    assert (entry.cv_f1, entry.scored_cv_f1, entry.public_f1, entry.private_f1) == (0.64, 0.72, 0.75, 0.8)
+    assert entry.scored == "submission.csv"

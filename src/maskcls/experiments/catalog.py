@@ -30,9 +30,12 @@ log = logging.getLogger("maskcls")
 
 # stored beside the config but not part of the experiment's recipe
 NOT_RECIPE = {"name", "mean", "std", "git_commit", "python", "torch", "timm", "train.fold", *MACHINE_KEYS}
-METRIC_COLUMNS = ["valid_f1", "epoch", "cv_f1", "age_f1", "age_mae", "public_f1", "private_f1", "minutes"]
+METRIC_COLUMNS = ["valid_f1", "epoch", "cv_f1", "age_f1", "age_mae", "scored_cv_f1", "public_f1", "private_f1"]
+METRIC_COLUMNS += ["minutes"]
 """``age_f1`` / ``age_mae``: the age head's F1 and the age estimate's mean absolute error (years), at
-the best epoch of a run or out of fold for a cv group; ``age_mae`` only for heads that estimate it."""
+the best epoch of a run or out of fold for a cv group; ``age_mae`` only for heads that estimate it.
+``scored_cv_f1``: the CV F1 ``maskcls score`` put beside the newest scored submission (the out-of-fold
+F1 of the calibration that decided it, where one did), next to its public and private F1."""
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Entry:
     valid_f1: float | None = None
     epoch: str = ""
     cv_f1: float | None = None
+    scored_cv_f1: float | None = None  # score's CV F1 beside the scored submission (its calibration's, if any)
     public_f1: float | None = None
     private_f1: float | None = None
     age_f1: float | None = None
@@ -158,11 +162,13 @@ def optional_float(text: str | None) -> float | None:
 
 
 def add_scores(entry: Entry) -> None:
-    """Public/private F1 of the newest ``*.score.json`` written by ``maskcls score`` here."""
+    """Public/private F1 of the newest ``*.score.json`` written by ``maskcls score`` here, and the
+    CV F1 score put beside it (the out-of-fold F1 of the calibration that decided it, if one did)."""
     scores = sorted(entry.folder.glob("*.score.json"), key=lambda path: path.stat().st_mtime)
     if not scores:
         return
     newest = read_json(scores[-1])
+    entry.scored_cv_f1 = newest.get("validation_f1")
     entry.public_f1 = newest.get("public", {}).get("f1")
     entry.private_f1 = newest.get("private", {}).get("f1")
     entry.scored = scores[-1].name.removesuffix(".score.json") + ".csv"
