@@ -105,16 +105,13 @@ class IdentitySpace:
     def __init__(self, layouts: np.ndarray, persons: np.ndarray):
         from scipy.linalg import eigh
 
-        names, person_index = np.unique(persons, return_inverse=True)
-        if len(names) < 2:
+        distinct = len(np.unique(persons))
+        if distinct < 2:
             raise ValueError("the identity space needs photos of at least 2 persons")
         layouts = np.asarray(layouts, dtype=np.float64)
-        means = np.zeros((len(names), layouts.shape[1]))
-        np.add.at(means, person_index, layouts)
-        means /= np.bincount(person_index)[:, None]
-        within = shrunk_covariance(layouts - means[person_index], WITHIN_SHRINKAGE)
+        within = shrunk_covariance(layouts - cluster_means(layouts, persons), WITHIN_SHRINKAGE)
         between = shrunk_covariance(layouts - layouts.mean(axis=0)) - within
-        dimensions = min(IDENTITY_DIMENSIONS, len(names) - 1, layouts.shape[1])
+        dimensions = min(IDENTITY_DIMENSIONS, distinct - 1, layouts.shape[1])
         count = layouts.shape[1]
         _, vectors = eigh(between, within, subset_by_index=[count - dimensions, count - 1])
         self.directions = vectors[:, ::-1]  # the most telling direction first
@@ -169,16 +166,16 @@ def vote_outputs(outputs: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     age group, the mean of its cluster's estimates."""
     probabilities, ages = split_outputs(outputs)
     voted = vote_in_people(probabilities, clusters)
-    return voted if ages is None else np.column_stack([voted, cluster_means(ages.astype(np.float64), clusters)])
+    return voted if ages is None else np.column_stack([voted, cluster_means(ages, clusters)])
 
 
 def cluster_means(values: np.ndarray, clusters: np.ndarray) -> np.ndarray:
-    """Each row replaced by the mean of its cluster's rows."""
-    means = np.empty_like(values)
-    for cluster in np.unique(clusters):
-        members = clusters == cluster
-        means[members] = values[members].mean(axis=0)
-    return means
+    """Each row replaced by the mean of its cluster's rows (float64)."""
+    _, index = np.unique(clusters, return_inverse=True)
+    sums = np.zeros((index.max() + 1, *values.shape[1:]))
+    np.add.at(sums, index, values)
+    counts = np.bincount(index).reshape(-1, *[1] * (values.ndim - 1))
+    return (sums / counts)[index]
 
 
 def purity(clusters: np.ndarray, people: np.ndarray) -> float:
