@@ -175,14 +175,14 @@ def score_submissions(submissions: list[str | Path], answers: str | Path) -> dic
     half's F1 interval over them and each later submission's share of resamples beating the first."""
     answers = read_answers(answers)
     predictions = {str(submission): predicted_classes(submission, answers.ids) for submission in submissions}
-    results = {
-        name: {
+    results = {}
+    for name, predicted in predictions.items():
+        made = read_made_record(name)
+        results[name] = {
             **score_predictions(answers.classes, predicted, answers.halves),
-            "validation_f1": validation_f1(name),
-            "calibrated_by": deciding_calibration(name),
+            "validation_f1": validation_f1(name, made),
+            "calibrated_by": made.get("calibration"),
         }
-        for name, predicted in predictions.items()
-    }
     if answers.persons is not None:
         add_uncertainty(results, predictions, answers)
     return results
@@ -219,14 +219,15 @@ def score_predictions(truth: np.ndarray, predicted: np.ndarray, halves: np.ndarr
     return result
 
 
-def validation_f1(submission: str | Path) -> float | None:
+def validation_f1(submission: str | Path, made: dict | None = None) -> float | None:
     """The CV F1 of the decisions that made the submission: where a calibration decided it, the
     out-of-fold F1 that calibration measured (each fold decided with the borders and biases learned
-    on the others); else the CV F1 (cv group) or best valid F1 (run) it came from."""
-    calibration = deciding_calibration(submission)
-    if calibration:
-        return cross_validated_f1(calibration)
-    folder = submission_source(submission)
+    on the others); else the CV F1 (cv group) or best valid F1 (run) it came from. ``made``: its
+    ``NAME.made.json`` when read already."""
+    made = read_made_record(submission) if made is None else made
+    if made.get("calibration"):
+        return cross_validated_f1(made["calibration"])
+    folder = submission_source(submission, made)
     if folder is None:
         return None
     for name, key in ((names.CV_RESULT, "oof_f1"), (names.RESULT, "valid_f1")):
@@ -235,15 +236,12 @@ def validation_f1(submission: str | Path) -> float | None:
     return None
 
 
-def deciding_calibration(submission: str | Path) -> str | None:
-    """The calibration file that decided a submission, as its ``NAME.made.json`` names it."""
-    return read_made_record(submission).get("calibration")
-
-
-def submission_source(submission: str | Path) -> Path | None:
-    """The run or cv group a submission came from: the one model its ``NAME.made.json`` names
-    (written by ``predict`` and ``ensemble --out``), else the run or group folder it lies in; else None."""
-    sources = read_made_record(submission).get("sources", [])
+def submission_source(submission: str | Path, made: dict | None = None) -> Path | None:
+    """The run or cv group a submission came from: the one model its ``NAME.made.json`` (``made``,
+    when read already; written by ``predict`` and ``ensemble --out``) names, else the run or group
+    folder it lies in; else None."""
+    made = read_made_record(submission) if made is None else made
+    sources = made.get("sources", [])
     if len(sources) == 1 and names.kind(sources[0]) in (names.Kind.RUN, names.Kind.GROUP):
         return Path(sources[0])
     folder = Path(submission).resolve().parent
