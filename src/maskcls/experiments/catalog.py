@@ -30,8 +30,9 @@ log = logging.getLogger("maskcls")
 
 # stored beside the config but not part of the experiment's recipe
 NOT_RECIPE = {"name", "mean", "std", "git_commit", "python", "torch", "timm", "train.fold", *MACHINE_KEYS}
-METRIC_COLUMNS = ["valid_f1", "epoch", "cv_f1", "age_f1", "age_mae", "scored_cv_f1", "public_f1", "private_f1"]
-METRIC_COLUMNS += ["minutes"]
+METRIC_COLUMNS = [
+    "valid_f1", "epoch", "cv_f1", "age_f1", "age_mae", "scored_cv_f1", "public_f1", "private_f1", "minutes",
+]  # fmt: skip
 """``age_f1`` / ``age_mae``: the age head's F1 and the age estimate's mean absolute error (years), at
 the best epoch of a run or out of fold for a cv group; ``age_mae`` only for heads that estimate it.
 ``scored_cv_f1``: the CV F1 ``maskcls score`` put beside the newest scored submission (the out-of-fold

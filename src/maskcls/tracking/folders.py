@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from maskcls.config import MACHINE_KEYS, flatten
-from maskcls.experiments.catalog import Entry, read_group, read_run, recipe
+from maskcls.experiments.catalog import METRIC_COLUMNS, Entry, read_group, read_run, recipe
 from maskcls.files import read_json
 from maskcls.labels import IMAGE_EXTENSIONS
 from maskcls.rundir import names
@@ -41,11 +41,9 @@ ARTIFACTS = {
 }  # fmt: skip
 """The files logged as artifacts when present (checkpoints stay in the folder: they are large,
 and the ONNX model is what one ships)."""
-ENTRY_METRICS = {"valid_f1": "best_valid_f1", "cv_f1": "cv_f1", "age_f1": "age_f1", "age_mae": "age_mae"}
-ENTRY_METRICS |= {"scored_cv_f1": "scored_cv_f1", "public_f1": "public_f1", "private_f1": "private_f1"}
-ENTRY_METRICS |= {"minutes": "minutes"}
-"""The runs table's figures, logged on a run or group as these metric keys when it closes (the
-per-epoch ``valid_f1`` is a history; ``best_valid_f1`` is the table's)."""
+ENTRY_METRICS = {column: column for column in METRIC_COLUMNS if column != "epoch"} | {"valid_f1": "best_valid_f1"}
+"""The runs table's figures (not ``epoch``, a text), logged on a run or group as these metric keys
+when it closes (the per-epoch ``valid_f1`` is a history; ``best_valid_f1`` is the table's)."""
 ENTRY_TAGS = ("status", "folds", "epoch", "commit", "scored")
 """The runs table's text columns, logged as ``maskcls.<column>`` tags."""
 
