@@ -311,6 +311,12 @@ def test_a_calibrated_submission_shows_its_calibrations_out_of_fold_f1(finished_
     _, submission = write_predictions(tmp_path / "raw", raw)
     cv_f1 = json.loads((group / "cv.json").read_text())["oof_f1"]
     assert score_submission(submission, synth_small)["validation_f1"] == cv_f1
+    elsewhere = tmp_path / "elsewhere.json"  # fitted on another model's out-of-fold probabilities
+    elsewhere.write_text(json.dumps({**json.loads(calibration.read_text()), "source": "other-cv3/oof.csv"}))
+    borrowed = predict_dataset([group], synth_small, cache_dir=cache / "cache", calibration=elsewhere)
+    _, submission = write_predictions(tmp_path / "borrowed", borrowed)
+    result = score_submission(submission, synth_small)
+    assert result["validation_f1"] == cv_f1 and result["calibrated_by"] == str(elsewhere.resolve())
 
 
 def test_predict_given_the_eval_folder_names_the_dataset_before_any_warning(finished_group, synth_small, caplog):

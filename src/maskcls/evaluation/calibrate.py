@@ -117,6 +117,16 @@ def cross_validated_f1(path: str | Path) -> float | None:
     return record.get("oof_f1_before")
 
 
+def fitted_on_sources(calibration: Calibration, sources: list[str | Path]) -> bool:
+    """Whether ``calibration`` was learned on the out-of-fold probabilities of one of ``sources``
+    (a cv group, or the folder of such a CSV); True where the file does not say what it was fitted on."""
+    if not calibration.fitted_on:
+        return True
+    fitted_on = Path(calibration.fitted_on)
+    folder = (fitted_on.parent if fitted_on.suffix else fitted_on).resolve()
+    return any(Path(source).resolve() == folder for source in sources)
+
+
 def calibration_for(sources: list[str | Path], choice: str | Path | None) -> Calibration | None:
     """The calibration predictions of ``sources`` get: ``"auto"``: the source's own
     ``calibration.json`` when there is one source and it has one (said in the log), None: none,

@@ -31,6 +31,7 @@ from maskcls.evaluation.calibrate import (
     Calibration,
     calibrate_table,
     calibration_for,
+    fitted_on_sources,
     say_if_age_uncut,
 )
 from maskcls.evaluation.ensemble import age_estimate_dropped
@@ -120,8 +121,12 @@ def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path,
     if prediction.people is not None:
         write_rows(folder / names.PERSON_GROUPS, prediction.people.to_dict("records"))
     probabilities, submission = write_table_and_submission(folder, prediction.table)
-    calibration = prediction.calibration.source if prediction.calibration else None
-    write_made_record(submission, prediction.sources, calibration)  # where score finds the CV F1
+    calibration = prediction.calibration
+    if calibration is None:
+        write_made_record(submission, prediction.sources)  # where score finds the CV F1
+    else:
+        fitted_here = fitted_on_sources(calibration, prediction.sources)
+        write_made_record(submission, prediction.sources, calibration.source, fitted_here)
     return probabilities, submission
 
 
@@ -233,15 +238,11 @@ def raw_prediction(
 
 def warn_if_fitted_elsewhere(calibration: Calibration, sources: list[str | Path]) -> None:
     """A calibration learned on another model's out-of-fold probabilities is applied only with a word."""
-    fitted_on = Path(calibration.fitted_on) if calibration.fitted_on else None
-    if fitted_on is None:
-        return
-    folder = (fitted_on.parent if fitted_on.suffix else fitted_on).resolve()
-    if all(Path(source).resolve() != folder for source in sources):
+    if not fitted_on_sources(calibration, sources):
         shown = ", ".join(map(str, sources))
         log.warning(
-            f"{calibration.source} was fitted on {fitted_on}, not on the models predicted here ({shown}): its "
-            "borders and biases may not fit them (calibrate these models' out-of-fold probabilities)"
+            f"{calibration.source} was fitted on {calibration.fitted_on}, not on the models predicted here "
+            f"({shown}): its borders and biases may not fit them (calibrate these models' out-of-fold probabilities)"
         )
 
 

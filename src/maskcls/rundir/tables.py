@@ -29,16 +29,20 @@ def write_submission(path: str | Path, image_ids, classes: np.ndarray) -> None:
     write_rows(Path(path), rows)
 
 
-def write_made_record(submission: str | Path, sources: list[Path], calibration: str | Path | None) -> None:
-    """Beside a submission (:func:`names.made_record`): the runs or groups it came from and the
-    calibration file that decided it (None: the models' own argmax)."""
-    write_json_atomic(
-        names.made_record(submission),
-        {
-            "sources": [str(Path(source).resolve()) for source in sources],
-            "calibration": str(Path(calibration).resolve()) if calibration else None,
-        },
-    )
+def write_made_record(
+    submission: str | Path, sources: list[Path], calibration: str | Path | None = None, fitted_here: bool = True
+) -> None:
+    """Beside a submission (:func:`names.made_record`): the runs or groups it came from, the
+    calibration file that decided it (None: the models' own argmax), and
+    ``calibration_fitted_elsewhere`` where that calibration was not fitted on these models'
+    out-of-fold probabilities (``fitted_here`` False)."""
+    record = {
+        "sources": [str(Path(source).resolve()) for source in sources],
+        "calibration": str(Path(calibration).resolve()) if calibration else None,
+    }
+    if calibration and not fitted_here:
+        record["calibration_fitted_elsewhere"] = True
+    write_json_atomic(names.made_record(submission), record)
 
 
 def read_made_record(submission: str | Path) -> dict:
