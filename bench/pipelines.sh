@@ -14,7 +14,7 @@
 #   bash bench/pipelines.sh DATA-faces RUNS [STAGE...]     (all seven by default; pseudo, tuned and voted
 #            need first, grouped needs tuned)
 # e.g. maskcls synth d600 --people 600 --seed 29 && maskcls crop d600 d600-faces --size 192x256 --margin 0.15 &&
-#      bash bench/pipelines.sh d600-faces pipeline-runs first tuned
+#      bash bench/pipelines.sh d600-faces pipeline-runs first voted
 set -euo pipefail
 BIN=${BIN:-$(dirname "$0")/../.venv/bin}
 DATA=$1 RUNS=$2
