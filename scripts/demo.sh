@@ -11,7 +11,7 @@ QUIET=()
 echo "== synth: a synthetic competition folder in $DATA"
 $BIN/maskcls synth "$DATA" --people 300 --seed 0 --overwrite "${QUIET[@]}"
 echo "== crop: faces found by MTCNN (fixed box where none), same layout in $DATA-faces"
-echo "   (margin 0.15: a tighter crop than the default 0.3 puts more of the recipe's 72x96 input on the face)"
+echo "   (margin 0.15: a tighter crop than the default 0.3 puts more of the small input on the face)"
 $BIN/maskcls crop "$DATA" "$DATA-faces" --size 192x256 --margin 0.15 --overwrite "${QUIET[@]}"
 echo "== stats of the cropped set"
 $BIN/maskcls stats "$DATA-faces" "${QUIET[@]}"
