@@ -20,7 +20,7 @@ import pandas as pd
 
 from maskcls.choices import VOTE_METHODS
 from maskcls.errors import UserError
-from maskcls.evaluation.calibrate import calibrate_table, read_calibration
+from maskcls.evaluation.calibrate import Calibration, calibrate_table, read_calibration
 from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS
 from maskcls.rundir import names
 from maskcls.rundir.tables import read_probabilities
@@ -35,6 +35,7 @@ class Ensemble:
     key: str  # ImageID or path
     table: pd.DataFrame  # key, (target), p0..p17 (hard: vote shares), in the first input's order
     classes: np.ndarray
+    calibration: Calibration | None = None  # what decided the soft vote's classes, when one did
 
 
 def input_file(source: str | Path, oof: bool = False) -> Path:
@@ -108,15 +109,16 @@ def ensemble(
     elif any(AGE_ESTIMATE_COLUMN in frame for frame in aligned):
         log.warning(age_estimate_dropped([path for path, frame in zip(files, aligned, strict=True)
                                           if AGE_ESTIMATE_COLUMN not in frame]))  # fmt: skip
+    adjustments = read_calibration(calibration) if calibration is not None else None
     if method == "soft":
-        if calibration is not None:
-            table = calibrate_table(table, read_calibration(calibration))
+        if adjustments is not None:
+            table = calibrate_table(table, adjustments)
         classes = table[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1)
     for column in ("age", "fold", "target"):  # out-of-fold inputs keep what calibrate and audit need
         if column in frames[0].columns:
             table.insert(0, column, frames[0][column].to_numpy())
     table.insert(0, key, frames[0][key].to_numpy())
-    return Ensemble(key, table, classes)
+    return Ensemble(key, table, classes, adjustments)
 
 
 def age_estimate_dropped(without: list) -> str:

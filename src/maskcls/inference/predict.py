@@ -121,12 +121,9 @@ def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path,
     if prediction.people is not None:
         write_rows(folder / names.PERSON_GROUPS, prediction.people.to_dict("records"))
     probabilities, submission = write_table_and_submission(folder, prediction.table)
-    calibration = prediction.calibration
-    if calibration is None:
-        write_made_record(submission, prediction.sources)  # where score finds the CV F1
-    else:
-        fitted_here = fitted_on_sources(calibration, prediction.sources)
-        write_made_record(submission, prediction.sources, calibration.source, fitted_here)
+    used = prediction.calibration  # the record is where score finds the CV F1
+    fitted_here = used is None or fitted_on_sources(used, prediction.sources)
+    write_made_record(submission, prediction.sources, used.source if used else None, fitted_here)
     return probabilities, submission
 
 
