@@ -61,7 +61,9 @@ grouped() {
         --out "$RUNS/grouped" --quiet
 }
 
-voted() { "$BIN/maskcls" predict "$RUNS/first-cv3" --data "$DATA" --tta flip --group-people --out "$RUNS/voted" --quiet; }
+voted() {
+    "$BIN/maskcls" predict "$RUNS/first-cv3" --data "$DATA" --tta flip --group-people --out "$RUNS/voted" --quiet
+}
 
 declare -A SUBMISSION=(
     [classes]=classes-cv3/submission.csv [first]=first-cv3/submission-calibrated.csv
