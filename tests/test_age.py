@@ -14,7 +14,15 @@ from maskcls.ages import laplace_group_probabilities
 from maskcls.config import load_config
 from maskcls.errors import ConfigError, UserError
 from maskcls.evaluation.age_borders import with_age_borders
-from maskcls.evaluation.calibrate import Calibration, calibrate, calibrate_table, read_calibration, uncut_age_estimate
+from maskcls.evaluation.calibrate import (
+    Calibration,
+    calibrate,
+    calibrate_table,
+    cross_validated_f1,
+    held_out_classes,
+    read_calibration,
+    uncut_age_estimate,
+)
 from maskcls.evaluation.ensemble import ensemble
 from maskcls.experiments.catalog import find_entries, read_run
 from maskcls.experiments.cv import cross_validate
@@ -330,7 +338,7 @@ def test_the_bias_guard_cuts_each_held_out_fold_at_borders_learned_without_it(tm
     assert age.guard_passed and len(set(map(tuple, age.fold_borders))) > 1 and len(age.fold_scales) == 3
     probabilities = table[PROBABILITY_COLUMNS].to_numpy()
     estimates, folds = table[AGE_ESTIMATE_COLUMN].to_numpy(), table["fold"].to_numpy()
-    heldout = np.empty(len(table), dtype=np.int64)
+    heldout, fold_biases = np.empty(len(table), dtype=np.int64), []
     for fold in range(3):
         seen = np.log(
             np.clip(
@@ -338,5 +346,13 @@ def test_the_bias_guard_cuts_each_held_out_fold_at_borders_learned_without_it(tm
             )
         )
         inside = folds != fold
-        heldout[~inside] = (seen[~inside] + fit_biases(seen[inside], target[inside])).argmax(axis=1)
+        fold_biases.append(fit_biases(seen[inside], target[inside]).tolist())
+        heldout[~inside] = (seen[~inside] + fold_biases[-1]).argmax(axis=1)
     assert result.heldout_f1_after == round(macro_f1(target, heldout), 6)
+    assert result.fold_biases == fold_biases and any(map(any, fold_biases)) and not result.guard_passed
+    # predict's check decides out-of-fold rows as the file decides the test: each fold at its own
+    # borders, with the zero biases written (the fold biases did not pass their guard)
+    written = read_calibration(result.write(tmp_path / "calibration.json"))
+    outputs = table[[*PROBABILITY_COLUMNS, AGE_ESTIMATE_COLUMN]].to_numpy()
+    decided = held_out_classes(outputs, folds, written)
+    assert round(macro_f1(target, decided), 6) == age.heldout_f1_after == cross_validated_f1(tmp_path / "calibration.json")

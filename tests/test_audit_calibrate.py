@@ -9,10 +9,11 @@ import pytest
 from maskcls.data.layout import read_dataset
 from maskcls.errors import UserError
 from maskcls.evaluation.audit import age_inside, audit, corrections_yaml
-from maskcls.evaluation.calibrate import apply_biases, calibrate, read_calibration
+from maskcls.evaluation.calibrate import apply_biases, calibrate, held_out_classes, read_calibration
 from maskcls.evaluation.ensemble import ensemble
 from maskcls.inference.predict import PROBABILITY_COLUMNS
 from maskcls.labels import MASK_STEMS, encode_class
+from maskcls.metrics import macro_f1
 from tests.helpers import make_layout, run_cli
 
 PROFILES = [f"{k:06d}_{'female' if k % 2 else 'male'}_Asian_{20 + 3 * k}" for k in range(1, 13)]
@@ -101,6 +102,10 @@ def test_calibration_fixes_an_under_predicted_class_and_passes_the_guard(tmp_pat
     assert result.biases[2] > 0.3  # the under-predicted class is pushed up
     path = result.write(tmp_path / "calibration.json")
     assert read_calibration(path).biases == result.biases and read_calibration(path).age is None
+    table = pd.read_csv(tmp_path / "oof.csv")  # each fold decided with the biases learned on the other two
+    decided = held_out_classes(table[PROBABILITY_COLUMNS].to_numpy(), table["fold"].to_numpy(), read_calibration(path))
+    assert round(macro_f1(table["target"], decided), 6) == result.heldout_f1_after
+    assert len(result.fold_biases) == 3 and result.fold_biases[0] != result.biases
 
 
 def test_calibration_guard_writes_zero_biases_when_held_out_folds_do_not_gain(tmp_path):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,7 @@ class Calibration:
     folds: int = 0
     source: str = ""  # the out-of-fold file it was fitted on
     age: AgeBorders | None = None  # for models that estimate the age in years
+    fold_biases: list[list[float]] = field(default_factory=list)  # per fold: the biases fitted on the other folds
     fitted_on: str = ""  # read back: the out-of-fold file it was fitted on (``source`` then names this file)
 
     def write(self, path: str | Path) -> Path:
@@ -91,13 +92,23 @@ def read_calibration(path: str | Path) -> Calibration:
         record = json.loads(path.read_text(encoding="utf-8"))
         biases = np.asarray(record["biases"], dtype=np.float64)
         age = AgeBorders(**record["age"]) if record.get("age") else None
-        calibration = Calibration(biases=list(biases), source=str(path), age=age, fitted_on=record.get("source", ""))
+        fold_biases = np.asarray(record.get("fold_biases", []), dtype=np.float64).reshape(-1, NUM_CLASSES)
+        calibration = Calibration(
+            biases=list(biases),
+            source=str(path),
+            age=age,
+            fold_biases=fold_biases.tolist(),
+            guard_passed=bool(record.get("guard_passed", True)),
+            fitted_on=record.get("source", ""),
+        )
     except FileNotFoundError:
         raise UserError(f"{path}: calibration file not found (make one with maskcls calibrate)") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         raise UserError(f"{path}: not a calibration file (expected the JSON maskcls calibrate writes)") from None
     if biases.shape != (NUM_CLASSES,) or not np.isfinite(biases).all():
         raise UserError(f"{path}: 'biases' must be 18 finite numbers")
+    if not np.isfinite(fold_biases).all():
+        raise UserError(f"{path}: 'fold_biases' must be lists of 18 finite numbers")
     if age is not None and not (len(age.borders) == 2 and age.borders[0] < age.borders[1] and age.scale > 0):
         raise UserError(f"{path}: 'age' must hold two increasing borders and a positive scale")
     return calibration
@@ -125,6 +136,15 @@ def fitted_on_sources(calibration: Calibration, sources: list[str | Path]) -> bo
     fitted_on = Path(calibration.fitted_on)
     folder = (fitted_on.parent if fitted_on.suffix else fitted_on).resolve()
     return any(Path(source).resolve() == folder for source in sources)
+
+
+def fitted_on_runs(calibration: Calibration | None, runs: list[Path]) -> bool:
+    """Whether ``calibration`` was learned on the out-of-fold table of the one cv group whose fold
+    runs ``runs`` are (so that each fold's own rows shaped it, unless decided by :func:`held_out_classes`)."""
+    groups = {Path(run).resolve().parent for run in runs}
+    return calibration is not None and bool(calibration.fitted_on) and len(groups) == 1 and fitted_on_sources(
+        calibration, list(groups)
+    )
 
 
 def calibration_for(sources: list[str | Path], choice: str | Path | None) -> Calibration | None:
@@ -181,6 +201,29 @@ def calibrated_classes(outputs: np.ndarray, calibration: Calibration | None) -> 
     return np.asarray(probabilities).argmax(axis=1)
 
 
+def held_out_classes(outputs: np.ndarray, folds: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """The classes of out-of-fold outputs as ``calibration``'s held-out F1 decides them: the rows of
+    fold k (numbered as in the out-of-fold table) with the borders and biases learned without them,
+    where it kept borders and biases (so no row is decided by what its own label shaped)."""
+    classes = np.empty(len(outputs), dtype=np.int64)
+    for fold in np.unique(folds):
+        rows = folds == fold
+        classes[rows] = calibrated_classes(outputs[rows], fold_calibration(calibration, int(fold)))
+    return classes
+
+
+def fold_calibration(calibration: Calibration, fold: int) -> Calibration:
+    """What ``calibrate`` learned on the folds other than ``fold``: their borders and scale, and
+    their biases where the biases passed their guard (zero biases where they did not, as written).
+    A file without per-fold values (written before they were kept) gives its own for every fold."""
+    age = calibration.age
+    if age is not None and age.fold_borders:
+        scales = age.fold_scales or [age.scale] * len(age.fold_borders)
+        age = replace(age, borders=age.fold_borders[fold], scale=scales[fold])
+    kept_biases = calibration.guard_passed and calibration.fold_biases
+    return replace(calibration, biases=calibration.fold_biases[fold] if kept_biases else calibration.biases, age=age)
+
+
 def apply_biases(probabilities: np.ndarray, biases: np.ndarray) -> np.ndarray:
     """softmax(log p + b): probabilities whose argmax is the calibrated decision."""
     logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), EPSILON, None)) + biases
@@ -234,11 +277,13 @@ def calibrate(source: str | Path) -> Calibration:
             probabilities = with_age_borders(probabilities, estimates, age.borders, age.scale)
     log_probabilities = np.log(np.clip(probabilities, EPSILON, None))
     heldout = np.empty(len(table), dtype=np.int64)
+    fold_biases = []
     for fold, seen in zip(np.unique(folds), fold_probabilities, strict=True):
         inside = folds != fold
         fold_log = np.log(np.clip(seen, EPSILON, None))
         biases = fit_biases(fold_log[inside], target[inside])
         heldout[~inside] = (fold_log[~inside] + biases).argmax(axis=1)
+        fold_biases.append([round(float(value), 2) for value in biases])
     before = macro_f1(target, log_probabilities.argmax(axis=1))
     heldout_after = macro_f1(target, heldout)
     guard_passed = heldout_after > before
@@ -253,6 +298,7 @@ def calibrate(source: str | Path) -> Calibration:
         folds=len(np.unique(folds)),
         source=str(path),
         age=age,
+        fold_biases=fold_biases,
     )
 
 
