@@ -355,4 +355,5 @@ def test_the_bias_guard_cuts_each_held_out_fold_at_borders_learned_without_it(tm
     written = read_calibration(result.write(tmp_path / "calibration.json"))
     outputs = table[[*PROBABILITY_COLUMNS, AGE_ESTIMATE_COLUMN]].to_numpy()
     decided = held_out_classes(outputs, folds, written)
-    assert round(macro_f1(target, decided), 6) == age.heldout_f1_after == cross_validated_f1(tmp_path / "calibration.json")
+    cross_validated = cross_validated_f1(tmp_path / "calibration.json")
+    assert round(macro_f1(target, decided), 6) == age.heldout_f1_after == cross_validated

@@ -254,6 +254,7 @@ def test_face_crops_are_told_apart_by_their_whole_photos_too_where_the_crop_fold
 
 
 def test_predict_groups_people_and_votes_only_where_the_check_is_sure(tmp_path, synth_small, monkeypatch, capsys):
+    from maskcls.evaluation.score import validation_f1
     from maskcls.experiments.cv import cross_validate
     from maskcls.inference.predict import write_predictions
     from tests.helpers import tiny_config as cv_config
@@ -288,6 +289,9 @@ def test_predict_groups_people_and_votes_only_where_the_check_is_sure(tmp_path, 
     by_person = voted.table.assign(person=found["person"].to_numpy()).groupby("person")
     gender = by_person[PROBABILITY_COLUMNS].apply(lambda frame: frame.to_numpy().reshape(-1, 3, 2, 3).sum(axis=(1, 3)))
     assert all(np.allclose(values, values[0]) for values in gender)
+    write_predictions(tmp_path / "voted", voted)  # score's CV F1: the check's for the voted decisions
+    assert validation_f1(tmp_path / "voted" / "submission.csv") == voted.grouping.check.f1_grouped
+    assert validation_f1(tmp_path / "out" / "submission.csv") == json.loads((group / "cv.json").read_text())["oof_f1"]
     monkeypatch.undo()
     code, out, err = run_cli(
         "predict", str(group), "--data", str(synth_small), "--group-people", "--out", str(tmp_path / "cli"),

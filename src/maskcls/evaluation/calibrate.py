@@ -142,8 +142,11 @@ def fitted_on_runs(calibration: Calibration | None, runs: list[Path]) -> bool:
     """Whether ``calibration`` was learned on the out-of-fold table of the one cv group whose fold
     runs ``runs`` are (so that each fold's own rows shaped it, unless decided by :func:`held_out_classes`)."""
     groups = {Path(run).resolve().parent for run in runs}
-    return calibration is not None and bool(calibration.fitted_on) and len(groups) == 1 and fitted_on_sources(
-        calibration, list(groups)
+    return (
+        calibration is not None
+        and bool(calibration.fitted_on)
+        and len(groups) == 1
+        and fitted_on_sources(calibration, list(groups))
     )
 
 

@@ -220,11 +220,14 @@ def score_predictions(truth: np.ndarray, predicted: np.ndarray, halves: np.ndarr
 
 
 def validation_f1(submission: str | Path, made: dict | None = None) -> float | None:
-    """The CV F1 of the decisions that made the submission: where a calibration fitted on its models
-    decided it, the out-of-fold F1 that calibration measured (each fold decided with the borders and
-    biases learned on the others); else the CV F1 (cv group) or best valid F1 (run) it came from. ``made``: its
-    ``NAME.made.json`` when read already."""
+    """The CV F1 of the decisions that made the submission: where gender and age were voted per
+    person, the held-out F1 of the voted decisions (``predict --group-people``'s check); where a
+    calibration fitted on its models decided it, the out-of-fold F1 that calibration measured (each
+    fold decided with the borders and biases learned on the others); else the CV F1 (cv group) or
+    best valid F1 (run) it came from. ``made``: its ``NAME.made.json`` when read already."""
     made = read_made_record(submission) if made is None else made
+    if made.get("voted_f1") is not None:
+        return made["voted_f1"]
     if made.get("calibration") and not made.get("calibration_fitted_elsewhere"):
         return cross_validated_f1(made["calibration"])
     folder = submission_source(submission, made)

@@ -123,7 +123,9 @@ def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path,
     probabilities, submission = write_table_and_submission(folder, prediction.table)
     used = prediction.calibration  # the record is where score finds the CV F1
     fitted_here = used is None or fitted_on_sources(used, prediction.sources)
-    write_made_record(submission, prediction.sources, used.source if used else None, fitted_here)
+    grouping = prediction.grouping
+    voted_f1 = grouping.check.f1_grouped if grouping is not None and grouping.applied else None
+    write_made_record(submission, prediction.sources, used.source if used else None, fitted_here, voted_f1)
     return probabilities, submission
 
 

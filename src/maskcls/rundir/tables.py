@@ -30,18 +30,25 @@ def write_submission(path: str | Path, image_ids, classes: np.ndarray) -> None:
 
 
 def write_made_record(
-    submission: str | Path, sources: list[Path], calibration: str | Path | None = None, fitted_here: bool = True
+    submission: str | Path,
+    sources: list[Path],
+    calibration: str | Path | None = None,
+    fitted_here: bool = True,
+    voted_f1: float | None = None,
 ) -> None:
     """Beside a submission (:func:`names.made_record`): the runs or groups it came from, the
-    calibration file that decided it (None: the models' own argmax), and
+    calibration file that decided it (None: the models' own argmax),
     ``calibration_fitted_elsewhere`` where that calibration was not fitted on these models'
-    out-of-fold probabilities (``fitted_here`` False)."""
+    out-of-fold probabilities (``fitted_here`` False), and ``voted_f1`` where gender and age were
+    voted per person: the held-out F1 of the voted decisions (``predict --group-people``'s check)."""
     record = {
         "sources": [str(Path(source).resolve()) for source in sources],
         "calibration": str(Path(calibration).resolve()) if calibration else None,
     }
     if calibration and not fitted_here:
         record["calibration_fitted_elsewhere"] = True
+    if voted_f1 is not None:
+        record["voted_f1"] = voted_f1
     write_json_atomic(names.made_record(submission), record)
 
 
