@@ -183,13 +183,15 @@ def test_the_check_decides_as_the_prediction_will_so_a_voted_age_estimate_counts
 def check_per_fold_as_calibrate_learned(group, data, tmp_path, targets):
     """A calibration learned on the group's out-of-fold table decides each fold's photos in the
     check with what it learned on the other fold (fold 0: everything class 0, fold 1: the argmax);
-    one learned elsewhere, with the biases it applies to the test photos (zero: the argmax)."""
+    one learned elsewhere or on other folds, with the biases it applies to the test photos (zero:
+    the argmax)."""
     validated = [pd.read_csv(group / f"fold{k}" / "valid_probabilities.csv") for k in range(2)]
     decided = np.concatenate([np.zeros(len(validated[0]), int), validated[1][PROBABILITY_COLUMNS].to_numpy().argmax(1)])
     argmax = np.concatenate([table[PROBABILITY_COLUMNS].to_numpy().argmax(1) for table in validated])
     per_fold = {"biases": [0.0] * 18, "fold_biases": [[50.0] + [0.0] * 17, [0.0] * 18]}
-    for source, expected in ((group / "oof_probabilities.csv", decided), (tmp_path / "oof_probabilities.csv", argmax)):
-        Calibration(**per_fold, source=str(source)).write(tmp_path / "folds.json")
+    here, elsewhere = group / "oof_probabilities.csv", tmp_path / "oof_probabilities.csv"
+    for source, folds, expected in ((here, 2, decided), (elsewhere, 2, argmax), (here, 3, argmax)):
+        Calibration(**per_fold, folds=folds, source=str(source)).write(tmp_path / "folds.json")
         check = predict_dataset(
             [group], data, cache_dir=tmp_path / "cache", group_people=True, calibration=tmp_path / "folds.json"
         ).grouping.check

@@ -99,6 +99,7 @@ def read_calibration(path: str | Path) -> Calibration:
             age=age,
             fold_biases=fold_biases.tolist(),
             guard_passed=bool(record.get("guard_passed", True)),
+            folds=int(record.get("folds", 0)),
             fitted_on=record.get("source", ""),
         )
     except FileNotFoundError:
@@ -140,11 +141,13 @@ def fitted_on_sources(calibration: Calibration, sources: list[str | Path]) -> bo
 
 def fitted_on_runs(calibration: Calibration | None, runs: list[Path]) -> bool:
     """Whether ``calibration`` was learned on the out-of-fold table of the one cv group whose fold
-    runs ``runs`` are (so that each fold's own rows shaped it, unless decided by :func:`held_out_classes`)."""
+    runs ``runs`` are, all of them (so that each fold's own rows shaped it, unless decided by
+    :func:`held_out_classes`)."""
     groups = {Path(run).resolve().parent for run in runs}
     return (
         calibration is not None
         and bool(calibration.fitted_on)
+        and calibration.folds == len(runs)
         and len(groups) == 1
         and fitted_on_sources(calibration, list(groups))
     )
