@@ -9,17 +9,19 @@
 #            pseudo-labels at the larger size), calibrate, predict
 #   r96:     first at 96x128
 #   grouped: tuned's models predicted with --group-people (the vote where its held-out check says so)
-#   voted:   first's models predicted with --group-people (the best measured: first voted on crops made
-#            with --margin 0.15, about 6 minutes for 600 people from the photos)
-#   bash bench/pipelines.sh DATA-faces RUNS [STAGE...]     (all seven by default; pseudo, tuned and voted
+#   voted:   first's models predicted with --group-people (first voted on crops made with --margin 0.15:
+#            about 6 minutes for 600 people from the photos)
+#   five:    the recipe with 5 folds (each model on 4/5 of the people), calibrate, predict with
+#            --group-people (the best measured, on --margin 0.15 crops: about 9 minutes for 600 people)
+#   bash bench/pipelines.sh DATA-faces RUNS [STAGE...]     (all eight by default; pseudo, tuned and voted
 #            need first, grouped needs tuned)
 # e.g. maskcls synth d600 --people 600 --seed 29 && maskcls crop d600 d600-faces --size 192x256 --margin 0.15 &&
-#      bash bench/pipelines.sh d600-faces pipeline-runs first voted
+#      bash bench/pipelines.sh d600-faces pipeline-runs first voted five
 set -euo pipefail
 BIN=${BIN:-$(dirname "$0")/../.venv/bin}
 DATA=$1 RUNS=$2
 shift 2
-ALL_STAGES=(classes first pseudo tuned r96 grouped voted)
+ALL_STAGES=(classes first pseudo tuned r96 grouped voted five)
 STAGES=("$@")
 [ ${#STAGES[@]} -gt 0 ] || STAGES=("${ALL_STAGES[@]}")
 seconds_since() { echo $(($(date +%s) - $1)); }
@@ -65,10 +67,16 @@ voted() {
     "$BIN/maskcls" predict "$RUNS/first-cv3" --data "$DATA" --tta flip --group-people --out "$RUNS/voted" --quiet
 }
 
+five() {
+    "$BIN/maskcls" cv cpu-pretrained --data "$DATA" --folds 5 --runs-dir "$RUNS" -o name=five --quiet
+    "$BIN/maskcls" calibrate "$RUNS/five-cv5"
+    "$BIN/maskcls" predict "$RUNS/five-cv5" --data "$DATA" --tta flip --group-people --out "$RUNS/five-voted" --quiet
+}
+
 declare -A SUBMISSION=(
     [classes]=classes-cv3/submission.csv [first]=first-cv3/submission-calibrated.csv
     [pseudo]=first-pseudo-cv3/submission.csv [tuned]=first-pseudo-ft-cv3/submission.csv [r96]=r96-cv3/submission.csv
-    [grouped]=grouped/submission.csv [voted]=voted/submission.csv
+    [grouped]=grouped/submission.csv [voted]=voted/submission.csv [five]=five-voted/submission.csv
 )
 for stage in "${STAGES[@]}"; do  # every name checked before anything runs
     [ -n "${SUBMISSION[$stage]:-}" ] || { echo "unknown stage $stage (${ALL_STAGES[*]})" >&2; exit 2; }
