@@ -33,7 +33,7 @@ def ensemble(
     calibration: Calibration = None,
 ) -> None:
     """Soft or hard voting across folds and experiments; OOF inputs report the ensemble's CV score."""
-    from maskcls.evaluation.calibrate import fitted_on_sources
+    from maskcls.evaluation.calibrate import made_by
     from maskcls.evaluation.ensemble import ensemble as combine
     from maskcls.metrics import summary
     from maskcls.rundir.tables import write_made_record, write_probabilities, write_submission
@@ -52,9 +52,7 @@ def ensemble(
             raise UserError("--out writes a submission: the inputs must be test probabilities (ImageID)")
         write_submission(out_file, result.table["ImageID"], result.classes)
         folders = [path if path.is_dir() else path.parent for path in inputs]
-        used = result.calibration
-        fitted_here = used is None or fitted_on_sources(used, folders)
-        write_made_record(out_file, folders, used.source if used else None, fitted_here)
+        write_made_record(out_file, folders, *made_by(result.calibration, folders))
         say(f"{out_file}: {len(result.classes)} images, {method.value} vote of {len(inputs)} inputs")
     if "target" in result.table.columns:
         metrics = summary(result.table["target"].to_numpy(), result.classes)

@@ -153,6 +153,14 @@ def fitted_on_runs(calibration: Calibration | None, runs: list[Path]) -> bool:
     )
 
 
+def made_by(calibration: Calibration | None, sources: list[str | Path]) -> tuple[str | None, bool]:
+    """What a submission's record says of the calibration that decided it: its file (None: the
+    models' own argmax) and whether it was fitted on the out-of-fold probabilities of ``sources``."""
+    if calibration is None:
+        return None, True
+    return calibration.source, fitted_on_sources(calibration, sources)
+
+
 def calibration_for(sources: list[str | Path], choice: str | Path | None) -> Calibration | None:
     """The calibration predictions of ``sources`` get: ``"auto"``: the source's own
     ``calibration.json`` when there is one source and it has one (said in the log), None: none,
@@ -207,10 +215,13 @@ def calibrated_classes(outputs: np.ndarray, calibration: Calibration | None) -> 
     return np.asarray(probabilities).argmax(axis=1)
 
 
-def held_out_classes(outputs: np.ndarray, folds: np.ndarray, calibration: Calibration) -> np.ndarray:
+def held_out_classes(outputs: np.ndarray, folds: np.ndarray | None, calibration: Calibration | None) -> np.ndarray:
     """The classes of out-of-fold outputs as ``calibration``'s held-out F1 decides them: the rows of
     fold k (numbered as in the out-of-fold table) with the borders and biases learned without them,
-    where it kept borders and biases (so no row is decided by what its own label shaped)."""
+    where it kept borders and biases (so no row is decided by what its own label shaped). Without
+    ``folds`` (a calibration that never saw these rows) or a calibration: :func:`calibrated_classes`."""
+    if folds is None or calibration is None:
+        return calibrated_classes(outputs, calibration)
     classes = np.empty(len(outputs), dtype=np.int64)
     for fold in np.unique(folds):
         rows = folds == fold

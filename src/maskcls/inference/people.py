@@ -30,7 +30,7 @@ import pandas as pd
 from maskcls.data.cache import cached_images
 from maskcls.data.layout import Dataset, read_dataset
 from maskcls.errors import UserError
-from maskcls.evaluation.calibrate import Calibration, calibrated_classes, fitted_on_runs, held_out_classes
+from maskcls.evaluation.calibrate import Calibration, fitted_on_runs, held_out_classes
 from maskcls.faces.crop import whole_photos_folder
 from maskcls.files import read_json
 from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS, head_marginals, split_outputs
@@ -232,8 +232,8 @@ def check_on_held_out(
         found = group_photos(layouts[outside], persons[outside], layouts[checked[half]])
         clusters[half] = found + offset
         offset += int(found.max()) + 1
-    per_photo = decided(outputs, calibration, folds)
-    grouped = decided(vote_outputs(outputs, clusters), calibration, folds)
+    per_photo = held_out_classes(outputs, folds, calibration)
+    grouped = held_out_classes(vote_outputs(outputs, clusters), folds, calibration)
     return GroupingCheck(
         purity=round(purity(clusters, checked_persons), 4),
         f1_per_photo=round(macro_f1(targets, per_photo), 4),
@@ -242,14 +242,6 @@ def check_on_held_out(
         people=len(np.unique(checked_persons)),
         sure=share_of_resamples_better(targets, per_photo, grouped, checked_persons),
     )
-
-
-def decided(outputs: np.ndarray, calibration: Calibration | None, folds: np.ndarray | None) -> np.ndarray:
-    """The classes of out-of-fold ``outputs``: each fold with what ``calibration`` learned on the
-    other folds where ``folds`` are given, else with ``calibration`` as it is (argmax when None)."""
-    if calibration is None or folds is None:
-        return calibrated_classes(outputs, calibration)
-    return held_out_classes(outputs, folds, calibration)
 
 
 def held_out_halves(persons: np.ndarray) -> list[np.ndarray]:

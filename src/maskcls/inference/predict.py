@@ -32,6 +32,7 @@ from maskcls.evaluation.calibrate import (
     calibrate_table,
     calibration_for,
     fitted_on_sources,
+    made_by,
     say_if_age_uncut,
 )
 from maskcls.evaluation.ensemble import age_estimate_dropped
@@ -121,11 +122,9 @@ def write_predictions(folder: str | Path, prediction: Prediction) -> tuple[Path,
     if prediction.people is not None:
         write_rows(folder / names.PERSON_GROUPS, prediction.people.to_dict("records"))
     probabilities, submission = write_table_and_submission(folder, prediction.table)
-    used = prediction.calibration  # the record is where score finds the CV F1
-    fitted_here = used is None or fitted_on_sources(used, prediction.sources)
-    grouping = prediction.grouping
+    grouping = prediction.grouping  # the record is where score finds the CV F1
     voted_f1 = grouping.check.f1_grouped if grouping is not None and grouping.applied else None
-    write_made_record(submission, prediction.sources, used.source if used else None, fitted_here, voted_f1)
+    write_made_record(submission, prediction.sources, *made_by(prediction.calibration, prediction.sources), voted_f1)
     return probabilities, submission
 
 
