@@ -11,9 +11,10 @@ import torch
 from torch.nn import functional as F
 
 from maskcls.ages import laplace_group_probabilities
+from maskcls.cli.render import fit_line
 from maskcls.config import load_config
 from maskcls.errors import ConfigError, UserError
-from maskcls.evaluation.age_borders import with_age_borders
+from maskcls.evaluation.age_borders import f1_at_fitted_borders, with_age_borders
 from maskcls.evaluation.calibrate import (
     Calibration,
     calibrate,
@@ -32,6 +33,7 @@ from maskcls.inference.inference import Predictor
 from maskcls.inference.loading import load_run
 from maskcls.inference.predict import onnx_outputs, predict_dataset, torch_outputs
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups, encode_classes
+from maskcls.metrics import macro_f1
 from maskcls.training.age import BINS, AgeHead
 from maskcls.training.losses import HeadLoss
 from maskcls.training.models import create_model
@@ -188,7 +190,7 @@ def test_a_regression_run_reports_its_age_error_and_predicts_the_same_on_both_ba
     ages = valid["profile"].str.split("_").str[-1].astype(int)
     assert (valid["age"] == ages).all()
     summary = pd.read_csv(run / "summary.csv")
-    best = summary.loc[summary["valid_f1"].idxmax()]
+    best = summary.loc[summary["valid_f1_borders"].idxmax()]  # the epoch kept (by the F1 at fitted borders)
     assert best["valid_age_mae"] == round(float((valid[AGE_ESTIMATE_COLUMN] - valid["age"]).abs().mean()), 6)
     loaded = load_run(run, device="cpu")
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 24, 3), dtype=np.uint8)
@@ -208,6 +210,35 @@ def test_a_regression_run_reports_its_age_error_and_predicts_the_same_on_both_ba
     with caplog.at_level("WARNING", logger="maskcls"):
         Predictor(run)  # what serve runs
     assert caplog.messages.count(uncut_age_estimate(run)) == 1
+
+
+def test_a_model_that_estimates_the_age_keeps_the_epoch_its_fitted_borders_score_best(synth_small, tmp_path):
+    """best.pt is chosen by the F1 at the borders fitted on the validation rows, not by the model's
+    own cut at 30 / 60 (calibrate learns where the estimate is cut)."""
+    config = config_for(synth_small, tmp_path, "model.age_head=regression", "name=chosen", "train.epochs=3")
+    run = fit(config, runs_dir=tmp_path / "runs")
+    summary = pd.read_csv(run.folder / "summary.csv")
+    by_borders, by_own_cut = int(summary["valid_f1_borders"].idxmax()), int(summary["valid_f1"].idxmax())
+    assert by_borders != by_own_cut  # else this run cannot tell the two choices apart
+    result = json.loads((run.folder / "result.json").read_text())
+    assert result["best_epoch"] == run.best_epoch == by_borders + 1
+    valid = pd.read_csv(run.folder / "valid_probabilities.csv")  # the kept epoch's validation outputs
+    f1 = f1_at_fitted_borders(
+        valid[PROBABILITY_COLUMNS].to_numpy(), valid[AGE_ESTIMATE_COLUMN].to_numpy(), valid["age"].to_numpy(),
+        valid["target"].to_numpy(),
+    )  # fmt: skip
+    assert result["valid_f1_borders"] == run.valid_f1_borders == summary["valid_f1_borders"][by_borders] == round(f1, 6)
+    assert f"{run.valid_f1_borders:.4f} at fitted age borders) at epoch {by_borders + 1} of 3" in fit_line(run)
+
+
+def test_the_f1_at_fitted_borders_cuts_the_estimate_where_it_fits(tmp_path):
+    """A model 3 years too old everywhere: cut at 30 / 60 it misplaces ages 27-29 and 57-59; at the
+    fitted borders (33 / 63) every row is right."""
+    path, target = biased_estimates(tmp_path)
+    table = pd.read_csv(path)
+    probabilities, estimates = table[PROBABILITY_COLUMNS].to_numpy(), table[AGE_ESTIMATE_COLUMN].to_numpy()
+    assert macro_f1(target, probabilities.argmax(axis=1)) < 0.95
+    assert f1_at_fitted_borders(probabilities, estimates, table["age"].to_numpy(), target) == 1.0
 
 
 def biased_estimates(tmp_path, bias=3.0):

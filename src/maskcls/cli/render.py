@@ -90,16 +90,18 @@ def epoch_line(row: dict) -> str:
     """``epoch 3/10  loss 2.1300  valid loss 1.9000  valid F1 0.4960  12.3 s  best``: one line per
     epoch, on a terminal and in logs alike."""
     best = "  best" if row["improved"] else ""
+    borders = f" ({row['valid_f1_borders']:.4f} at fitted age borders)" if "valid_f1_borders" in row else ""
     return (
         f"epoch {row['epoch']}/{row['epochs']}  loss {row['train_loss']:.4f}  valid loss {row['valid_loss']:.4f}"
-        f"  valid F1 {row['valid_f1']:.4f}  {row['seconds']:.1f} s{best}"
+        f"  valid F1 {row['valid_f1']:.4f}{borders}  {row['seconds']:.1f} s{best}"
     )
 
 
 def fit_line(result) -> str:
     """The line `train` ends with, from what `fit` returned."""
+    borders = "" if result.valid_f1_borders is None else f", {result.valid_f1_borders:.4f} at fitted age borders"
     return (
-        f"{result.folder}: best valid macro F1 {result.valid_f1:.4f} (accuracy {result.valid_accuracy:.4f}) "
+        f"{result.folder}: best valid macro F1 {result.valid_f1:.4f} (accuracy {result.valid_accuracy:.4f}{borders}) "
         f"at epoch {result.best_epoch} of {result.epochs_run}; {result.train_images_per_second:.0f} train images/s"
     )
 

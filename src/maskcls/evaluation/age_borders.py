@@ -24,6 +24,9 @@ from maskcls.ages import best_borders, laplace_group_probabilities
 from maskcls.labels import NUM_CLASSES, class_from_mask_gender, mask_gender_probabilities
 from maskcls.metrics import macro_f1
 
+MIN_AGE_SCALE = 0.1
+"""The smallest Laplace scale (years) kept for the age estimate's error, should it be exact."""
+
 
 def with_age_borders(probabilities: np.ndarray, estimates: np.ndarray, borders: Sequence[float], scale: float):
     """18-class probabilities whose age part comes from the estimate cut at ``borders``."""
@@ -47,3 +50,21 @@ def fit_age_borders(
     """The pair of borders with the highest macro F1 (:func:`maskcls.ages.best_borders`)."""
     mask_gender = mask_gender_probabilities(probabilities).argmax(axis=1)
     return best_borders(lambda borders: macro_f1(target, classes_with_borders(mask_gender, estimates, borders, scale)))
+
+
+def age_scale(estimates: np.ndarray, ages: np.ndarray) -> float:
+    """The Laplace scale of the estimate's error: its mean absolute error (with a floor)."""
+    return max(round(float(np.abs(estimates - ages).mean()), 4), MIN_AGE_SCALE)
+
+
+def f1_at_fitted_borders(
+    probabilities: np.ndarray, estimates: np.ndarray, ages: np.ndarray, target: np.ndarray
+) -> float:
+    """The macro F1 of these rows decided with the borders (and scale) that fit them best: what the
+    model scores once ``calibrate`` has learned its borders, were these its out-of-fold rows (in
+    sample, so a little above what held-out rows would give). The model's own cut at 30 / 60 says
+    little of an age estimate that is cut elsewhere afterwards; training picks its best epoch by this."""
+    scale = age_scale(estimates, ages)
+    borders = fit_age_borders(probabilities, estimates, target, scale)
+    mask_gender = mask_gender_probabilities(probabilities).argmax(axis=1)
+    return macro_f1(target, classes_with_borders(mask_gender, estimates, borders, scale))

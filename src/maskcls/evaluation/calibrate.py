@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import UserError
-from maskcls.evaluation.age_borders import classes_with_borders, fit_age_borders, with_age_borders
+from maskcls.evaluation.age_borders import age_scale, classes_with_borders, fit_age_borders, with_age_borders
 from maskcls.files import read_json, write_json_atomic
 from maskcls.labels import (
     AGE_ESTIMATE_COLUMN,
@@ -42,8 +42,6 @@ log = logging.getLogger("maskcls")
 
 BIAS_STEPS = np.round(np.arange(-2.0, 2.0001, 0.1), 2)
 EPSILON = 1e-7
-MIN_AGE_SCALE = 0.1
-"""The smallest Laplace scale (years) kept for the age estimate's error, should it be exact."""
 
 
 @dataclass
@@ -347,11 +345,6 @@ def learn_age_borders(
         guard_passed=bool(heldout_after > before),
         fold_scales=fold_scales,
     )
-
-
-def age_scale(estimates: np.ndarray, ages: np.ndarray) -> float:
-    """The Laplace scale of the estimate's error: its mean absolute error (with a floor)."""
-    return max(round(float(np.abs(estimates - ages).mean()), 4), MIN_AGE_SCALE)
 
 
 def default_path(source: str | Path) -> Path:

@@ -23,6 +23,7 @@ from maskcls.choices import TABLE_FORMATS
 from maskcls.config import MACHINE_KEYS, flatten, parse_override, suggestion
 from maskcls.errors import UserError
 from maskcls.files import atomic_path, read_json, write_text_atomic
+from maskcls.results import selection_f1
 from maskcls.rundir import names
 from maskcls.rundir.folders import read_rows
 
@@ -110,7 +111,7 @@ def read_run(folder: Path, root: Path) -> Entry:
         config=recipe(config),
     )
     if rows:
-        best = max(rows, key=lambda row: float(row["valid_f1"]))
+        best = max(rows, key=selection_f1)  # the epoch best.pt holds
         entry.valid_f1, entry.epoch = float(best["valid_f1"]), best["epoch"]
         entry.age_f1, entry.age_mae = (
             optional_float(best.get("valid_f1_age")),

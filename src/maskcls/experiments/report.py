@@ -65,7 +65,8 @@ def load_subject(folder: str | Path) -> Subject:
         result = read_json(folder / names.RESULT, missing={})
         headline = {
             "kind": f"run, fold {config['train']['fold']} of {config['train']['folds']}",
-            "best valid macro F1": f"{number(result.get('valid_f1'))} at epoch {result.get('best_epoch', '?')}",
+            "best valid macro F1": f"{number(result.get('valid_f1'))}{at_borders(result)} "
+            f"at epoch {result.get('best_epoch', '?')}",
             "git commit": str(config.get("git_commit") or "unknown"),
         }
         curves = {folder.name: read_rows(folder / names.SUMMARY)}
@@ -82,6 +83,12 @@ def read_probabilities(folder: Path, name: str) -> pd.DataFrame:
 
 def number(value) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def at_borders(result: dict) -> str:
+    """A model that estimates the age: its F1 at the borders fitted on the validation rows, which
+    chose its best epoch."""
+    return f" ({number(result['valid_f1_borders'])} at fitted age borders)" if "valid_f1_borders" in result else ""
 
 
 # --- the gallery of confident mistakes ---------------------------------------------------------

@@ -42,7 +42,7 @@ from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.experiments.space import Dimension
 from maskcls.experiments.sweep import same_recipe, variant_config
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
-from maskcls.results import StudyResult
+from maskcls.results import StudyResult, selection_f1
 from maskcls.rundir import names
 from maskcls.rundir.folders import keep_plan, write_rows
 
@@ -301,18 +301,18 @@ class TrialObjective:
             def report_epoch(row: dict) -> None:
                 if self.on_epoch:
                     self.on_epoch({**row, "run": f"trial {trial.number}"})
-                trial.report(row["valid_f1"], row["epoch"])
+                trial.report(selection_f1(row), row["epoch"])
                 if trial.should_prune():
                     import optuna
 
-                    raise optuna.TrialPruned(f"pruned after epoch {row['epoch']} (valid F1 {row['valid_f1']:.4f})")
+                    raise optuna.TrialPruned(f"pruned after epoch {row['epoch']} (valid F1 {selection_f1(row):.4f})")
 
             run = fit(config, runs_dir=self.runs_dir, progress=self.progress, run_dir=target, on_epoch=report_epoch)
-            return float(run.valid_f1), epochs_trained(target, None)
+            return float(run.selected_f1), epochs_trained(target, None)
 
         def report_fold(fold: int, what: str) -> None:
-            scores = [read_json(run / names.RESULT, missing={}).get("valid_f1") for run in fold_runs(target)]
-            finished = [score for score in scores if score is not None]
+            results = [read_json(run / names.RESULT, missing={}) for run in fold_runs(target)]
+            finished = [selection_f1(result) for result in results if "valid_f1" in result]
             trial.report(sum(finished) / len(finished), fold + 1)  # steps count from 1, as epochs do
             if trial.should_prune():
                 import optuna

@@ -70,7 +70,8 @@ def run_result(rows: list[dict], best_epoch: int) -> dict:
     figures :func:`maskcls.training.train.fit` returns."""
     found = FitResult.from_rows(Path(), rows, best_epoch)
     keys = ("epochs_run", "best_epoch", "valid_f1", "valid_accuracy", "seconds")
-    return {"finished": True, **{key: getattr(found, key) for key in keys}}
+    borders = {} if found.valid_f1_borders is None else {"valid_f1_borders": found.valid_f1_borders}
+    return {"finished": True, **{key: getattr(found, key) for key in keys}, **borders}
 
 
 def log_scalars(events, row: dict, epoch: int) -> None:

@@ -15,8 +15,10 @@ import torch
 from maskcls.callbacks import Progress
 from maskcls.config import Config, to_plain_dict
 from maskcls.errors import NonFiniteLoss
+from maskcls.evaluation.age_borders import f1_at_fitted_borders
 from maskcls.labels import split_outputs
 from maskcls.metrics import summary as metric_summary
+from maskcls.results import selection_f1
 from maskcls.rundir import names
 from maskcls.training.distributed import Distributed, merge_in_order
 from maskcls.training.engine import (
@@ -123,7 +125,7 @@ def make_scheduler(config: Config, optimizer, steps_per_epoch: int):
 
 @dataclass
 class BestSoFar:
-    """Early stopping's state: the best valid macro F1, its epoch, and epochs since it."""
+    """Early stopping's state: the best :func:`selection_f1`, its epoch, and epochs since it."""
 
     f1: float = -1.0
     epoch: int = -1
@@ -219,7 +221,7 @@ class Trainer:
             while self.epoch < train.epochs:
                 row = self.one_epoch(total)
                 self.rows.append(row)
-                improved = self.best.update(row["valid_f1"], row["epoch"])
+                improved = self.best.update(selection_f1(row), row["epoch"])
                 self.epoch += 1
                 best = improved and self.context.is_main  # the validation table only where it is written
                 best_probabilities = self.data.valid_probabilities(self.last_outputs) if best else None
@@ -270,7 +272,9 @@ class Trainer:
         train_metrics = metric_summary(train_targets, train_predictions)
         valid_metrics = metric_summary(targets, probabilities.argmax(1))
         if age_estimates is not None:
-            valid_metrics["age_mae"] = float(np.abs(age_estimates - data.ages[data.valid_rows]).mean())
+            ages = data.ages[data.valid_rows]
+            valid_metrics["age_mae"] = float(np.abs(age_estimates - ages).mean())
+            valid_metrics["f1_borders"] = f1_at_fitted_borders(probabilities, age_estimates, ages, targets)
         images_per_second = result.images * context.world_size / max(train_seconds, 1e-9)
         return {
             "epoch": self.epoch + 1,  # epochs are counted from 1 everywhere a user reads them
