@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from maskcls.ages import laplace_group_probabilities
-from maskcls.cli.render import fit_line
+from maskcls.cli.render import cv_line, fit_line
 from maskcls.config import load_config
 from maskcls.errors import ConfigError, UserError
 from maskcls.evaluation.age_borders import f1_at_fitted_borders, with_age_borders
@@ -336,12 +336,17 @@ def read_age(values):
 
 def test_a_distribution_cv_writes_the_age_error_and_calibrates_borders(synth_small, tmp_path):
     config = config_for(synth_small, tmp_path, "model.age_head=distribution", "name=d", "train.epochs=1")
-    group = cross_validate(config, runs_dir=tmp_path / "runs").folder
+    validated = cross_validate(config, runs_dir=tmp_path / "runs")
+    group = validated.folder
     oof = pd.read_csv(group / "oof_probabilities.csv")
     result = json.loads((group / "cv.json").read_text())
     assert result["oof_age_mae"] == round(float((oof[AGE_ESTIMATE_COLUMN] - oof["age"]).abs().mean()), 4)
     calibration = calibrate(group)
     assert calibration.age is not None and calibration.age.scale == round(result["oof_age_mae"], 4)
+    # the CV at held-out borders: each fold cut where the other folds put the borders, as calibrate's figure
+    assert validated.oof_f1_borders == result["oof_f1_borders"] == calibration.age.heldout_f1_after
+    assert validated.selected_f1 == result["oof_f1_borders"]
+    assert f"images; {result['oof_f1_borders']:.4f} at held-out age borders)" in cv_line(validated)
     page = write_report(group).read_text()
     mae = (oof[AGE_ESTIMATE_COLUMN] - oof["age"]).abs().mean()
     assert f"<td>age MAE (years)</td><td>{mae:.2f}</td>" in page and 'id="age"' in page

@@ -72,6 +72,12 @@ class CvResult:
     fold_f1_std: float
     images: int
     oof_age_mae: float | None = None
+    oof_f1_borders: float | None = None  # a model that estimates the age: each fold cut at borders fitted on the others
+
+    @property
+    def selected_f1(self) -> float:
+        """What tune ranks a cv trial by: the out-of-fold F1 at held-out borders where there is one."""
+        return self.oof_f1 if self.oof_f1_borders is None else self.oof_f1_borders
 
     @classmethod
     def from_record(cls, folder: Path, record: dict[str, Any]) -> CvResult:
@@ -86,6 +92,7 @@ class CvResult:
             fold_f1_std=record["fold_f1_std"],
             images=record["images"],
             oof_age_mae=record.get("oof_age_mae"),
+            oof_f1_borders=record.get("oof_f1_borders"),
         )
 
 

@@ -108,8 +108,9 @@ def fit_line(result) -> str:
 
 def cv_line(result) -> str:
     per_fold = " ".join(f"{f1:.4f}" for f1 in result.fold_f1)
+    borders = "" if result.oof_f1_borders is None else f"; {result.oof_f1_borders:.4f} at held-out age borders"
     return (
-        f"{result.folder}: CV macro F1 {result.oof_f1:.4f} (out-of-fold, {result.images} images), accuracy "
+        f"{result.folder}: CV macro F1 {result.oof_f1:.4f} (out-of-fold, {result.images} images{borders}), accuracy "
         f"{result.oof_accuracy:.4f}; folds {per_fold} (mean {result.fold_f1_mean:.4f} ± {result.fold_f1_std:.4f})"
     )
 

@@ -30,6 +30,7 @@ from maskcls.callbacks import Progress
 from maskcls.config import Config, recipe_dict, to_plain_dict
 from maskcls.data.layout import read_dataset
 from maskcls.errors import Interrupted, UserError
+from maskcls.evaluation.calibrate import learn_age_borders
 from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups
@@ -210,6 +211,17 @@ def fold_command(group: Path, runs_dir, fold: int, device: str) -> list[str]:
     return [*command, config, "--run-dir", str(run), "-o", f"train.fold={fold}", "-o", f"train.device={device}"]
 
 
+def held_out_f1_at_borders(oof: pd.DataFrame) -> float:
+    """The out-of-fold macro F1 of a model that estimates the age, each fold cut at the age borders
+    fitted on the other folds (``calibrate``'s held-out figure before biases): the CV of what such a
+    model scores, where its own 30 / 60 cut is not."""
+    borders = learn_age_borders(
+        oof[PROBABILITY_COLUMNS].to_numpy(), oof[AGE_ESTIMATE_COLUMN].to_numpy(), oof["age"].to_numpy(),
+        oof["target"].to_numpy(), oof["fold"].to_numpy(),
+    )  # fmt: skip
+    return borders.heldout_f1_after
+
+
 def write_cv_results(group: Path) -> dict:
     """``oof_probabilities.csv`` and ``cv.json`` from the fold runs' best-epoch validation files."""
     record = read_json(group / GROUP_FILE)
@@ -234,5 +246,6 @@ def write_cv_results(group: Path) -> dict:
     }
     if {AGE_ESTIMATE_COLUMN, "age"} <= set(oof.columns):
         result["oof_age_mae"] = round(float((oof[AGE_ESTIMATE_COLUMN] - oof["age"]).abs().mean()), 4)
+        result["oof_f1_borders"] = round(held_out_f1_at_borders(oof), 6)
     write_json_atomic(group / names.CV_RESULT, result)
     return result

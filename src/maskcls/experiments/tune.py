@@ -329,7 +329,7 @@ class TrialObjective:
             config, runs_dir=self.runs_dir, progress=self.progress, on_fold=report_fold, group=target,
             on_epoch=show_epoch,
         )  # fmt: skip
-        return group.oof_f1, epochs_trained(target, self.plan.folds)
+        return group.selected_f1, epochs_trained(target, self.plan.folds)
 
 
 def interrupted_trial_message(plan: TunePlan, number: int) -> str:
