@@ -64,7 +64,31 @@ def f1_at_fitted_borders(
     model scores once ``calibrate`` has learned its borders, were these its out-of-fold rows (in
     sample, so a little above what held-out rows would give). The model's own cut at 30 / 60 says
     little of an age estimate that is cut elsewhere afterwards; training picks its best epoch by this."""
-    scale = age_scale(estimates, ages)
-    borders = fit_age_borders(probabilities, estimates, target, scale)
+    borders, scale = fit_borders_and_scale(probabilities, estimates, ages, target)
     mask_gender = mask_gender_probabilities(probabilities).argmax(axis=1)
     return macro_f1(target, classes_with_borders(mask_gender, estimates, borders, scale))
+
+
+def fit_borders_and_scale(
+    probabilities: np.ndarray, estimates: np.ndarray, ages: np.ndarray, target: np.ndarray
+) -> tuple[tuple[float, float], float]:
+    """The borders that fit these rows best, with the Laplace scale of their estimates' error."""
+    scale = age_scale(estimates, ages)
+    return fit_age_borders(probabilities, estimates, target, scale), scale
+
+
+def held_out_borders(
+    probabilities: np.ndarray, estimates: np.ndarray, ages: np.ndarray, target: np.ndarray, folds: np.ndarray
+) -> tuple[np.ndarray, list[list[float]], list[float]]:
+    """Each fold's rows decided at the borders (and scale) fitted on the other folds: the classes,
+    and each fold's borders and scale."""
+    mask_gender = mask_gender_probabilities(probabilities).argmax(axis=1)
+    classes = np.empty(len(target), dtype=np.int64)
+    fold_borders, fold_scales = [], []
+    for fold in np.unique(folds):
+        inside = folds != fold
+        borders, scale = fit_borders_and_scale(probabilities[inside], estimates[inside], ages[inside], target[inside])
+        classes[~inside] = classes_with_borders(mask_gender[~inside], estimates[~inside], borders, scale)
+        fold_borders.append(list(borders))
+        fold_scales.append(scale)
+    return classes, fold_borders, fold_scales

@@ -25,13 +25,16 @@ import numpy as np
 import pandas as pd
 
 from maskcls.errors import UserError
-from maskcls.evaluation.age_borders import age_scale, classes_with_borders, fit_age_borders, with_age_borders
+from maskcls.evaluation.age_borders import (
+    fit_borders_and_scale,
+    held_out_borders,
+    with_age_borders,
+)
 from maskcls.files import read_json, write_json_atomic
 from maskcls.labels import (
     AGE_ESTIMATE_COLUMN,
     NUM_CLASSES,
     PROBABILITY_COLUMNS,
-    mask_gender_probabilities,
     split_outputs,
 )
 from maskcls.metrics import macro_f1
@@ -323,21 +326,12 @@ def learn_age_borders(
     """Borders fitted on all rows, kept only when borders fitted on the other folds raise each
     held-out fold's pooled macro F1 above the model's own age groups. The noise scale of each
     fit is the mean absolute error of the rows it is fitted on."""
-    mask_gender = mask_gender_probabilities(probabilities).argmax(axis=1)
-    heldout = np.empty(len(target), dtype=np.int64)
-    fold_borders, fold_scales = [], []
-    for fold in np.unique(folds):
-        inside = folds != fold
-        scale = age_scale(estimates[inside], ages[inside])
-        borders = fit_age_borders(probabilities[inside], estimates[inside], target[inside], scale)
-        heldout[~inside] = classes_with_borders(mask_gender[~inside], estimates[~inside], borders, scale)
-        fold_borders.append(list(borders))
-        fold_scales.append(scale)
+    heldout, fold_borders, fold_scales = held_out_borders(probabilities, estimates, ages, target, folds)
     before = macro_f1(target, probabilities.argmax(axis=1))
     heldout_after = macro_f1(target, heldout)
-    scale = age_scale(estimates, ages)
+    borders, scale = fit_borders_and_scale(probabilities, estimates, ages, target)
     return AgeBorders(
-        borders=list(fit_age_borders(probabilities, estimates, target, scale)),
+        borders=list(borders),
         scale=scale,
         oof_f1_before=round(before, 6),
         heldout_f1_after=round(heldout_after, 6),

@@ -30,12 +30,12 @@ from maskcls.callbacks import Progress
 from maskcls.config import Config, recipe_dict, to_plain_dict
 from maskcls.data.layout import read_dataset
 from maskcls.errors import Interrupted, UserError
-from maskcls.evaluation.calibrate import learn_age_borders
+from maskcls.evaluation.age_borders import held_out_borders
 from maskcls.experiments.catalog import refresh_runs_table
 from maskcls.files import read_json, write_json_atomic, write_text_atomic
 from maskcls.labels import AGE_ESTIMATE_COLUMN, PROBABILITY_COLUMNS, age_groups
 from maskcls.locks import exclusive_use, refuse_if_busy
-from maskcls.metrics import summary
+from maskcls.metrics import macro_f1, summary
 from maskcls.results import CvResult, FitResult
 from maskcls.rundir import names
 from maskcls.rundir.folders import write_rows
@@ -215,11 +215,12 @@ def held_out_f1_at_borders(oof: pd.DataFrame) -> float:
     """The out-of-fold macro F1 of a model that estimates the age, each fold cut at the age borders
     fitted on the other folds (``calibrate``'s held-out figure before biases): the CV of what such a
     model scores, where its own 30 / 60 cut is not."""
-    borders = learn_age_borders(
-        oof[PROBABILITY_COLUMNS].to_numpy(), oof[AGE_ESTIMATE_COLUMN].to_numpy(), oof["age"].to_numpy(),
-        oof["target"].to_numpy(), oof["fold"].to_numpy(),
+    target = oof["target"].to_numpy()
+    classes, _, _ = held_out_borders(
+        oof[PROBABILITY_COLUMNS].to_numpy(), oof[AGE_ESTIMATE_COLUMN].to_numpy(), oof["age"].to_numpy(), target,
+        oof["fold"].to_numpy(),
     )  # fmt: skip
-    return borders.heldout_f1_after
+    return macro_f1(target, classes)
 
 
 def write_cv_results(group: Path) -> dict:
