@@ -1,0 +1,180 @@
+"""How the decisions made after training (the person vote, the class biases) move a group's F1 on
+its held-out training people and on its test halves, per attribute: whether the held-out checks
+that apply them can foresee what they do to the test photos.
+
+    .venv/bin/python bench/decision_noise.py GROUP DATA-faces VOTED_FOLDER
+
+GROUP: a cv group with its calibration.json (``maskcls calibrate GROUP``); VOTED_FOLDER: where
+``maskcls predict GROUP --data DATA-faces --tta flip --group-people --out VOTED_FOLDER`` wrote its
+person_groups.csv. The script predicts the group's raw test outputs itself (flip TTA, no
+calibration, no vote) into VOTED_FOLDER/raw/. Reads the synthetic set's hidden answers
+(``DATA-faces/truth/eval.csv``): an evaluation of the tools, not part of a pipeline.
+
+The vote: the out-of-fold rows decided per photo and voted, each fold with the borders and biases
+learned without it (predict's check), with the clusters the check finds and with the true
+persons; then the test photos, per photo and voted. The biases: after the learned age borders,
+none, calibrate's 18 per-class biases, and 8 per-attribute ones (mask 3, gender 2, age 3, each
+added to every class with that value), held-out (fitted on the other folds) and on the test
+photos (fitted on all out-of-fold rows). "better in": the share of 400 resamples of the people in
+which a line's macro F1 beats the first line's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls.data.layout import read_dataset
+from maskcls.evaluation.age_borders import with_age_borders
+from maskcls.evaluation.calibrate import (
+    BIAS_STEPS,
+    EPSILON,
+    calibrated_classes,
+    fit_biases,
+    fitted_on_runs,
+    fold_calibration,
+    held_out_classes,
+    read_calibration,
+)
+from maskcls.experiments.tune import fold_runs
+from maskcls.inference import people
+from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS, decode_classes, split_outputs
+from maskcls.metrics import macro_f1, share_of_resamples_better
+
+
+def held_out_clusters(layouts, persons, checked, checked_persons):
+    """The clusters predict's check finds for the held-out people (each half grouped in the
+    identity space of everybody else's photos)."""
+    clusters = np.empty(len(checked), dtype=int)
+    offset = 0
+    for half in people.held_out_halves(checked_persons):
+        outside = ~np.isin(persons, checked_persons[half])
+        found = people.group_photos(layouts[outside], persons[outside], layouts[checked[half]])
+        clusters[half] = found + offset
+        offset += int(found.max()) + 1
+    return clusters
+
+
+def attribute_f1(truth, predicted):
+    """Macro F1 over the 18 classes, then of mask, gender and age alone."""
+    pairs = zip(decode_classes(truth), decode_classes(predicted), (3, 2, 3), strict=True)
+    return [macro_f1(truth, predicted)] + [macro_f1(t, p, classes=k) for t, p, k in pairs]
+
+
+def show(where, truth, lines, persons):
+    first = lines[0][1]
+    for label, predicted in lines:
+        f1, mask, gender, age = attribute_f1(truth, predicted)
+        sure = share_of_resamples_better(truth, first, predicted, persons)
+        print(
+            f"{where:8} {label:24} F1 {f1:.4f}  mask {mask:.4f} gender {gender:.4f} age {age:.4f}  better in {sure:.0%}"
+        )
+
+
+MASKS, GENDERS, AGE_GROUPS = decode_classes(np.arange(NUM_CLASSES))
+ATTRIBUTE_OF_CLASS = np.vstack(  # rows: mask 0-2, gender 0-1, age group 0-2; 1 where a class holds that value
+    [values == np.arange(count)[:, None] for values, count in ((MASKS, 3), (GENDERS, 2), (AGE_GROUPS, 3))]
+).astype(float)
+
+
+def fit_attribute_biases(log_probabilities, target, rounds=3):
+    """Coordinate ascent, as calibrate's fit_biases, over one bias per attribute value."""
+    biases, best = np.zeros(8), macro_f1(target, log_probabilities.argmax(axis=1))
+    for _ in range(rounds):
+        improved = False
+        for k in range(8):
+            for step in BIAS_STEPS:
+                trial = biases.copy()
+                trial[k] = step
+                score = macro_f1(target, (log_probabilities + trial @ ATTRIBUTE_OF_CLASS).argmax(axis=1))
+                if score > best + 1e-12:
+                    best, biases, improved = score, trial, True
+        if not improved:
+            break
+    return biases @ ATTRIBUTE_OF_CLASS
+
+
+BIAS_FORMS = {
+    "no biases": lambda log_probabilities, target: np.zeros(NUM_CLASSES),
+    "18 per-class biases": fit_biases,
+    "8 per-attribute biases": fit_attribute_biases,
+}
+
+
+def log_probabilities_at_borders(outputs, age):
+    probabilities, estimates = split_outputs(outputs)
+    return np.log(np.clip(with_age_borders(probabilities, estimates, age.borders, age.scale), EPSILON, None))
+
+
+def main(group: Path, data: Path, voted: Path) -> None:
+    runs = fold_runs(group)
+    calibration = read_calibration(group / "calibration.json")
+    raw = voted / "raw"
+    subprocess.run(
+        [Path(sys.executable).parent / "maskcls", "predict", str(group), "--data", str(data), "--tta", "flip",
+         "--calibration", "none", "--out", str(raw), "--quiet"],
+        check=True,
+    )  # fmt: skip
+    training = read_dataset(data, require_train=True).train
+    paths = list(training["path"])
+    layouts = people.identity_layouts(data, paths, group.parent / "cache", people.whole_photos(data, paths))
+    persons = training["profile"].to_numpy()
+    validated = people.validation_table(runs)
+    outputs = validated.drop(columns=["path", "target", "fold"]).to_numpy()
+    target = validated["target"].to_numpy()
+    folds = validated["fold"].to_numpy() if fitted_on_runs(calibration, runs) else None
+    checked = pd.Series(np.arange(len(training)), index=training["path"])[validated["path"]].to_numpy()
+    checked_persons = persons[checked]
+    clusters = held_out_clusters(layouts, persons, checked, checked_persons)
+    _, true_persons = np.unique(checked_persons, return_inverse=True)
+    print(f"held-out people: purity {people.purity(clusters, checked_persons):.3f}")
+    show("held-out", target, [
+        ("per photo", held_out_classes(outputs, folds, calibration)),
+        ("voted", held_out_classes(people.vote_outputs(outputs, clusters), folds, calibration)),
+        ("voted, true persons", held_out_classes(people.vote_outputs(outputs, true_persons), folds, calibration)),
+    ], checked_persons)  # fmt: skip
+
+    answers = pd.read_csv(data / "truth" / "eval.csv")[["ImageID", "ans", "person", "half"]]
+    test = pd.read_csv(raw / "test_probabilities.csv").merge(answers, on="ImageID")
+    test_outputs = test[PROBABILITY_COLUMNS + [AGE_ESTIMATE_COLUMN]].to_numpy()
+    found = pd.read_csv(voted / "person_groups.csv").set_index("ImageID").loc[test["ImageID"], "person"].to_numpy()
+    test_persons = test["person"].to_numpy()
+    print(f"test people: purity {people.purity(found, test_persons):.3f}")
+    lines = [
+        ("per photo", calibrated_classes(test_outputs, calibration)),
+        ("voted", calibrated_classes(people.vote_outputs(test_outputs, found), calibration)),
+        ("voted, true persons", calibrated_classes(people.vote_outputs(test_outputs, test_persons), calibration)),
+    ]
+    for half in ("private", "all"):
+        keep = (test["half"] == half).to_numpy() if half == "private" else np.ones(len(test), bool)
+        truth = test["ans"].to_numpy()[keep]
+        show(f"{half} ", truth, [(label, predicted[keep]) for label, predicted in lines], test_persons[keep])
+
+    if calibration.age_borders is None or folds is None:
+        return
+    held = {form: np.empty(len(target), dtype=np.int64) for form in BIAS_FORMS}
+    for fold in np.unique(folds):
+        inside = folds != fold
+        log_probabilities = log_probabilities_at_borders(outputs, fold_calibration(calibration, int(fold)).age)
+        for form, fit in BIAS_FORMS.items():
+            biases = fit(log_probabilities[inside], target[inside])
+            held[form][~inside] = (log_probabilities[~inside] + biases).argmax(axis=1)
+    fitted = log_probabilities_at_borders(outputs, calibration.age)
+    decided = log_probabilities_at_borders(test_outputs, calibration.age)
+    private, truth = (test["half"] == "private").to_numpy(), test["ans"].to_numpy()
+    for form, fit in BIAS_FORMS.items():
+        classes = (decided + fit(fitted, target)).argmax(axis=1)
+        print(
+            f"{form:24} held-out {macro_f1(target, held[form]):.4f}  test: private "
+            f"{macro_f1(truth[private], classes[private]):.4f}, all {macro_f1(truth, classes):.4f}"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    main(*map(Path, sys.argv[1:4]))
