@@ -7,21 +7,20 @@ that apply them can foresee what they do to the test photos.
 GROUP: a cv group with its calibration.json (``maskcls calibrate GROUP``); VOTED_FOLDER: where
 ``maskcls predict GROUP --data DATA-faces --tta flip --group-people --out VOTED_FOLDER`` wrote its
 person_groups.csv. The script predicts the group's raw test outputs itself (flip TTA, no
-calibration, no vote) into VOTED_FOLDER/raw/. Reads the synthetic set's hidden answers
+calibration, no vote). Reads the synthetic set's hidden answers
 (``DATA-faces/truth/eval.csv``): an evaluation of the tools, not part of a pipeline.
 
 The vote: the out-of-fold rows decided per photo and voted, each fold with the borders and biases
 learned without it (predict's check), with the clusters the check finds and with the true
 persons; then the test photos, per photo and voted. The biases: after the learned age borders,
 none, calibrate's 18 per-class biases, and 8 per-attribute ones (mask 3, gender 2, age 3, each
-added to every class with that value), held-out (fitted on the other folds) and on the test
-photos (fitted on all out-of-fold rows). "better in": the share of 400 resamples of the people in
-which a line's macro F1 beats the first line's.
+added to every class with that value: calibrate's fit_biases along those directions), held-out
+(fitted on the other folds) and on the test photos (fitted on all out-of-fold rows). "better in":
+the share of 400 resamples of the people in which a line's macro F1 beats the first line's.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,7 +30,6 @@ import pandas as pd
 from maskcls.data.layout import read_dataset
 from maskcls.evaluation.age_borders import with_age_borders
 from maskcls.evaluation.calibrate import (
-    BIAS_STEPS,
     EPSILON,
     calibrated_classes,
     fit_biases,
@@ -42,21 +40,9 @@ from maskcls.evaluation.calibrate import (
 )
 from maskcls.experiments.tune import fold_runs
 from maskcls.inference import people
+from maskcls.inference.predict import predict_dataset
 from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS, decode_classes, split_outputs
 from maskcls.metrics import macro_f1, share_of_resamples_better
-
-
-def held_out_clusters(layouts, persons, checked, checked_persons):
-    """The clusters predict's check finds for the held-out people (each half grouped in the
-    identity space of everybody else's photos)."""
-    clusters = np.empty(len(checked), dtype=int)
-    offset = 0
-    for half in people.held_out_halves(checked_persons):
-        outside = ~np.isin(persons, checked_persons[half])
-        found = people.group_photos(layouts[outside], persons[outside], layouts[checked[half]])
-        clusters[half] = found + offset
-        offset += int(found.max()) + 1
-    return clusters
 
 
 def attribute_f1(truth, predicted):
@@ -81,21 +67,8 @@ ATTRIBUTE_OF_CLASS = np.vstack(  # rows: mask 0-2, gender 0-1, age group 0-2; 1 
 ).astype(float)
 
 
-def fit_attribute_biases(log_probabilities, target, rounds=3):
-    """Coordinate ascent, as calibrate's fit_biases, over one bias per attribute value."""
-    biases, best = np.zeros(8), macro_f1(target, log_probabilities.argmax(axis=1))
-    for _ in range(rounds):
-        improved = False
-        for k in range(8):
-            for step in BIAS_STEPS:
-                trial = biases.copy()
-                trial[k] = step
-                score = macro_f1(target, (log_probabilities + trial @ ATTRIBUTE_OF_CLASS).argmax(axis=1))
-                if score > best + 1e-12:
-                    best, biases, improved = score, trial, True
-        if not improved:
-            break
-    return biases @ ATTRIBUTE_OF_CLASS
+def fit_attribute_biases(log_probabilities, target):
+    return fit_biases(log_probabilities, target, directions=ATTRIBUTE_OF_CLASS)
 
 
 BIAS_FORMS = {
@@ -113,12 +86,6 @@ def log_probabilities_at_borders(outputs, age):
 def main(group: Path, data: Path, voted: Path) -> None:
     runs = fold_runs(group)
     calibration = read_calibration(group / "calibration.json")
-    raw = voted / "raw"
-    subprocess.run(
-        [Path(sys.executable).parent / "maskcls", "predict", str(group), "--data", str(data), "--tta", "flip",
-         "--calibration", "none", "--out", str(raw), "--quiet"],
-        check=True,
-    )  # fmt: skip
     training = read_dataset(data, require_train=True).train
     paths = list(training["path"])
     layouts = people.identity_layouts(data, paths, group.parent / "cache", people.whole_photos(data, paths))
@@ -129,7 +96,7 @@ def main(group: Path, data: Path, voted: Path) -> None:
     folds = validated["fold"].to_numpy() if fitted_on_runs(calibration, runs) else None
     checked = pd.Series(np.arange(len(training)), index=training["path"])[validated["path"]].to_numpy()
     checked_persons = persons[checked]
-    clusters = held_out_clusters(layouts, persons, checked, checked_persons)
+    clusters = people.held_out_clusters(layouts, persons, checked)
     _, true_persons = np.unique(checked_persons, return_inverse=True)
     print(f"held-out people: purity {people.purity(clusters, checked_persons):.3f}")
     show("held-out", target, [
@@ -139,7 +106,8 @@ def main(group: Path, data: Path, voted: Path) -> None:
     ], checked_persons)  # fmt: skip
 
     answers = pd.read_csv(data / "truth" / "eval.csv")[["ImageID", "ans", "person", "half"]]
-    test = pd.read_csv(raw / "test_probabilities.csv").merge(answers, on="ImageID")
+    raw = predict_dataset([group], data, tta="flip", backend="auto", calibration=None).table  # no vote
+    test = raw.merge(answers, on="ImageID")
     test_outputs = test[PROBABILITY_COLUMNS + [AGE_ESTIMATE_COLUMN]].to_numpy()
     found = pd.read_csv(voted / "person_groups.csv").set_index("ImageID").loc[test["ImageID"], "person"].to_numpy()
     test_persons = test["person"].to_numpy()

@@ -258,22 +258,27 @@ def calibrate_table(table: pd.DataFrame, calibration: Calibration) -> pd.DataFra
     return calibrated
 
 
-def fit_biases(log_probabilities: np.ndarray, target: np.ndarray, rounds: int = 3) -> np.ndarray:
-    """Coordinate ascent over ``BIAS_STEPS`` per class; only a strict gain moves a bias."""
-    biases = np.zeros(NUM_CLASSES)
+def fit_biases(
+    log_probabilities: np.ndarray, target: np.ndarray, rounds: int = 3, directions: np.ndarray | None = None
+) -> np.ndarray:
+    """Coordinate ascent over ``BIAS_STEPS`` per class; only a strict gain moves a bias. With
+    ``directions`` (k x 18), one coordinate per row instead, the biases their weighted sum (one
+    bias per mask, gender and age value, say)."""
+    directions = np.eye(NUM_CLASSES) if directions is None else directions
+    weights = np.zeros(len(directions))
     best = macro_f1(target, log_probabilities.argmax(axis=1))
     for _ in range(rounds):
         improved = False
-        for k in range(NUM_CLASSES):
+        for k in range(len(directions)):
             for step in BIAS_STEPS:
-                trial = biases.copy()
+                trial = weights.copy()
                 trial[k] = step
-                score = macro_f1(target, (log_probabilities + trial).argmax(axis=1))
+                score = macro_f1(target, (log_probabilities + trial @ directions).argmax(axis=1))
                 if score > best + 1e-12:
-                    best, biases, improved = score, trial, True
+                    best, weights, improved = score, trial, True
         if not improved:
             break
-    return biases
+    return weights @ directions
 
 
 def calibrate(source: str | Path) -> Calibration:

@@ -224,14 +224,7 @@ def check_on_held_out(
     biases that never saw them (borders fitted on a row's own photos flatter its per-photo F1,
     by 0.02 on a 600-person set, and not the vote's, which they were not fitted to)."""
     checked_persons = persons[checked]
-    halves = held_out_halves(checked_persons)
-    clusters = np.empty(len(checked), dtype=int)
-    offset = 0
-    for half in halves:
-        outside = ~np.isin(persons, checked_persons[half])
-        found = group_photos(layouts[outside], persons[outside], layouts[checked[half]])
-        clusters[half] = found + offset
-        offset += int(found.max()) + 1
+    clusters = held_out_clusters(layouts, persons, checked)
     per_photo = held_out_classes(outputs, folds, calibration)
     grouped = held_out_classes(vote_outputs(outputs, clusters), folds, calibration)
     return GroupingCheck(
@@ -242,6 +235,20 @@ def check_on_held_out(
         people=len(np.unique(checked_persons)),
         sure=share_of_resamples_better(targets, per_photo, grouped, checked_persons),
     )
+
+
+def held_out_clusters(layouts: np.ndarray, persons: np.ndarray, checked: np.ndarray) -> np.ndarray:
+    """Cluster ids of the ``checked`` rows: their persons split into two halves, each grouped in
+    the identity space of everybody else's photos, as the test photos are in that of all training photos."""
+    checked_persons = persons[checked]
+    clusters = np.empty(len(checked), dtype=int)
+    offset = 0
+    for half in held_out_halves(checked_persons):
+        outside = ~np.isin(persons, checked_persons[half])
+        found = group_photos(layouts[outside], persons[outside], layouts[checked[half]])
+        clusters[half] = found + offset
+        offset += int(found.max()) + 1
+    return clusters
 
 
 def held_out_halves(persons: np.ndarray) -> list[np.ndarray]:
