@@ -11,6 +11,7 @@ from maskcls.evaluation.calibrate import AgeBorders, Calibration
 from maskcls.inference import people
 from maskcls.inference.people import (
     LAYOUT_GRID,
+    GroupingCheck,
     check_on_held_out,
     cluster_people,
     colour_layouts,
@@ -153,6 +154,12 @@ def test_the_check_groups_held_out_people_votes_and_says_whether_the_vote_surely
     assert check.f1_grouped == round(macro_f1(targets[checked], by_person), 4)
     assert (check.f1_grouped > check.f1_per_photo) is helps
     assert check.sure == (1.0 if helps else 0.0) and check.helps is helps
+
+
+@pytest.mark.parametrize("sure, helps", [(0.75, True), (0.7475, False), (1.0, True), (0.5, False)])
+def test_the_vote_is_applied_where_it_wins_in_three_resamples_of_four(sure, helps):
+    check = GroupingCheck(purity=0.98, f1_per_photo=0.70, f1_grouped=0.71, photos=70, people=10, sure=sure)
+    assert check.helps is helps
 
 
 def test_the_check_decides_as_the_prediction_will_so_a_voted_age_estimate_counts():
