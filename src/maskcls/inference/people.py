@@ -46,7 +46,7 @@ IDENTITY_DIMENSIONS = 32  # directions kept from the discriminant analysis
 WITHIN_SHRINKAGE = 0.5  # of the within-person covariance (IdentitySpace)
 SURE_ENOUGH = 0.75  # the vote is applied when it wins in this share of resamples of the held-out people:
 # where the grouping failed (face crops alone) the check stood near 50%; on the 600-person sets every
-# group it put between 75% and 90% gained on the test photos (README, person-consistent prediction)
+# group it put between 75% and 90% gained on all test photos where measured (README, person-consistent prediction)
 
 
 def colour_layouts(images: np.ndarray, chunk: int = 1024) -> np.ndarray:
