@@ -30,40 +30,45 @@ import pandas as pd
 from maskcls.data.layout import read_dataset
 from maskcls.evaluation.age_borders import with_age_borders
 from maskcls.evaluation.calibrate import (
-    EPSILON,
     calibrated_classes,
+    clipped_log,
     fit_biases,
     fitted_on_runs,
     fold_calibration,
+    held_out_biases,
     held_out_classes,
     read_calibration,
 )
 from maskcls.experiments.tune import fold_runs
 from maskcls.inference import people
 from maskcls.inference.predict import predict_dataset
-from maskcls.labels import AGE_ESTIMATE_COLUMN, NUM_CLASSES, PROBABILITY_COLUMNS, decode_classes, split_outputs
-from maskcls.metrics import macro_f1, share_of_resamples_better
-
-
-def attribute_f1(truth, predicted):
-    """Macro F1 over the 18 classes, then of mask, gender and age alone."""
-    pairs = zip(decode_classes(truth), decode_classes(predicted), (3, 2, 3), strict=True)
-    return [macro_f1(truth, predicted)] + [macro_f1(t, p, classes=k) for t, p, k in pairs]
+from maskcls.labels import (
+    AGE_ESTIMATE_COLUMN,
+    HEAD_SIZES,
+    NUM_CLASSES,
+    PROBABILITY_COLUMNS,
+    decode_classes,
+    split_outputs,
+)
+from maskcls.metrics import macro_f1, share_of_resamples_better, summary
 
 
 def show(where, truth, lines, persons):
     first = lines[0][1]
     for label, predicted in lines:
-        f1, mask, gender, age = attribute_f1(truth, predicted)
+        f1 = summary(truth, predicted)
         sure = share_of_resamples_better(truth, first, predicted, persons)
         print(
-            f"{where:8} {label:24} F1 {f1:.4f}  mask {mask:.4f} gender {gender:.4f} age {age:.4f}  better in {sure:.0%}"
+            f"{where:8} {label:24} F1 {f1['f1']:.4f}  mask {f1['f1_mask']:.4f} gender {f1['f1_gender']:.4f} "
+            f"age {f1['f1_age']:.4f}  better in {sure:.0%}"
         )
 
 
-MASKS, GENDERS, AGE_GROUPS = decode_classes(np.arange(NUM_CLASSES))
 ATTRIBUTE_OF_CLASS = np.vstack(  # rows: mask 0-2, gender 0-1, age group 0-2; 1 where a class holds that value
-    [values == np.arange(count)[:, None] for values, count in ((MASKS, 3), (GENDERS, 2), (AGE_GROUPS, 3))]
+    [
+        values == np.arange(size)[:, None]
+        for values, size in zip(decode_classes(np.arange(NUM_CLASSES)), HEAD_SIZES.values(), strict=True)
+    ]
 ).astype(float)
 
 
@@ -80,21 +85,30 @@ BIAS_FORMS = {
 
 def log_probabilities_at_borders(outputs, age):
     probabilities, estimates = split_outputs(outputs)
-    return np.log(np.clip(with_age_borders(probabilities, estimates, age.borders, age.scale), EPSILON, None))
+    return clipped_log(with_age_borders(probabilities, estimates, age.borders, age.scale))
 
 
 def main(group: Path, data: Path, voted: Path) -> None:
     runs = fold_runs(group)
     calibration = read_calibration(group / "calibration.json")
     training = read_dataset(data, require_train=True).train
-    paths = list(training["path"])
-    layouts = people.identity_layouts(data, paths, group.parent / "cache", people.whole_photos(data, paths))
-    persons = training["profile"].to_numpy()
     validated = people.validation_table(runs)
     outputs = validated.drop(columns=["path", "target", "fold"]).to_numpy()
     target = validated["target"].to_numpy()
     folds = validated["fold"].to_numpy() if fitted_on_runs(calibration, runs) else None
     checked = pd.Series(np.arange(len(training)), index=training["path"])[validated["path"]].to_numpy()
+    vote_held_out(group, data, training, checked, outputs, target, folds, calibration)
+    test = raw_test_table(group, data)
+    vote_test(test, voted, calibration)
+    if calibration.age_borders is not None and folds is not None:
+        bias_forms(outputs, target, folds, test, calibration)
+
+
+def vote_held_out(group, data, training, checked, outputs, target, folds, calibration):
+    """The out-of-fold rows per photo and voted, as predict's check decides them."""
+    paths = list(training["path"])
+    layouts = people.identity_layouts(data, paths, group.parent / "cache", people.whole_photos(data, paths))
+    persons = training["profile"].to_numpy()
     checked_persons = persons[checked]
     clusters = people.held_out_clusters(layouts, persons, checked)
     _, true_persons = np.unique(checked_persons, return_inverse=True)
@@ -105,39 +119,47 @@ def main(group: Path, data: Path, voted: Path) -> None:
         ("voted, true persons", held_out_classes(people.vote_outputs(outputs, true_persons), folds, calibration)),
     ], checked_persons)  # fmt: skip
 
+
+def raw_test_table(group, data) -> pd.DataFrame:
+    """The group's raw test outputs (flip TTA, no calibration, no vote) with the hidden answers."""
     answers = pd.read_csv(data / "truth" / "eval.csv")[["ImageID", "ans", "person", "half"]]
-    raw = predict_dataset([group], data, tta="flip", backend="auto", calibration=None).table  # no vote
-    test = raw.merge(answers, on="ImageID")
-    test_outputs = test[PROBABILITY_COLUMNS + [AGE_ESTIMATE_COLUMN]].to_numpy()
+    raw = predict_dataset([group], data, tta="flip", backend="auto", calibration=None).table
+    return raw.merge(answers, on="ImageID")
+
+
+def vote_test(test, voted, calibration):
+    """The test photos per photo and voted, with the clusters predict found and the true persons."""
+    outputs = test[PROBABILITY_COLUMNS + [AGE_ESTIMATE_COLUMN]].to_numpy()
     found = pd.read_csv(voted / "person_groups.csv").set_index("ImageID").loc[test["ImageID"], "person"].to_numpy()
-    test_persons = test["person"].to_numpy()
-    print(f"test people: purity {people.purity(found, test_persons):.3f}")
+    persons = test["person"].to_numpy()
+    print(f"test people: purity {people.purity(found, persons):.3f}")
     lines = [
-        ("per photo", calibrated_classes(test_outputs, calibration)),
-        ("voted", calibrated_classes(people.vote_outputs(test_outputs, found), calibration)),
-        ("voted, true persons", calibrated_classes(people.vote_outputs(test_outputs, test_persons), calibration)),
+        ("per photo", calibrated_classes(outputs, calibration)),
+        ("voted", calibrated_classes(people.vote_outputs(outputs, found), calibration)),
+        ("voted, true persons", calibrated_classes(people.vote_outputs(outputs, persons), calibration)),
     ]
     for half in ("private", "all"):
         keep = (test["half"] == half).to_numpy() if half == "private" else np.ones(len(test), bool)
         truth = test["ans"].to_numpy()[keep]
-        show(f"{half} ", truth, [(label, predicted[keep]) for label, predicted in lines], test_persons[keep])
+        show(f"{half} ", truth, [(label, predicted[keep]) for label, predicted in lines], persons[keep])
 
-    if calibration.age_borders is None or folds is None:
-        return
-    held = {form: np.empty(len(target), dtype=np.int64) for form in BIAS_FORMS}
-    for fold in np.unique(folds):
-        inside = folds != fold
-        log_probabilities = log_probabilities_at_borders(outputs, fold_calibration(calibration, int(fold)).age)
-        for form, fit in BIAS_FORMS.items():
-            biases = fit(log_probabilities[inside], target[inside])
-            held[form][~inside] = (log_probabilities[~inside] + biases).argmax(axis=1)
+
+def bias_forms(outputs, target, folds, test, calibration):
+    """Each form of biases after the learned borders: held-out as calibrate's guard sees it, and on
+    the test photos fitted on all out-of-fold rows."""
+    fold_log = [
+        log_probabilities_at_borders(outputs, fold_calibration(calibration, int(fold)).age) for fold in np.unique(folds)
+    ]
     fitted = log_probabilities_at_borders(outputs, calibration.age)
-    decided = log_probabilities_at_borders(test_outputs, calibration.age)
+    decided = log_probabilities_at_borders(
+        test[PROBABILITY_COLUMNS + [AGE_ESTIMATE_COLUMN]].to_numpy(), calibration.age
+    )
     private, truth = (test["half"] == "private").to_numpy(), test["ans"].to_numpy()
     for form, fit in BIAS_FORMS.items():
+        held, _ = held_out_biases(fold_log, target, folds, fit)
         classes = (decided + fit(fitted, target)).argmax(axis=1)
         print(
-            f"{form:24} held-out {macro_f1(target, held[form]):.4f}  test: private "
+            f"{form:24} held-out {macro_f1(target, held):.4f}  test: private "
             f"{macro_f1(truth[private], classes[private]):.4f}, all {macro_f1(truth, classes):.4f}"
         )
 

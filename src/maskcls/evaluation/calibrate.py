@@ -242,9 +242,14 @@ def fold_calibration(calibration: Calibration, fold: int) -> Calibration:
     return replace(calibration, biases=calibration.fold_biases[fold] if kept_biases else calibration.biases, age=age)
 
 
+def clipped_log(probabilities: np.ndarray) -> np.ndarray:
+    """log p (float64), with p floored at ``EPSILON``: what the biases are added to."""
+    return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), EPSILON, None))
+
+
 def apply_biases(probabilities: np.ndarray, biases: np.ndarray) -> np.ndarray:
     """softmax(log p + b): probabilities whose argmax is the calibrated decision."""
-    logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), EPSILON, None)) + biases
+    logits = clipped_log(probabilities) + biases
     logits -= logits.max(axis=1, keepdims=True)
     exponentials = np.exp(logits)
     return exponentials / exponentials.sum(axis=1, keepdims=True)
@@ -298,15 +303,8 @@ def calibrate(source: str | Path) -> Calibration:
                 for borders, scale in zip(age.fold_borders, age.fold_scales, strict=True)
             ]
             probabilities = with_age_borders(probabilities, estimates, age.borders, age.scale)
-    log_probabilities = np.log(np.clip(probabilities, EPSILON, None))
-    heldout = np.empty(len(table), dtype=np.int64)
-    fold_biases = []
-    for fold, seen in zip(np.unique(folds), fold_probabilities, strict=True):
-        inside = folds != fold
-        fold_log = np.log(np.clip(seen, EPSILON, None))
-        biases = fit_biases(fold_log[inside], target[inside])
-        heldout[~inside] = (fold_log[~inside] + biases).argmax(axis=1)
-        fold_biases.append([round(float(value), 2) for value in biases])
+    log_probabilities = clipped_log(probabilities)
+    heldout, fold_biases = held_out_biases([clipped_log(seen) for seen in fold_probabilities], target, folds)
     before = macro_f1(target, log_probabilities.argmax(axis=1))
     heldout_after = macro_f1(target, heldout)
     guard_passed = heldout_after > before
@@ -321,8 +319,24 @@ def calibrate(source: str | Path) -> Calibration:
         folds=len(np.unique(folds)),
         source=str(path),
         age=age,
-        fold_biases=fold_biases,
+        fold_biases=[[round(float(value), 2) for value in biases] for biases in fold_biases],
     )
+
+
+def held_out_biases(
+    fold_log_probabilities: list[np.ndarray], target: np.ndarray, folds: np.ndarray, fit=fit_biases
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each fold's rows decided with the biases ``fit`` learns on the other folds, every fold's rows
+    seen as its entry of ``fold_log_probabilities`` shows them (cut at the age borders learned without
+    it): the classes, and each fold's biases."""
+    classes = np.empty(len(target), dtype=np.int64)
+    fold_biases = []
+    for fold, seen in zip(np.unique(folds), fold_log_probabilities, strict=True):
+        inside = folds != fold
+        biases = fit(seen[inside], target[inside])
+        classes[~inside] = (seen[~inside] + biases).argmax(axis=1)
+        fold_biases.append(biases)
+    return classes, fold_biases
 
 
 def learn_age_borders(
