@@ -1,6 +1,8 @@
 """Why CV and the private leaderboard differ on a synthetic set: the out-of-fold macro F1 against the
 training labels as given (with the planted errors) and against the true labels (truth/), beside
-the private and public F1 of the group's submission.
+the private and public F1 of the group's submission; then what the CV measures against what is
+submitted: each fold model alone on the test photos against the fold models together (flip TTA,
+the group's calibration when it has one, per photo), all test people and the private half.
 
     .venv/bin/python bench/cv_gap.py GROUP DATA-faces [SUBMISSION]
 
@@ -14,7 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from maskcls.evaluation.calibrate import cross_validated_f1
 from maskcls.evaluation.score import score_submission
+from maskcls.files import read_json
+from maskcls.inference.predict import predict_dataset
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.metrics import macro_f1
 
@@ -31,6 +36,36 @@ def true_targets(oof: pd.DataFrame, data: Path) -> pd.Series:
     return mask * 6 + gender * 3 + age
 
 
+def test_f1(table: pd.DataFrame, answers: pd.DataFrame) -> tuple[float, float]:
+    """Macro F1 of a test table's argmax classes on all test people and on the private half."""
+    scored = table.merge(answers, on="ImageID")
+    predicted = scored[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1)
+    private = (scored["half"] == "private").to_numpy()
+    return macro_f1(scored["ans"], predicted), macro_f1(scored["ans"][private], predicted[private])
+
+
+def one_model_against_all(group: Path, data: Path) -> None:
+    """The CV scores one fold model on people it did not see; the submission averages them all."""
+    calibration = group / "calibration.json" if (group / "calibration.json").exists() else None
+    answers = pd.read_csv(data / "truth" / "eval.csv")[["ImageID", "ans", "half"]]
+    cv = cross_validated_f1(calibration) if calibration else read_json(group / "cv.json").get("oof_f1")
+    print(f"CV F1 (each photo decided by the one model that did not see it): {cv:.4f}")
+    prediction = predict_dataset([group], data, tta="flip", backend="auto", calibration=calibration)
+    alone = {run: test_f1(table, answers) for run, table in prediction.per_run.items()}
+    for run, (everyone, private) in alone.items():
+        print(f"  {run.name} alone on the test photos: all {everyone:.4f}, private {private:.4f}")
+    mean_all, mean_private = (sum(figures) / len(alone) for figures in zip(*alone.values(), strict=True))
+    together_all, together_private = test_f1(prediction.table, answers)
+    print(
+        f"  mean of the fold models alone: all {mean_all:.4f} (CV - this {cv - mean_all:+.4f}), "
+        f"private {mean_private:.4f}"
+    )
+    print(
+        f"  the {len(alone)} together: all {together_all:.4f} ({together_all - mean_all:+.4f}), "
+        f"private {together_private:.4f} ({together_private - mean_private:+.4f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("group", type=Path)
@@ -42,9 +77,11 @@ def main() -> None:
     given, true = macro_f1(oof["target"], predicted), macro_f1(true_targets(oof, options.data), predicted)
     scores = score_submission(options.submission or options.group / "submission.csv", options.data)
     print(
-        f"{options.group}: CV F1 on the given labels {given:.4f}, on the true labels {true:.4f}; "
+        f"{options.group}: out-of-fold F1 at the models' own cut on the given labels {given:.4f}, "
+        f"on the true labels {true:.4f}; "
         f"public {scores['public']['f1']:.4f}, private {scores['private']['f1']:.4f}"
     )
+    one_model_against_all(options.group, options.data)
 
 
 if __name__ == "__main__":
