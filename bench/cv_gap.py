@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskcls.evaluation.calibrate import cross_validated_f1
-from maskcls.evaluation.score import score_submission
-from maskcls.files import read_json
+from maskcls.evaluation.score import Answers, read_answers, score_predictions, score_submission, validation_f1
 from maskcls.inference.predict import predict_dataset
 from maskcls.labels import PROBABILITY_COLUMNS
 from maskcls.metrics import macro_f1
@@ -36,20 +34,20 @@ def true_targets(oof: pd.DataFrame, data: Path) -> pd.Series:
     return mask * 6 + gender * 3 + age
 
 
-def test_f1(table: pd.DataFrame, answers: pd.DataFrame) -> tuple[float, float]:
+def test_f1(table: pd.DataFrame, answers: Answers) -> tuple[float, float]:
     """Macro F1 of a test table's argmax classes on all test people and on the private half."""
-    scored = table.merge(answers, on="ImageID")
-    predicted = scored[PROBABILITY_COLUMNS].to_numpy().argmax(axis=1)
-    private = (scored["half"] == "private").to_numpy()
-    return macro_f1(scored["ans"], predicted), macro_f1(scored["ans"][private], predicted[private])
+    predicted = table.set_index("ImageID").loc[answers.ids, PROBABILITY_COLUMNS].to_numpy().argmax(axis=1)
+    scores = score_predictions(answers.classes, predicted, answers.halves)
+    return scores["all"]["f1"], scores["private"]["f1"]
 
 
 def one_model_against_all(group: Path, data: Path) -> None:
     """The CV scores one fold model on people it did not see; the submission averages them all."""
     calibration = group / "calibration.json" if (group / "calibration.json").exists() else None
-    answers = pd.read_csv(data / "truth" / "eval.csv")[["ImageID", "ans", "half"]]
-    cv = cross_validated_f1(calibration) if calibration else read_json(group / "cv.json").get("oof_f1")
+    per_photo = {"sources": [str(group)], "calibration": str(calibration) if calibration else None}
+    cv = validation_f1(group / "per-photo.csv", per_photo)  # as score names the CV of such a submission
     print(f"CV F1 (each photo decided by the one model that did not see it): {cv:.4f}")
+    answers = read_answers(data)
     prediction = predict_dataset([group], data, tta="flip", backend="auto", calibration=calibration)
     alone = {run: test_f1(table, answers) for run, table in prediction.per_run.items()}
     for run, (everyone, private) in alone.items():
